@@ -1,0 +1,276 @@
+//! Payment math (SPEC §5): one implementation for client and provider.
+//!
+//! Payment points are cumulative byte counts. With payment interval `PI` and increase
+//! `INC` the boundaries are `b1 = PI`, `b(k+1) = b(k) + PI + k·INC` — intervals of `PI`,
+//! `PI+INC`, `PI+2·INC`, … bytes. The provider sends until the transfer crosses the next
+//! boundary above what it has been paid for, then asks for money; the client pays for every
+//! verified byte it holds (plus the unseal price), cumulatively.
+//!
+//! ```
+//! use rm_types::{Params, TokenAmount};
+//!
+//! // go-fil-markets' integration test: lorem.txt, 1000 attoFIL/byte, PI 10000, INC 1000.
+//! let p = Params::new(TokenAmount::from_atto(1000u64), 10_000, 1_000);
+//! assert_eq!(p.next_interval(0), 10_000);
+//! assert_eq!(p.next_interval(10_174), 21_000);
+//! assert_eq!(p.amount_for_bytes(10_174), TokenAmount::from_atto(10_174_000u64));
+//! ```
+//!
+//! Every division by the price is guarded: a zero-price deal has no payment points.
+
+use num_bigint::BigInt;
+
+use crate::{Params, TokenAmount};
+
+impl Params {
+    /// The `k`-th boundary (`k >= 1`), saturating at `u128::MAX`.
+    fn boundary(&self, k: u128) -> u128 {
+        let pi = u128::from(self.payment_interval);
+        let inc = u128::from(self.payment_interval_increase);
+        // k·PI + INC·k(k−1)/2
+        let tri = k.saturating_mul(k.saturating_sub(1)) / 2;
+        k.saturating_mul(pi).saturating_add(inc.saturating_mul(tri))
+    }
+
+    /// Smallest `k >= 1` whose boundary is strictly greater than `x`, by binary search
+    /// (boundaries grow with `k`), so huge transfers with tiny intervals stay O(log).
+    fn first_boundary_above(&self, x: u64) -> Option<u128> {
+        if self.payment_interval == 0 && self.payment_interval_increase == 0 {
+            return None;
+        }
+        let x = u128::from(x);
+        let (mut lo, mut hi) = (1u128, 1u128 << 64);
+        if self.boundary(hi) <= x {
+            return None;
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.boundary(mid) > x {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Some(lo)
+    }
+
+    /// The smallest payment boundary strictly greater than `bytes`; `u64::MAX` when there
+    /// is none (both interval parameters zero).
+    pub fn next_interval(&self, bytes: u64) -> u64 {
+        self.first_boundary_above(bytes).map_or(u64::MAX, |k| {
+            u64::try_from(self.boundary(k)).unwrap_or(u64::MAX)
+        })
+    }
+
+    /// The largest payment boundary less than or equal to `bytes` (0 if none), as
+    /// go-fil-markets HEAD defines `IntervalLowerBound`.
+    pub fn interval_lower_bound(&self, bytes: u64) -> u64 {
+        match self.first_boundary_above(bytes) {
+            Some(k) if k > 1 => u64::try_from(self.boundary(k - 1)).unwrap_or(u64::MAX),
+            Some(_) => 0,
+            // No boundary above `bytes`: every boundary is at or below it (or none exists).
+            None if self.payment_interval == 0 && self.payment_interval_increase == 0 => 0,
+            None => bytes,
+        }
+    }
+
+    /// `bytes × price + unseal price`: the cumulative amount that pays for `bytes`.
+    pub fn amount_for_bytes(&self, bytes: u64) -> TokenAmount {
+        &(&self.price_per_byte * bytes) + &self.unseal_price
+    }
+
+    /// How many bytes `funds` pay for once the unseal price is covered (0 when the price
+    /// is zero or the funds do not cover the unseal price).
+    pub fn bytes_paid_for(&self, funds: &TokenAmount) -> u64 {
+        let after_unseal = funds - &self.unseal_price;
+        if !after_unseal.is_positive() {
+            return 0;
+        }
+        match after_unseal.div_floor_u64(&self.price_per_byte) {
+            Some(bytes) => u64::try_from(bytes).unwrap_or(u64::MAX),
+            None => 0,
+        }
+    }
+
+    /// The byte count at which the provider must next stop for payment, given what it has
+    /// received so far (go-fil-markets HEAD `NextInterval(funds)`); `None` for a zero-price
+    /// deal, which never stops.
+    pub fn next_payment_point(&self, funds_received: &TokenAmount) -> Option<u64> {
+        if self.price_per_byte.is_zero() {
+            return None;
+        }
+        Some(self.next_interval(self.bytes_paid_for(funds_received)))
+    }
+
+    /// What the provider may insist on before it continues (go-fil-markets HEAD
+    /// `OutstandingBalance`): the unseal price first; then, for `sent` bytes, payment up to
+    /// the last crossed boundary — or for every sent byte once the transfer is finishing.
+    /// Never negative.
+    pub fn outstanding_balance(
+        &self,
+        funds_received: &TokenAmount,
+        sent: u64,
+        in_finalization: bool,
+    ) -> TokenAmount {
+        if funds_received < &self.unseal_price {
+            return &self.unseal_price - funds_received;
+        }
+        if self.price_per_byte.is_zero() {
+            return TokenAmount::zero();
+        }
+        let bytes = if in_finalization {
+            sent
+        } else {
+            self.interval_lower_bound(sent)
+        };
+        let need = &self.price_per_byte * bytes;
+        let paid_for_data = funds_received - &self.unseal_price;
+        (&need - &paid_for_data).clamp_non_negative()
+    }
+
+    /// What a client owes in all after verifying `received` bytes: `received × price +
+    /// unseal price`, minus what it already spent, never negative. This is the most a
+    /// client ever pays; it never pays for bytes it has not verified.
+    pub fn client_owes(&self, received: u64, funds_spent: &TokenAmount) -> TokenAmount {
+        (&self.amount_for_bytes(received) - funds_spent).clamp_non_negative()
+    }
+
+    /// Whether a zero-price, zero-unseal deal (no payment channel needed).
+    pub fn is_free(&self) -> bool {
+        self.price_per_byte.is_zero() && self.unseal_price.is_zero()
+    }
+}
+
+/// `a × b` for a token amount and a byte count, as a big integer (helper for callers that
+/// need the raw attoFIL value).
+pub fn atto_times(a: &TokenAmount, b: u64) -> BigInt {
+    a.atto() * b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(price: u64, pi: u64, inc: u64) -> Params {
+        Params::new(TokenAmount::from_atto(price), pi, inc)
+    }
+
+    /// reference §3.7, `retrievalmarket/types_test.go` (PI = 10, INC = 5, price 1).
+    #[test]
+    fn interval_table_of_go_fil_markets() {
+        let p = params(1, 10, 5);
+        for (x, lower, next) in [(0, 0, 10), (10, 10, 25), (25, 25, 45), (45, 45, 70)] {
+            assert_eq!(p.interval_lower_bound(x), lower, "lower bound of {x}");
+            assert_eq!(p.next_interval(x), next, "next interval of {x}");
+        }
+        assert_eq!(p.interval_lower_bound(9), 0);
+        assert_eq!(p.interval_lower_bound(24), 10);
+        assert_eq!(p.next_interval(9), 10);
+    }
+
+    /// Simulates the provider's payment points and the client's cumulative vouchers.
+    fn vouchers(p: &Params, blocks: &[u64]) -> Vec<TokenAmount> {
+        let mut funds = TokenAmount::zero();
+        let mut sent = 0u64;
+        let mut out = Vec::new();
+        let mut next_stop = p.next_payment_point(&funds);
+        for (i, len) in blocks.iter().enumerate() {
+            sent += len;
+            let last = i + 1 == blocks.len();
+            let stop = next_stop.is_some_and(|b| sent >= b);
+            if stop || last {
+                let owed = p.outstanding_balance(&funds, sent, last);
+                if owed.is_zero() && !last {
+                    continue;
+                }
+                // the client pays for everything it verified
+                let pay = p.client_owes(sent, &funds);
+                if pay.is_zero() {
+                    continue;
+                }
+                assert!(pay >= owed);
+                funds = &funds + &pay;
+                out.push(funds.clone());
+                next_stop = p.next_payment_point(&funds);
+            }
+        }
+        out
+    }
+
+    fn lorem_blocks() -> Vec<u64> {
+        let mut b = vec![958];
+        b.extend(std::iter::repeat_n(1024, 18));
+        b.push(568);
+        b
+    }
+
+    #[test]
+    fn lorem_vouchers_match_go_fil_markets() {
+        let p = params(1000, 10_000, 1_000);
+        assert_eq!(lorem_blocks().iter().sum::<u64>(), 19_958);
+        let v = vouchers(&p, &lorem_blocks());
+        assert_eq!(
+            v,
+            vec![
+                TokenAmount::from_atto(10_174_000u64),
+                TokenAmount::from_atto(19_958_000u64)
+            ]
+        );
+        // one block; partial selector (root + first leaf)
+        assert_eq!(
+            vouchers(&p, &[410]),
+            vec![TokenAmount::from_atto(410_000u64)]
+        );
+        assert_eq!(
+            vouchers(&p, &[958, 1024]),
+            vec![TokenAmount::from_atto(1_982_000u64)]
+        );
+    }
+
+    #[test]
+    fn zero_price_never_stops_and_never_divides_by_zero() {
+        let p = params(0, 10_000, 1_000);
+        assert_eq!(p.next_payment_point(&TokenAmount::zero()), None);
+        assert_eq!(p.bytes_paid_for(&TokenAmount::from_atto(5u64)), 0);
+        assert!(
+            p.outstanding_balance(&TokenAmount::zero(), 1 << 40, true)
+                .is_zero()
+        );
+        assert!(vouchers(&p, &lorem_blocks()).is_empty());
+        assert!(p.is_free());
+    }
+
+    #[test]
+    fn unseal_price_comes_first() {
+        let mut p = params(1, 1000, 100);
+        p.unseal_price = TokenAmount::from_atto(200u64);
+        assert_eq!(
+            p.outstanding_balance(&TokenAmount::zero(), 0, false),
+            TokenAmount::from_atto(200u64)
+        );
+        assert_eq!(
+            p.outstanding_balance(&TokenAmount::from_atto(150u64), 0, false),
+            TokenAmount::from_atto(50u64)
+        );
+        assert_eq!(p.bytes_paid_for(&TokenAmount::from_atto(1200u64)), 1000);
+        assert_eq!(
+            p.next_payment_point(&TokenAmount::from_atto(1200u64)),
+            Some(2100)
+        );
+        assert_eq!(
+            p.client_owes(1000, &TokenAmount::from_atto(200u64)),
+            TokenAmount::from_atto(1000u64)
+        );
+    }
+
+    #[test]
+    fn degenerate_intervals() {
+        let p = params(1, 0, 0);
+        assert_eq!(p.next_interval(5), u64::MAX);
+        assert_eq!(p.interval_lower_bound(5), 0);
+        let huge = params(1, 1, 0);
+        assert_eq!(huge.next_interval(u64::MAX - 1), u64::MAX);
+        assert_eq!(huge.next_interval(u64::MAX), u64::MAX);
+        assert_eq!(huge.interval_lower_bound(1 << 50), 1 << 50);
+    }
+}

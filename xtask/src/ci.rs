@@ -1,0 +1,123 @@
+//! `cargo xtask ci`: the steps CI runs, in order.
+//!
+//! Every cargo step uses the same feature set (`--workspace`, all targets) so RocksDB's
+//! C++ is compiled once per clean build, not once per step.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{preflight, project_root, tidy};
+
+struct Step {
+    name: &'static str,
+    program: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+const CARGO_STEPS: &[Step] = &[
+    Step {
+        name: "format",
+        program: "cargo",
+        args: &["fmt", "--all", "--check"],
+        env: &[],
+    },
+    Step {
+        name: "clippy",
+        program: "cargo",
+        args: &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        env: &[],
+    },
+    Step {
+        name: "test",
+        program: "cargo",
+        args: &["test", "--workspace", "--locked"],
+        env: &[],
+    },
+    Step {
+        name: "doc",
+        program: "cargo",
+        args: &["doc", "--workspace", "--no-deps", "--locked"],
+        env: &[("RUSTDOCFLAGS", "-Dwarnings")],
+    },
+    // rm-types' optional `fvm` feature, built in its own target dir so the main one keeps
+    // a single feature set (rm-types does not link RocksDB, so this build is small).
+    Step {
+        name: "rm-types with --features fvm",
+        program: "cargo",
+        args: &[
+            "test",
+            "--package",
+            "rm-types",
+            "--features",
+            "fvm",
+            "--locked",
+            "--lib",
+            "--target-dir",
+            "target/fvm",
+        ],
+        env: &[],
+    },
+];
+
+fn run_step(step: &Step) -> Result<Duration> {
+    println!(
+        "\n==> {}: {} {}",
+        step.name,
+        step.program,
+        step.args.join(" ")
+    );
+    let start = Instant::now();
+    let status = Command::new(step.program)
+        .args(step.args)
+        .envs(step.env.iter().copied())
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("could not start {}", step.program))?;
+    if !status.success() {
+        bail!(
+            "step '{}' failed ({status}); run `{} {}` to reproduce",
+            step.name,
+            step.program,
+            step.args.join(" ")
+        );
+    }
+    Ok(start.elapsed())
+}
+
+pub(crate) fn run() -> Result<()> {
+    let total = Instant::now();
+    let mut times = Vec::new();
+
+    println!("==> preflight");
+    let t = Instant::now();
+    preflight::run()?;
+    times.push(("preflight", t.elapsed()));
+
+    for step in CARGO_STEPS {
+        let elapsed = run_step(step)?;
+        times.push((step.name, elapsed));
+    }
+
+    println!("\n==> tidy");
+    let t = Instant::now();
+    tidy::run(&project_root())?;
+    times.push(("tidy", t.elapsed()));
+
+    println!("\nxtask ci: all steps passed");
+    for (name, d) in &times {
+        println!("  {name:<32} {:>8.1} s", d.as_secs_f64());
+    }
+    println!("  {:<32} {:>8.1} s", "total", total.elapsed().as_secs_f64());
+    Ok(())
+}
