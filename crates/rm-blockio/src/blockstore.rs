@@ -1,0 +1,330 @@
+//! Content-addressed block storage: the [`Blockstore`] trait, a RocksDB implementation on a
+//! shared database handle ([`RocksBlockstore`]) and an in-memory one ([`MemoryBlockstore`]).
+//!
+//! **Keys are multihashes**, not whole CIDs (as in boxo's blockstore): the same bytes are
+//! stored once whatever CID version or codec names them, so after `put` under a CIDv0,
+//! `has`/`get` with the CIDv1 of the same multihash (any codec) succeed. A block's bytes do
+//! not depend on the codec used to interpret them, so this loses nothing.
+//!
+//! **Identity CIDs** carry their data inline: `put` of an identity CID stores nothing and
+//! `get`/`has`/`size` answer from the CID itself.
+//!
+//! `put` does not hash the data; callers store only blocks they have verified (the
+//! [`SelectorVerifier`](crate::verifier::SelectorVerifier), the CAR reader and the UnixFS
+//! importer all do).
+
+use crate::codec::IDENTITY;
+use cid::Cid;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+/// Errors of a blockstore.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// The column family does not exist in the shared database.
+    #[error("column family {0:?} does not exist")]
+    MissingColumnFamily(String),
+}
+
+/// A store of blocks by CID (keyed by multihash; see the module docs).
+pub trait Blockstore: Send + Sync {
+    /// The block's bytes, if present.
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error>;
+    /// Whether the block is present.
+    fn has(&self, cid: &Cid) -> Result<bool, Error>;
+    /// The block's size in bytes, if present.
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, Error>;
+    /// Stores a block (idempotent; the data is not hashed).
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error>;
+    /// Stores several blocks, atomically where the implementation can.
+    fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> {
+        blocks
+            .iter()
+            .try_for_each(|(cid, data)| self.put(cid, data))
+    }
+    /// Removes a block (absent blocks are fine).
+    fn delete(&self, cid: &Cid) -> Result<(), Error>;
+}
+
+fn identity_data(cid: &Cid) -> Option<&[u8]> {
+    (cid.hash().code() == IDENTITY).then(|| cid.hash().digest())
+}
+
+fn key(cid: &Cid) -> Vec<u8> {
+    cid.hash().to_bytes()
+}
+
+macro_rules! forward_blockstore {
+    ($($ty:ty),*) => {$(
+        impl<T: Blockstore + ?Sized> Blockstore for $ty {
+            fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> { (**self).get(cid) }
+            fn has(&self, cid: &Cid) -> Result<bool, Error> { (**self).has(cid) }
+            fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> { (**self).size(cid) }
+            fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> { (**self).put(cid, data) }
+            fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> { (**self).put_many(blocks) }
+            fn delete(&self, cid: &Cid) -> Result<(), Error> { (**self).delete(cid) }
+        }
+    )*};
+}
+forward_blockstore!(&T, Arc<T>, Box<T>);
+
+/// An in-memory blockstore (tests, small tools).
+#[derive(Debug, Default)]
+pub struct MemoryBlockstore {
+    blocks: RwLock<HashMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemoryBlockstore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of stored blocks.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Sum of the sizes of all stored blocks.
+    pub fn total_bytes(&self) -> u64 {
+        self.read().values().map(|v| v.len() as u64).sum()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, Vec<u8>>> {
+        // A panic while holding the lock cannot leave the map half-updated (every write is a
+        // single insert or remove), so a poisoned lock is still consistent.
+        self.blocks.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, Vec<u8>>> {
+        self.blocks.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Blockstore for MemoryBlockstore {
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(data) = identity_data(cid) {
+            return Ok(Some(data.to_vec()));
+        }
+        Ok(self.read().get(&key(cid)).cloned())
+    }
+
+    fn has(&self, cid: &Cid) -> Result<bool, Error> {
+        Ok(identity_data(cid).is_some() || self.read().contains_key(&key(cid)))
+    }
+
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
+        if let Some(data) = identity_data(cid) {
+            return Ok(Some(data.len() as u64));
+        }
+        Ok(self.read().get(&key(cid)).map(|v| v.len() as u64))
+    }
+
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
+        if identity_data(cid).is_none() {
+            self.write()
+                .entry(key(cid))
+                .or_insert_with(|| data.to_vec());
+        }
+        Ok(())
+    }
+
+    fn delete(&self, cid: &Cid) -> Result<(), Error> {
+        self.write().remove(&key(cid));
+        Ok(())
+    }
+}
+
+/// A blockstore in its own column family of a shared RocksDB database.
+pub struct RocksBlockstore {
+    db: Arc<rocksdb::DB>,
+    cf: String,
+}
+
+impl std::fmt::Debug for RocksBlockstore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksBlockstore")
+            .field("cf", &self.cf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RocksBlockstore {
+    /// Column family name used by [`RocksBlockstore::open`].
+    pub const DEFAULT_CF: &'static str = "blocks";
+
+    /// A blockstore over an already opened database; the column family `cf` must exist
+    /// (open the database with it, e.g. via [`rocksdb::ColumnFamilyDescriptor`]).
+    pub fn new(db: Arc<rocksdb::DB>, cf: impl Into<String>) -> Result<Self, Error> {
+        let cf = cf.into();
+        if db.cf_handle(&cf).is_none() {
+            return Err(Error::MissingColumnFamily(cf));
+        }
+        Ok(Self { db, cf })
+    }
+
+    /// Opens (creating if needed) a standalone database at `path` with one column family,
+    /// [`RocksBlockstore::DEFAULT_CF`]. For tests and tools; nodes share one database.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, path, [Self::DEFAULT_CF])?;
+        Self::new(Arc::new(db), Self::DEFAULT_CF)
+    }
+
+    /// The shared database handle.
+    pub fn db(&self) -> &Arc<rocksdb::DB> {
+        &self.db
+    }
+
+    fn cf(&self) -> Result<&rocksdb::ColumnFamily, Error> {
+        self.db
+            .cf_handle(&self.cf)
+            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))
+    }
+}
+
+impl Blockstore for RocksBlockstore {
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(data) = identity_data(cid) {
+            return Ok(Some(data.to_vec()));
+        }
+        Ok(self.db.get_cf(self.cf()?, key(cid))?)
+    }
+
+    fn has(&self, cid: &Cid) -> Result<bool, Error> {
+        if identity_data(cid).is_some() {
+            return Ok(true);
+        }
+        let cf = self.cf()?;
+        let k = key(cid);
+        if !self.db.key_may_exist_cf(cf, &k) {
+            return Ok(false);
+        }
+        Ok(self.db.get_pinned_cf(cf, &k)?.is_some())
+    }
+
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
+        if let Some(data) = identity_data(cid) {
+            return Ok(Some(data.len() as u64));
+        }
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf()?, key(cid))?
+            .map(|v| v.len() as u64))
+    }
+
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
+        if identity_data(cid).is_some() {
+            return Ok(());
+        }
+        Ok(self.db.put_cf(self.cf()?, key(cid), data)?)
+    }
+
+    fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> {
+        let cf = self.cf()?;
+        let mut batch = rocksdb::WriteBatch::default();
+        for (cid, data) in blocks {
+            if identity_data(cid).is_none() {
+                batch.put_cf(cf, key(cid), data);
+            }
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    fn delete(&self, cid: &Cid) -> Result<(), Error> {
+        if identity_data(cid).is_some() {
+            return Ok(());
+        }
+        Ok(self.db.delete_cf(self.cf()?, key(cid))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{DAG_PB, RAW, SHA2_256, cid_of};
+
+    fn exercise(store: &dyn Blockstore) {
+        let data = b"some block".to_vec();
+        let v1 = cid_of(cid::Version::V1, RAW, SHA2_256, &data).unwrap();
+        let v0 = cid_of(cid::Version::V0, DAG_PB, SHA2_256, &data).unwrap();
+        assert!(!store.has(&v1).unwrap());
+        assert_eq!(store.get(&v1).unwrap(), None);
+        assert_eq!(store.size(&v1).unwrap(), None);
+        store.put(&v1, &data).unwrap();
+        store.put(&v1, &data).unwrap();
+        assert!(store.has(&v1).unwrap());
+        assert_eq!(store.get(&v1).unwrap(), Some(data.clone()));
+        assert_eq!(store.size(&v1).unwrap(), Some(data.len() as u64));
+        // Keyed by multihash: the CIDv0 of the same digest finds the same bytes.
+        assert!(store.has(&v0).unwrap());
+        store.delete(&v0).unwrap();
+        assert!(!store.has(&v1).unwrap());
+        store.delete(&v0).unwrap();
+
+        let blocks: Vec<(Cid, Vec<u8>)> = (0u8..10)
+            .map(|i| {
+                let d = vec![i; 100 + usize::from(i)];
+                (cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(), d)
+            })
+            .collect();
+        store.put_many(&blocks).unwrap();
+        for (cid, d) in &blocks {
+            assert_eq!(store.get(cid).unwrap().as_ref(), Some(d));
+        }
+
+        let id = cid_of(cid::Version::V1, RAW, IDENTITY, b"inline").unwrap();
+        assert!(store.has(&id).unwrap());
+        assert_eq!(store.get(&id).unwrap(), Some(b"inline".to_vec()));
+        assert_eq!(store.size(&id).unwrap(), Some(6));
+        store.put(&id, b"inline").unwrap();
+        store.delete(&id).unwrap();
+        assert!(store.has(&id).unwrap());
+    }
+
+    #[test]
+    fn memory_blockstore() {
+        let store = MemoryBlockstore::new();
+        exercise(&store);
+        assert_eq!(store.len(), 10);
+        exercise(&Arc::new(MemoryBlockstore::new()));
+    }
+
+    #[test]
+    fn rocks_blockstore() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RocksBlockstore::open(dir.path()).unwrap();
+        exercise(&store);
+        assert!(matches!(
+            RocksBlockstore::new(store.db().clone(), "nope"),
+            Err(Error::MissingColumnFamily(_))
+        ));
+    }
+
+    #[test]
+    fn rocks_blockstore_on_a_shared_db() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = Arc::new(rocksdb::DB::open_cf(&opts, dir.path(), ["a", "b"]).unwrap());
+        let a = RocksBlockstore::new(db.clone(), "a").unwrap();
+        let b = RocksBlockstore::new(db, "b").unwrap();
+        let cid = cid_of(cid::Version::V1, RAW, SHA2_256, b"x").unwrap();
+        a.put(&cid, b"x").unwrap();
+        assert!(a.has(&cid).unwrap());
+        assert!(!b.has(&cid).unwrap(), "column families are separate");
+    }
+}
