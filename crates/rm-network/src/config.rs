@@ -1,0 +1,143 @@
+//! [`Config`]: listen addresses, protocol versions, limits and timeouts.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+use crate::query::QueryProtocol;
+
+/// 1 MiB.
+const MIB: usize = 1 << 20;
+
+/// Host configuration. Every limit has a documented default ([`Config::default`]); tests
+/// and tools change fields directly or with the `with_*` methods.
+///
+/// ```
+/// use std::time::Duration;
+/// use rm_network::{Config, QueryProtocol};
+///
+/// let config = Config::default()
+///     .with_listen_addrs(["/ip4/127.0.0.1/tcp/0".parse().unwrap()])
+///     .with_serve_query_protocols([QueryProtocol::V1])
+///     .with_read_timeout(Duration::from_secs(5));
+/// assert_eq!(config.max_block_size, 2 << 20);
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Addresses to listen on. Default: none (a client-only host that only dials out).
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Query protocol versions this host answers. Default: `[V1, V0]` (both).
+    pub serve_query_protocols: Vec<QueryProtocol>,
+    /// Query protocol versions this host tries, in order, when it queries. Default:
+    /// `[V1, V0]` (1.0.0 first, 0.0.1 when the peer does not support 1.0.0).
+    pub query_protocols: Vec<QueryProtocol>,
+    /// Whether this host accepts inbound deal streams. Default: `true`.
+    pub serve_deals: bool,
+    /// Largest `DealResponse` accepted or sent, in bytes of DAG-CBOR. Default: 8 MiB
+    /// (a response carries up to ~4 MiB of blocks; twice that leaves headroom).
+    pub max_message_size: usize,
+    /// Largest other message (`Query`, `QueryResponse`, `DealProposal`, `DealPayment`).
+    /// Default: 256 KiB.
+    pub max_control_message_size: usize,
+    /// Largest block data in a `DealResponse`. Default: 2 MiB.
+    pub max_block_size: usize,
+    /// Most blocks in one `DealResponse`. Default: 8192.
+    pub max_blocks_per_response: usize,
+    /// Most inbound deal streams open at once from one peer. Default: 8.
+    pub max_inbound_deals_per_peer: usize,
+    /// Most inbound deal streams open at once in total. Default: 128.
+    pub max_inbound_deals: usize,
+    /// Most inbound query streams in progress at once from one peer. Default: 8.
+    pub max_inbound_queries_per_peer: usize,
+    /// Most inbound query streams in progress at once in total. Default: 128.
+    pub max_inbound_queries: usize,
+    /// Inbound query and deal streams negotiated but not yet admitted (a burst of peers
+    /// arriving together); beyond this a new stream is reset and counted as rejected.
+    /// Default: 64.
+    pub inbound_queue: usize,
+    /// Longest wait for one complete message once a read starts. Default: 30 s.
+    /// [`crate::DealStream::set_read_timeout`] changes it per stream (e.g. while a
+    /// provider unseals).
+    pub read_timeout: Duration,
+    /// Longest time one message may take to write. Default: 30 s.
+    pub write_timeout: Duration,
+    /// Longest time to open a stream, including a dial if not connected. Default: 10 s.
+    pub open_timeout: Duration,
+    /// How long the delegate has to answer a query (and to take an inbound deal stream
+    /// off the delegate channel). Default: 10 s.
+    pub handler_timeout: Duration,
+    /// A connection with no open stream is closed after this long. Open streams (a deal
+    /// in progress) keep the connection alive however long they last. Default: 60 s.
+    pub idle_timeout: Duration,
+    /// Peers whose addresses are remembered (least recently used are forgotten; at most
+    /// 10 addresses per peer). Default: 1024.
+    pub address_book_size: usize,
+    /// The identify agent version. Default: `rm/<crate version>`.
+    pub agent_version: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen_addrs: Vec::new(),
+            serve_query_protocols: vec![QueryProtocol::V1, QueryProtocol::V0],
+            query_protocols: vec![QueryProtocol::V1, QueryProtocol::V0],
+            serve_deals: true,
+            max_message_size: 8 * MIB,
+            max_control_message_size: 256 * 1024,
+            max_block_size: 2 * MIB,
+            max_blocks_per_response: 8192,
+            max_inbound_deals_per_peer: 8,
+            max_inbound_deals: 128,
+            max_inbound_queries_per_peer: 8,
+            max_inbound_queries: 128,
+            inbound_queue: 64,
+            read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
+            open_timeout: Duration::from_secs(10),
+            handler_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            address_book_size: 1024,
+            agent_version: concat!("rm/", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+impl Config {
+    /// Sets the listen addresses.
+    pub fn with_listen_addrs(mut self, addrs: impl IntoIterator<Item = Multiaddr>) -> Self {
+        self.listen_addrs = addrs.into_iter().collect();
+        self
+    }
+
+    /// Sets the query versions this host answers.
+    pub fn with_serve_query_protocols(
+        mut self,
+        protocols: impl IntoIterator<Item = QueryProtocol>,
+    ) -> Self {
+        self.serve_query_protocols = protocols.into_iter().collect();
+        self
+    }
+
+    /// Sets the query versions this host tries, in order.
+    pub fn with_query_protocols(
+        mut self,
+        protocols: impl IntoIterator<Item = QueryProtocol>,
+    ) -> Self {
+        self.query_protocols = protocols.into_iter().collect();
+        self
+    }
+
+    /// Sets [`Config::read_timeout`].
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::idle_timeout`].
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+}

@@ -1,0 +1,614 @@
+//! [`Network`]: the host, its swarm task and its cloneable handle.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use futures::StreamExt;
+use libp2p::{
+    Multiaddr, PeerId, Stream, StreamProtocol, SwarmBuilder,
+    core::transport::ListenerId,
+    identify,
+    identity::Keypair,
+    noise,
+    swarm::{
+        ConnectionId, DialError, Swarm, SwarmEvent,
+        dial_opts::{DialOpts, PeerCondition},
+    },
+    tcp, yamux,
+};
+use libp2p_stream::{IncomingStreams, OpenStreamError};
+use rm_types::{Query, QueryResponse, protocol::DEAL_PROTOCOL};
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+};
+
+use crate::{
+    Config, DealStream, Error, Metrics,
+    behaviour::{Behaviour, BehaviourEvent},
+    deal::Role,
+    inbound::{Inbound, InboundStream},
+    limiter::Limiter,
+    metrics::{Counters, bump},
+    query::{self, QueryProtocol, QueryRequest},
+};
+
+/// Commands queued to the swarm task.
+const COMMAND_BUFFER: usize = 64;
+
+/// How long [`Network::new`] waits for its listeners to report addresses.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the network hands to the delegate ([`Network::set_delegate`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A peer asks a query; answer with [`QueryRequest::respond`].
+    Query(QueryRequest),
+    /// A peer opened a deal stream; this side is the provider.
+    Deal(DealStream),
+}
+
+/// State shared by the handle, the accept loops and every stream.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) counters: Arc<Counters>,
+    delegate: RwLock<Option<mpsc::Sender<Event>>>,
+    deal_limiter: Arc<Limiter>,
+    query_limiter: Arc<Limiter>,
+}
+
+impl Shared {
+    fn delegate(&self) -> Option<mpsc::Sender<Event>> {
+        self.delegate
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_delegate(&self, delegate: Option<mpsc::Sender<Event>>) {
+        *self.delegate.write().unwrap_or_else(|e| e.into_inner()) = delegate;
+    }
+
+    /// Hands `event` to the delegate, waiting at most the handler timeout for room in its
+    /// channel. Counts a rejected stream and returns false when there is no delegate or it
+    /// does not take the event.
+    pub(crate) async fn deliver(&self, event: Event) -> bool {
+        let delivered = match self.delegate() {
+            None => false,
+            Some(delegate) => matches!(
+                tokio::time::timeout(self.config.handler_timeout, delegate.send(event)).await,
+                Ok(Ok(()))
+            ),
+        };
+        if !delivered {
+            bump(&self.counters.rejected_streams);
+        }
+        delivered
+    }
+}
+
+/// Requests to the swarm task.
+#[derive(Debug)]
+enum Command {
+    Dial {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    AddAddress {
+        peer: PeerId,
+        addr: Multiaddr,
+        reply: oneshot::Sender<()>,
+    },
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
+    ConnectedPeers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+    Shutdown,
+}
+
+/// A libp2p host speaking the retrieval protocols, and a cheap, cloneable handle to it.
+///
+/// The swarm (TCP + noise + yamux, identify, ping, raw streams) runs in its own tokio
+/// task; the handle talks to it over a bounded channel. The task stops when
+/// [`Network::shutdown`] is called or the last handle is dropped.
+#[derive(Clone, Debug)]
+pub struct Network {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    local_peer_id: PeerId,
+    commands: mpsc::Sender<Command>,
+    control: libp2p_stream::Control,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Network")
+            .field("local_peer_id", &self.local_peer_id)
+            .finish()
+    }
+}
+
+impl Network {
+    /// Starts a host with the identity `keypair` (see [`crate::keys`] to keep one in a
+    /// file) and waits until every listen address is bound. Must be called inside a tokio
+    /// runtime.
+    pub async fn new(keypair: Keypair, config: Config) -> Result<Self, Error> {
+        let local_peer_id = keypair.public().to_peer_id();
+        let counters = Arc::new(Counters::default());
+        let mut protocols = Vec::new();
+        for protocol in &config.serve_query_protocols {
+            let protocol = protocol.stream_protocol();
+            if !protocols.contains(&protocol) {
+                protocols.push(protocol);
+            }
+        }
+        if config.serve_deals {
+            protocols.push(StreamProtocol::new(DEAL_PROTOCOL));
+        }
+        let (queue, queued) = mpsc::channel(config.inbound_queue.max(1));
+        let inbound = Inbound::new(protocols, queue, Arc::clone(&counters));
+        let mut swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_behaviour(|key| Behaviour::new(key.public(), &config, inbound))
+            .map_err(|e| Error::Transport(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+            .build();
+
+        listen(&mut swarm, &config.listen_addrs).await?;
+
+        let control = swarm.behaviour().stream.new_control();
+        let shared = Arc::new(Shared {
+            deal_limiter: Limiter::new(config.max_inbound_deals, config.max_inbound_deals_per_peer),
+            query_limiter: Limiter::new(
+                config.max_inbound_queries,
+                config.max_inbound_queries_per_peer,
+            ),
+            counters,
+            delegate: RwLock::new(None),
+            config,
+        });
+        let tasks = vec![tokio::spawn(dispatch(Arc::clone(&shared), queued))];
+
+        let (commands, receiver) = mpsc::channel(COMMAND_BUFFER);
+        tokio::spawn(run(swarm, receiver, tasks));
+        tracing::debug!(%local_peer_id, "network started");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                local_peer_id,
+                commands,
+                control,
+                shared,
+            }),
+        })
+    }
+
+    /// This host's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.inner.local_peer_id
+    }
+
+    /// The configuration the host runs with.
+    pub fn config(&self) -> &Config {
+        &self.inner.shared.config
+    }
+
+    /// A snapshot of the counters (rejections, timeouts, queries served, ...).
+    pub fn metrics(&self) -> Metrics {
+        self.inner.shared.counters.snapshot()
+    }
+
+    /// Routes inbound queries and deal streams to `delegate` (replacing an earlier one).
+    /// Without a delegate, inbound streams are reset and counted as rejected. The channel's
+    /// capacity is the delegate's queue: when it stays full for the handler timeout,
+    /// further streams are rejected.
+    pub fn set_delegate(&self, delegate: mpsc::Sender<Event>) {
+        self.inner.shared.set_delegate(Some(delegate));
+    }
+
+    /// Stops routing inbound streams to the delegate.
+    pub fn clear_delegate(&self) {
+        self.inner.shared.set_delegate(None);
+    }
+
+    async fn command<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .commands
+            .send(make(tx))
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        rx.await.map_err(|_| Error::Shutdown)
+    }
+
+    /// The addresses the host listens on (with port numbers resolved).
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, Error> {
+        self.command(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Remembers an address of `peer`, used whenever a stream is opened to it while not
+    /// connected. Returns once the address is recorded.
+    pub async fn add_address(&self, peer: PeerId, addr: Multiaddr) -> Result<(), Error> {
+        self.command(|reply| Command::AddAddress { peer, addr, reply })
+            .await
+    }
+
+    /// Connects to `peer` (at `addrs` and any remembered address) and waits until the
+    /// connection is up. Returns at once when already connected.
+    pub async fn dial(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<(), Error> {
+        let after = self.config().open_timeout;
+        let dial = self.command(|reply| Command::Dial { peer, addrs, reply });
+        match tokio::time::timeout(after, dial).await {
+            Ok(result) => result?,
+            Err(_) => Err(Error::Timeout {
+                what: "dialing",
+                after,
+            }),
+        }
+    }
+
+    /// Peers with at least one open connection.
+    pub async fn connected_peers(&self) -> Result<Vec<PeerId>, Error> {
+        self.command(|reply| Command::ConnectedPeers { reply })
+            .await
+    }
+
+    /// Whether there is an open connection to `peer`.
+    pub async fn is_connected(&self, peer: PeerId) -> Result<bool, Error> {
+        Ok(self.connected_peers().await?.contains(&peer))
+    }
+
+    /// Closes every connection to `peer`, even with streams open. Returns whether there
+    /// was one.
+    pub async fn disconnect(&self, peer: PeerId) -> Result<bool, Error> {
+        self.command(|reply| Command::Disconnect { peer, reply })
+            .await
+    }
+
+    /// Stops the swarm task (closing all connections) and drops the delegate. Other
+    /// handles then return [`Error::Shutdown`].
+    pub async fn shutdown(&self) {
+        self.clear_delegate();
+        if self.inner.commands.send(Command::Shutdown).await.is_ok() {
+            self.inner.commands.closed().await;
+        }
+    }
+
+    /// Opens a raw libp2p stream for `protocol` to `peer`, dialing it if needed (bounded
+    /// by [`Config::open_timeout`]). For custom protocols and tests; the retrieval
+    /// protocols have typed methods.
+    pub async fn open_stream(
+        &self,
+        peer: PeerId,
+        protocol: StreamProtocol,
+    ) -> Result<Stream, Error> {
+        if self.inner.commands.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        let mut control = self.inner.control.clone();
+        let after = self.config().open_timeout;
+        match tokio::time::timeout(after, control.open_stream(peer, protocol.clone())).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(OpenStreamError::UnsupportedProtocol(_))) => Err(Error::UnsupportedProtocol {
+                peer,
+                protocols: vec![protocol.to_string()],
+            }),
+            Ok(Err(e)) => Err(Error::OpenStream {
+                peer,
+                reason: e.to_string(),
+            }),
+            Err(_) => {
+                bump(&self.inner.shared.counters.timeouts);
+                Err(Error::Timeout {
+                    what: "opening a stream",
+                    after,
+                })
+            }
+        }
+    }
+
+    /// Accepts raw inbound streams for a custom `protocol` (through `libp2p-stream`). The
+    /// returned stream of `(peer, stream)` must be polled promptly: it holds one stream at
+    /// a time, and libp2p-stream drops inbound streams that find it occupied.
+    pub fn accept(&self, protocol: StreamProtocol) -> Result<IncomingStreams, Error> {
+        self.inner
+            .control
+            .clone()
+            .accept(protocol.clone())
+            .map_err(|_| Error::AlreadyRegistered(protocol.to_string()))
+    }
+
+    /// Asks `peer` a query, trying the versions of [`Config::query_protocols`] in order.
+    pub async fn query(&self, peer: PeerId, query: &Query) -> Result<QueryResponse, Error> {
+        let protocols = self.config().query_protocols.clone();
+        self.query_via(peer, query, &protocols)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    /// Asks `peer` a query, trying `protocols` in order: a version the peer does not
+    /// support is skipped; any other failure ends the attempt. Returns the answer and the
+    /// version that carried it.
+    pub async fn query_via(
+        &self,
+        peer: PeerId,
+        query: &Query,
+        protocols: &[QueryProtocol],
+    ) -> Result<(QueryResponse, QueryProtocol), Error> {
+        let mut tried = Vec::new();
+        for (i, &protocol) in protocols.iter().enumerate() {
+            match self.open_stream(peer, protocol.stream_protocol()).await {
+                Ok(stream) => {
+                    if i > 0 {
+                        bump(&self.inner.shared.counters.query_fallbacks);
+                    }
+                    let response =
+                        query::exchange(&self.inner.shared, stream, query, protocol).await?;
+                    return Ok((response, protocol));
+                }
+                Err(Error::UnsupportedProtocol { .. }) => {
+                    tracing::debug!(%peer, %protocol, "peer does not support this query version");
+                    tried.push(protocol.id().to_owned());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::UnsupportedProtocol {
+            peer,
+            protocols: tried,
+        })
+    }
+
+    /// Opens a deal stream to `peer`; this side is the client.
+    pub async fn open_deal_stream(&self, peer: PeerId) -> Result<DealStream, Error> {
+        let stream = self
+            .open_stream(peer, StreamProtocol::new(DEAL_PROTOCOL))
+            .await?;
+        bump(&self.inner.shared.counters.deal_streams_opened);
+        Ok(DealStream::new(
+            peer,
+            Role::Client,
+            stream,
+            Arc::clone(&self.inner.shared),
+            None,
+        ))
+    }
+}
+
+/// Binds every listen address and waits until each reports its first address.
+async fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), Error> {
+    let mut pending: HashMap<ListenerId, Multiaddr> = HashMap::new();
+    for addr in addrs {
+        let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+        pending.insert(id, addr.clone());
+    }
+    let deadline = tokio::time::Instant::now() + LISTEN_TIMEOUT;
+    while !pending.is_empty() {
+        let Ok(event) = tokio::time::timeout_at(deadline, swarm.select_next_some()).await else {
+            let addr = pending
+                .into_values()
+                .next()
+                .unwrap_or_else(Multiaddr::empty);
+            return Err(Error::Listen {
+                addr,
+                reason: "no address reported in time".into(),
+            });
+        };
+        match event {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } => {
+                tracing::info!(%address, "listening");
+                pending.remove(&listener_id);
+            }
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                reason,
+                ..
+            } => {
+                if let Some(addr) = pending.remove(&listener_id) {
+                    return Err(Error::Listen {
+                        addr,
+                        reason: format!("listener closed: {reason:?}"),
+                    });
+                }
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                if let Some(addr) = pending.remove(&listener_id) {
+                    return Err(Error::Listen {
+                        addr,
+                        reason: error.to_string(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Admits queued inbound streams within the limits: each query is served in its own
+/// task, each deal stream is handed to the delegate.
+async fn dispatch(shared: Arc<Shared>, mut queue: mpsc::Receiver<InboundStream>) {
+    while let Some((peer, protocol, stream)) = queue.recv().await {
+        let query = QueryProtocol::ALL
+            .into_iter()
+            .find(|q| q.id() == protocol.as_ref());
+        let limiter = if query.is_some() {
+            &shared.query_limiter
+        } else {
+            &shared.deal_limiter
+        };
+        let Some(permit) = limiter.try_acquire(peer) else {
+            tracing::debug!(%peer, %protocol, "too many inbound streams; resetting the stream");
+            bump(&shared.counters.rejected_streams);
+            drop(stream);
+            continue;
+        };
+        match query {
+            Some(query) => {
+                tokio::spawn(query::serve(
+                    Arc::clone(&shared),
+                    peer,
+                    stream,
+                    query,
+                    permit,
+                ));
+            }
+            None => {
+                let deal = DealStream::new(
+                    peer,
+                    Role::Provider,
+                    stream,
+                    Arc::clone(&shared),
+                    Some(permit),
+                );
+                let shared = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    if shared.deliver(Event::Deal(deal)).await {
+                        bump(&shared.counters.deal_streams_accepted);
+                    } else {
+                        tracing::debug!(%peer, "no delegate took the deal stream; resetting it");
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Dials in progress: the peer and who waits for the outcome.
+type Dials = HashMap<ConnectionId, (PeerId, oneshot::Sender<Result<(), Error>>)>;
+
+/// The swarm task.
+async fn run(
+    mut swarm: Swarm<Behaviour>,
+    mut commands: mpsc::Receiver<Command>,
+    tasks: Vec<JoinHandle<()>>,
+) {
+    let mut dials = Dials::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None | Some(Command::Shutdown) => break,
+                Some(command) => on_command(&mut swarm, command, &mut dials),
+            },
+            event = swarm.select_next_some() => on_event(event, &mut dials),
+        }
+    }
+    for task in tasks {
+        task.abort();
+    }
+    drop(swarm);
+    drop(commands);
+    tracing::debug!("network stopped");
+}
+
+fn on_command(swarm: &mut Swarm<Behaviour>, command: Command, dials: &mut Dials) {
+    match command {
+        Command::Dial { peer, addrs, reply } => {
+            for addr in &addrs {
+                swarm.behaviour_mut().addresses.add(peer, addr.clone());
+            }
+            let opts = DialOpts::peer_id(peer)
+                .condition(PeerCondition::Disconnected)
+                .addresses(addrs)
+                .extend_addresses_through_behaviour()
+                .build();
+            let id = opts.connection_id();
+            match swarm.dial(opts) {
+                Ok(()) => {
+                    dials.insert(id, (peer, reply));
+                }
+                Err(DialError::DialPeerConditionFalse(_)) => {
+                    let _ = reply.send(Ok(()));
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(Error::Dial {
+                        peer,
+                        reason: e.to_string(),
+                    }));
+                }
+            }
+        }
+        Command::AddAddress { peer, addr, reply } => {
+            swarm.behaviour_mut().addresses.add(peer, addr);
+            let _ = reply.send(());
+        }
+        Command::ListenAddrs { reply } => {
+            let _ = reply.send(swarm.listeners().cloned().collect());
+        }
+        Command::ConnectedPeers { reply } => {
+            let _ = reply.send(swarm.connected_peers().copied().collect());
+        }
+        Command::Disconnect { peer, reply } => {
+            let _ = reply.send(swarm.disconnect_peer_id(peer).is_ok());
+        }
+        Command::Shutdown => {}
+    }
+}
+
+fn on_event(event: SwarmEvent<BehaviourEvent>, dials: &mut Dials) {
+    match event {
+        SwarmEvent::ConnectionEstablished {
+            peer_id,
+            connection_id,
+            ..
+        } => {
+            tracing::debug!(peer = %peer_id, "connected");
+            if let Some((_, reply)) = dials.remove(&connection_id) {
+                let _ = reply.send(Ok(()));
+            }
+        }
+        SwarmEvent::OutgoingConnectionError {
+            connection_id,
+            peer_id,
+            error,
+        } => {
+            tracing::debug!(peer = ?peer_id, %error, "outgoing connection failed");
+            if let Some((peer, reply)) = dials.remove(&connection_id) {
+                let _ = reply.send(Err(Error::Dial {
+                    peer,
+                    reason: error.to_string(),
+                }));
+            }
+        }
+        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            tracing::debug!(peer = %peer_id, ?cause, "connection closed");
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+            peer_id,
+            info,
+            ..
+        })) => {
+            tracing::debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+        }
+        _ => {}
+    }
+}
