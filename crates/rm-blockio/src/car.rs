@@ -64,7 +64,8 @@ pub enum Error {
     Reader(#[from] reader::Error),
 }
 
-/// Caps applied while reading (defaults as in go-car: 32 MiB header, 8 MiB section).
+/// Caps applied while reading: 1 MiB header (go-car allows 32 MiB; a real header is a
+/// few CIDs), 8 MiB section (as go-car).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest header accepted.
@@ -76,7 +77,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            max_header_size: 32 << 20,
+            max_header_size: 1 << 20,
             max_section_size: 8 << 20,
         }
     }
@@ -158,31 +159,27 @@ fn varint_len(v: u64) -> u64 {
     bits.div_ceil(7).max(1)
 }
 
+/// The CAR v1 header. Decoded into this typed form rather than a generic tree, so unknown
+/// keys are skipped without being built in memory.
+#[derive(serde::Deserialize)]
+struct Header {
+    // Absent in a CAR v2 pragma (`{"version": 2}`), which must report the version.
+    #[serde(default)]
+    roots: Vec<Cid>,
+    version: i64,
+}
+
 /// Decodes a CAR v1 header block.
 fn parse_header(bytes: &[u8]) -> Result<Vec<Cid>, Error> {
-    let node = Node::from_dag_cbor(bytes).map_err(|e| Error::BadHeader(e.to_string()))?;
-    if !matches!(node, Node::Map(_)) {
-        return Err(Error::BadHeader("header is not a map".into()));
+    let header: Header =
+        serde_ipld_dagcbor::from_slice(bytes).map_err(|e| Error::BadHeader(e.to_string()))?;
+    if header.version != 1 {
+        return Err(Error::UnsupportedVersion(header.version.into()));
     }
-    match node.get("version") {
-        Some(Node::Integer(1)) => {}
-        Some(Node::Integer(v)) => return Err(Error::UnsupportedVersion(*v)),
-        _ => return Err(Error::BadHeader("version must be an integer".into())),
-    }
-    let Some(Node::List(roots)) = node.get("roots") else {
-        return Err(Error::BadHeader("roots must be a list".into()));
-    };
-    let roots = roots
-        .iter()
-        .map(|r| match r {
-            Node::Link(c) => Ok(**c),
-            _ => Err(Error::BadHeader("roots must be CIDs".into())),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    if roots.is_empty() {
+    if header.roots.is_empty() {
         return Err(Error::BadHeader("no roots".into()));
     }
-    Ok(roots)
+    Ok(header.roots)
 }
 
 /// Streaming CAR v1 reader; iterate it for `(cid, data)` pairs, each verified.
@@ -493,6 +490,18 @@ mod tests {
         let mut car = vec![no_roots.len() as u8];
         car.extend_from_slice(&no_roots);
         assert!(matches!(Reader::new(&car[..]), Err(Error::BadHeader(_))));
+        // Unknown header keys are skipped (and never built into a tree).
+        let root: Cid = "bafkqaaa".parse().unwrap();
+        let extra = Node::Map(vec![
+            ("roots".into(), Node::List(vec![Node::link(root)])),
+            ("version".into(), Node::Integer(1)),
+            ("x".into(), Node::List(vec![Node::Null; 100])),
+        ])
+        .to_dag_cbor()
+        .unwrap();
+        let mut car = vec![0x80 | (extra.len() & 0x7f) as u8, (extra.len() >> 7) as u8];
+        car.extend_from_slice(&extra);
+        assert_eq!(Reader::new(&car[..]).unwrap().roots(), &[root]);
         // A section whose data was tampered with.
         let (mut bytes, blocks) = sample();
         let last = bytes.len() - 1;

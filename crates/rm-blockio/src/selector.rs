@@ -27,6 +27,11 @@ use crate::codec::{self, Node};
 /// Deepest selector nesting accepted when parsing.
 pub const MAX_NESTING: usize = 128;
 
+/// Most selector nodes (explore clauses and matchers) in one selector. Real selectors have
+/// a handful; the cap bounds the work a peer's selector can cause per visited node (a union
+/// is walked member by member at every node).
+pub const MAX_SELECTOR_NODES: usize = 1024;
+
 /// The explore-all-recursively selector as DAG-CBOR:
 /// `{"R":{"l":{"none":{}},":>":{"a":{">":{"@":{}}}}}}`.
 pub const EXPLORE_ALL_RECURSIVELY_DAG_CBOR: &[u8] = &[
@@ -50,6 +55,9 @@ pub enum ParseError {
     /// Nesting deeper than [`MAX_NESTING`].
     #[error("selector nesting deeper than {MAX_NESTING}")]
     TooDeep,
+    /// More than [`MAX_SELECTOR_NODES`] selector nodes.
+    #[error("selector has more than {MAX_SELECTOR_NODES} nodes")]
+    TooLarge,
 }
 
 /// The recursion limit of an [`Selector::ExploreRecursive`].
@@ -137,6 +145,7 @@ impl Selector {
         let mut parser = Parser {
             recursions: Vec::new(),
             depth: 0,
+            nodes: 0,
         };
         parser.parse(node)
     }
@@ -197,6 +206,8 @@ struct Parser {
     /// One counter of bound edges per enclosing ExploreRecursive (innermost last).
     recursions: Vec<usize>,
     depth: usize,
+    /// Selector nodes parsed so far.
+    nodes: usize,
 }
 
 fn invalid(msg: &str) -> ParseError {
@@ -218,6 +229,10 @@ impl Parser {
         self.depth += 1;
         if self.depth > MAX_NESTING {
             return Err(ParseError::TooDeep);
+        }
+        self.nodes += 1;
+        if self.nodes > MAX_SELECTOR_NODES {
+            return Err(ParseError::TooLarge);
         }
         let result = self.parse_inner(node);
         self.depth -= 1;
@@ -524,5 +539,16 @@ mod tests {
             deep = Node::Map(vec![("a".into(), Node::Map(vec![(">".into(), deep)]))]);
         }
         assert_eq!(Selector::from_node(&deep), Err(ParseError::TooDeep));
+        // A wide union (hostile: it is walked member by member at every node) is refused.
+        let wide = Node::Map(vec![(
+            "|".into(),
+            Node::List(vec![Selector::Matcher.to_node(); MAX_SELECTOR_NODES + 1]),
+        )]);
+        assert_eq!(Selector::from_node(&wide), Err(ParseError::TooLarge));
+        let fine = Node::Map(vec![(
+            "|".into(),
+            Node::List(vec![Selector::Matcher.to_node(); 8]),
+        )]);
+        assert!(Selector::from_node(&fine).is_ok());
     }
 }

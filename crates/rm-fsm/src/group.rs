@@ -364,6 +364,12 @@ struct Shared<M: Machine, K: Key> {
     committer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// Pause before re-running an entry action whose triggered events could not be written.
+const STORE_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Upper bound for configured channel capacities (tokio panics above `usize::MAX >> 3`).
+const MAX_CHANNEL: usize = 1 << 24;
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -442,7 +448,7 @@ impl<M: Machine, K: Key> Group<M, K> {
                 max_batch,
                 max_delay,
             } => {
-                let max_batch = max_batch.max(1);
+                let max_batch = max_batch.clamp(1, MAX_CHANNEL / 2);
                 let (tx, rx) = mpsc::channel(max_batch.saturating_mul(2));
                 committer_task = Some(tokio::spawn(run_committer(
                     store.clone(),
@@ -457,7 +463,7 @@ impl<M: Machine, K: Key> Group<M, K> {
         let (notify, _) = broadcast::channel(config.subscriber_capacity.clamp(1, 1 << 24));
         let (alive_tx, alive_rx) = mpsc::channel(1);
         let (shutdown, _) = watch::channel(false);
-        let queue = config.queue_capacity.max(1);
+        let queue = config.queue_capacity.clamp(1, MAX_CHANNEL);
         let shared = Arc::new(Shared {
             core: Arc::new(Core {
                 machine,
@@ -477,9 +483,18 @@ impl<M: Machine, K: Key> Group<M, K> {
             committer_task: Mutex::new(committer_task),
         });
         tracing::debug!(resumed = live.len(), "fsm group opened");
-        for (id, key, snapshot) in live {
-            let (tx, rx) = mpsc::channel(queue);
-            lock(&shared.registry).machines.insert(id.clone(), tx);
+        // Register every resumed machine before any starts, so that an entry action sending
+        // to another resumed machine finds it registered.
+        let mut inboxes = Vec::with_capacity(live.len());
+        {
+            let mut registry = lock(&shared.registry);
+            for (id, key, snapshot) in live {
+                let (tx, rx) = mpsc::channel(queue);
+                registry.machines.insert(id.clone(), tx);
+                inboxes.push((id, key, snapshot, rx));
+            }
+        }
+        for (id, key, snapshot, rx) in inboxes {
             spawn(&shared, id, key, snapshot, rx, true);
         }
         Ok(Group { shared })
@@ -488,7 +503,10 @@ impl<M: Machine, K: Key> Group<M, K> {
     /// Starts machine `id` in `initial`: persists it (`seq` 0), publishes
     /// [`Notification::Began`] and runs the initial state's entry action.
     ///
-    /// Fails with [`Error::Exists`] if `id` is running or stored (even if final).
+    /// Fails with [`Error::Exists`] if `id` is running or stored (even if final), and with
+    /// [`Error::Closed`] once the group is closing. `close` waits for a `begin` in progress;
+    /// if it started closing after the initial state was written, `begin` returns `Closed`
+    /// and the machine resumes at the next `open`.
     pub async fn begin(&self, id: K, initial: M::State) -> Result<(), Error> {
         let core = &self.shared.core;
         let key = id.to_key_bytes();
@@ -497,7 +515,12 @@ impl<M: Machine, K: Key> Group<M, K> {
             state: initial,
         };
         let bytes = encode(&snapshot, core.config.max_state_bytes)?;
-        let (tx, rx) = mpsc::channel(core.config.queue_capacity.max(1));
+        let (tx, rx) = mpsc::channel(core.config.queue_capacity.clamp(1, MAX_CHANNEL));
+        // Held until the machine is spawned, so that `close` waits for this `begin` and the
+        // initial write never lands after `close` returned.
+        let Some(_alive) = lock(&self.shared.alive_tx).clone() else {
+            return Err(Error::Closed);
+        };
         {
             let mut registry = lock(&self.shared.registry);
             if registry.closed {
@@ -889,6 +912,10 @@ impl<M: Machine, K: Key> Task<M, K> {
             batch.put(self.key.clone(), bytes);
             if let Err(e) = persist(&core, batch).await {
                 tracing::error!(id = ?self.id, error = %e, "writing state failed; events not applied");
+                // Senders hear of the failure; events triggered by an entry action have no
+                // sender, so the entry action runs again (after a pause) to re-trigger them
+                // instead of leaving the machine idle in a state whose work was dropped.
+                let lost_triggered = done.iter().any(|d| d.reply.is_none() && d.result.is_ok());
                 for d in &mut done {
                     if d.result.is_ok() {
                         d.result = Err(Error::Store(e.clone()));
@@ -897,6 +924,10 @@ impl<M: Machine, K: Key> Task<M, K> {
                 }
                 next = None;
                 effect = Effect::Record;
+                if lost_triggered {
+                    tokio::time::sleep(STORE_RETRY_PAUSE).await;
+                    effect = Effect::Enter;
+                }
             }
         }
         if let Some(snapshot) = next {

@@ -40,6 +40,10 @@ pub struct Config {
     /// Largest other message (`Query`, `QueryResponse`, `DealProposal`, `DealPayment`).
     /// Default: 256 KiB.
     pub max_control_message_size: usize,
+    /// Largest `DealProposal`. Default: 16 KiB. Kept small because a proposal's selector is
+    /// decoded into a data-model tree several times larger than its bytes, and a provider
+    /// holds one per open deal stream; real proposals are a few hundred bytes.
+    pub max_proposal_size: usize,
     /// Largest block data in a `DealResponse`. Default: 2 MiB.
     pub max_block_size: usize,
     /// Most blocks in one `DealResponse`. Default: 8192.
@@ -56,11 +60,15 @@ pub struct Config {
     /// arriving together); beyond this a new stream is reset and counted as rejected.
     /// Default: 64.
     pub inbound_queue: usize,
-    /// Longest wait for one complete message once a read starts. Default: 30 s.
+    /// Longest a read may go without progress. Default: 30 s. On a deal stream a read
+    /// fails when the peer sends nothing for this long, or when one message takes more than
+    /// ten times this long in all (so a slow link can carry large responses, but a peer
+    /// trickling bytes cannot hold a stream forever); queries use it for the whole message.
     /// [`crate::DealStream::set_read_timeout`] changes it per stream (e.g. while a
     /// provider unseals).
     pub read_timeout: Duration,
-    /// Longest time one message may take to write. Default: 30 s.
+    /// Longest a write may go without progress (a `DealResponse` may take ten times this
+    /// in all; other messages this long in all). Default: 30 s.
     pub write_timeout: Duration,
     /// Longest time to open a stream, including a dial if not connected. Default: 10 s.
     pub open_timeout: Duration,
@@ -86,6 +94,7 @@ impl Default for Config {
             serve_deals: true,
             max_message_size: 8 * MIB,
             max_control_message_size: 256 * 1024,
+            max_proposal_size: 16 * 1024,
             max_block_size: 2 * MIB,
             max_blocks_per_response: 8192,
             max_inbound_deals_per_peer: 8,

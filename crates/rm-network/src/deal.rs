@@ -7,6 +7,7 @@ use libp2p::{PeerId, Stream};
 use rm_types::{DealPayment, DealProposal, DealResponse, codec};
 use serde::{Serialize, de::DeserializeOwned};
 
+use crate::idle::{self, Deadlines};
 use crate::{
     Error,
     framing::{FrameReader, Piece, encode_deal_response, write_message, write_pieces},
@@ -40,8 +41,8 @@ impl fmt::Display for Role {
 /// [`DealStream::write_response`] and [`DealStream::read_payment`]. Calling a method of
 /// the other side is [`Error::WrongRole`].
 ///
-/// Every read waits at most the read timeout for a complete message and holds at most the
-/// size cap in memory; a `DealResponse` must also respect the block limits. Any failure
+/// A read fails when the peer makes no progress for the read timeout, or when one message
+/// takes more than ten read timeouts in all; it holds at most the size cap in memory; a `DealResponse` must also respect the block limits. Any failure
 /// caused by the peer (oversized, malformed, truncated, timed out) resets the stream and is
 /// counted; later calls return [`Error::Reset`]. End of stream where a message would start
 /// is [`Error::Closed`] and leaves this side able to write and close. Writes are bounded by the write timeout;
@@ -143,11 +144,12 @@ impl DealStream {
             return Err(Error::Reset);
         };
         let after = self.read_timeout;
-        let read = tokio::time::timeout(after, self.reader.next_item(io, cap)).await;
+        let mut io = Deadlines::new(io, after);
+        let read = self.reader.next_item(&mut io, cap).await;
         let decoded = match read {
-            Err(_) => Err(Error::Timeout { what, after }),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok(len)) => {
+            Err(e) if idle::is_timeout(&e) => Err(Error::Timeout { what, after }),
+            Err(e) => Err(e),
+            Ok(len) => {
                 let value = codec::from_slice(self.reader.item(len)).map_err(Error::from_codec);
                 self.reader.consume(len);
                 value
@@ -203,7 +205,7 @@ impl DealStream {
     /// Provider: reads the client's proposal.
     pub async fn read_proposal(&mut self) -> Result<DealProposal, Error> {
         self.check_role(Role::Provider, "read a proposal")?;
-        let cap = self.shared.config.max_control_message_size;
+        let cap = self.shared.config.max_proposal_size;
         self.read_item(cap, "reading a deal proposal").await
     }
 
@@ -229,13 +231,13 @@ impl DealStream {
         let after = config.write_timeout;
         let result = match self.io.as_mut() {
             None => Err(Error::Reset),
-            Some(io) => match tokio::time::timeout(after, write_pieces(io, &head, &pieces)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(self.fail(e)),
-                Err(_) => Err(self.fail(Error::Timeout {
+            Some(io) => match write_pieces(&mut Deadlines::new(io, after), &head, &pieces).await {
+                Ok(()) => Ok(()),
+                Err(e) if idle::is_timeout(&e) => Err(self.fail(Error::Timeout {
                     what: "writing a deal response",
                     after,
                 })),
+                Err(e) => Err(self.fail(e)),
             },
         };
         drop(pieces);

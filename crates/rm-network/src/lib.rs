@@ -82,6 +82,7 @@ mod config;
 mod deal;
 mod error;
 mod framing;
+mod idle;
 mod inbound;
 pub mod keys;
 mod limiter;

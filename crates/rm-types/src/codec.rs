@@ -144,7 +144,7 @@ impl ItemScanner {
             // How many bytes this header consumes outright, and how many child items it opens.
             let (skip, children) = match major {
                 0 | 1 => (header as u64, 0),
-                2 | 3 => (header as u64 + arg, 0),
+                2 | 3 => ((header as u64).saturating_add(arg), 0),
                 4 => (header as u64, arg),
                 5 => (
                     header as u64,
@@ -255,6 +255,23 @@ mod tests {
             scan_all(&[0x5a, 0xff, 0xff, 0xff, 0xff], 1 << 20),
             Err(Error::TooLarge { .. })
         ));
+        // byte and text strings claiming ~2^64 bytes (must not overflow)
+        for major in [0x5b, 0x7b] {
+            let hostile = [major, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+            assert!(matches!(
+                scan_all(&hostile, 1 << 20),
+                Err(Error::TooLarge { .. })
+            ));
+            assert!(matches!(
+                scan_all(
+                    &[
+                        0x81, hostile[0], 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0
+                    ],
+                    1 << 20
+                ),
+                Err(Error::TooLarge { .. })
+            ));
+        }
         // array claiming 2^64-1 items
         assert!(
             scan_all(

@@ -13,6 +13,9 @@ pub enum Error {
     /// A signature was malformed (empty, unknown type byte, too long).
     #[error("invalid signature: {0}")]
     Signature(&'static str),
+    /// Deal terms are unacceptable on their face (negative price, ...).
+    #[error("invalid deal parameters: {0}")]
+    InvalidParams(&'static str),
     /// A CID prefix was malformed.
     #[error("invalid CID prefix: {0}")]
     InvalidPrefix(&'static str),

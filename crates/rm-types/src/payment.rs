@@ -86,6 +86,9 @@ impl Params {
         if !after_unseal.is_positive() {
             return 0;
         }
+        if !self.price_per_byte.is_positive() {
+            return 0;
+        }
         match after_unseal.div_floor_u64(&self.price_per_byte) {
             Some(bytes) => u64::try_from(bytes).unwrap_or(u64::MAX),
             None => 0,
@@ -133,6 +136,23 @@ impl Params {
     /// client ever pays; it never pays for bytes it has not verified.
     pub fn client_owes(&self, received: u64, funds_spent: &TokenAmount) -> TokenAmount {
         (&self.amount_for_bytes(received) - funds_spent).clamp_non_negative()
+    }
+
+    /// Checks terms that arrive from a peer: prices may not be negative, and a paid deal
+    /// needs a payment interval (else it would never stop for payment).
+    pub fn validate(&self) -> Result<(), crate::Error> {
+        if self.price_per_byte.is_negative() {
+            return Err(crate::Error::InvalidParams("negative price per byte"));
+        }
+        if self.unseal_price.is_negative() {
+            return Err(crate::Error::InvalidParams("negative unseal price"));
+        }
+        if self.price_per_byte.is_positive() && self.payment_interval == 0 {
+            return Err(crate::Error::InvalidParams(
+                "a paid deal needs a payment interval",
+            ));
+        }
+        Ok(())
     }
 
     /// Whether a zero-price, zero-unseal deal (no payment channel needed).
@@ -261,6 +281,24 @@ mod tests {
             p.client_owes(1000, &TokenAmount::from_atto(200u64)),
             TokenAmount::from_atto(1000u64)
         );
+    }
+
+    #[test]
+    fn hostile_terms_are_rejected_and_never_make_data_free() {
+        let negative = params(0, 10, 0);
+        let negative = Params {
+            price_per_byte: TokenAmount::from_atto(-1),
+            ..negative
+        };
+        assert!(negative.validate().is_err());
+        // even unvalidated, a negative price pays for no bytes
+        assert_eq!(negative.bytes_paid_for(&TokenAmount::from_atto(1u64)), 0);
+        let mut neg_unseal = params(1, 10, 0);
+        neg_unseal.unseal_price = TokenAmount::from_atto(-5);
+        assert!(neg_unseal.validate().is_err());
+        assert!(params(1, 0, 0).validate().is_err());
+        assert!(params(0, 0, 0).validate().is_ok());
+        assert!(params(1000, 10_000, 1_000).validate().is_ok());
     }
 
     #[test]
