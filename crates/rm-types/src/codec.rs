@@ -193,8 +193,6 @@ impl ItemScanner {
 /// Generates `Serialize`/`Deserialize` for a struct encoded as a CBOR array of its fields in
 /// declaration order (cbor-gen's tuple encoding). Field types must serialize the way the
 /// wire wants (use `serde_bytes::ByteBuf` for byte strings).
-#[macro_export]
-#[doc(hidden)]
 macro_rules! tuple_serde {
     ($ty:ident { $($field:ident : $fty:ty),* $(,)? }) => {
         impl ::serde::Serialize for $ty {
@@ -210,6 +208,7 @@ macro_rules! tuple_serde {
         }
     };
 }
+pub(crate) use tuple_serde;
 
 #[cfg(test)]
 mod tests {

@@ -100,7 +100,7 @@ pub struct SignedVoucher {
     pub signature: Option<Signature>,
 }
 
-crate::tuple_serde!(Merge {
+crate::codec::tuple_serde!(Merge {
     lane: u64,
     nonce: u64
 });

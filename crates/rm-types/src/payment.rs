@@ -18,8 +18,6 @@
 //!
 //! Every division by the price is guarded: a zero-price deal has no payment points.
 
-use num_bigint::BigInt;
-
 use crate::{Params, TokenAmount};
 
 impl Params {
@@ -89,7 +87,7 @@ impl Params {
         if !self.price_per_byte.is_positive() {
             return 0;
         }
-        match after_unseal.div_floor_u64(&self.price_per_byte) {
+        match after_unseal.div_floor(&self.price_per_byte) {
             Some(bytes) => u64::try_from(bytes).unwrap_or(u64::MAX),
             None => 0,
         }
@@ -159,12 +157,6 @@ impl Params {
     pub fn is_free(&self) -> bool {
         self.price_per_byte.is_zero() && self.unseal_price.is_zero()
     }
-}
-
-/// `a × b` for a token amount and a byte count, as a big integer (helper for callers that
-/// need the raw attoFIL value).
-pub fn atto_times(a: &TokenAmount, b: u64) -> BigInt {
-    a.atto() * b
 }
 
 #[cfg(test)]

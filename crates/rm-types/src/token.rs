@@ -86,8 +86,8 @@ impl TokenAmount {
         u64::try_from(&self.atto).ok()
     }
 
-    /// `self / divisor` rounded toward zero; `None` when `divisor` is zero.
-    pub fn div_floor_u64(&self, divisor: &TokenAmount) -> Option<BigInt> {
+    /// `self / divisor` in attoFIL, rounded toward zero; `None` when `divisor` is zero.
+    pub fn div_floor(&self, divisor: &TokenAmount) -> Option<BigInt> {
         if divisor.is_zero() {
             None
         } else {
