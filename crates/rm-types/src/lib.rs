@@ -79,8 +79,8 @@ pub use block::{Block, Prefix};
 pub use crypto::{Signature, SignatureType};
 pub use error::Error;
 pub use messages::{
-    DealId, DealPayment, DealProposal, DealResponse, Params, Query, QueryParams, QueryResponse,
-    Selector, explore_all_selector,
+    ClientMessage, DealCancel, DealId, DealPayment, DealProposal, DealResponse, Params, Query,
+    QueryParams, QueryResponse, Resume, Selector, explore_all_selector,
 };
 pub use node::{
     ChainHead, ChannelAvailableFunds, ChannelSetup, NodeError, PeerResolver, ResolverError,

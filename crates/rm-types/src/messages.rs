@@ -211,6 +211,37 @@ pub struct DealProposal {
     /// The terms.
     #[serde(rename = "Params")]
     pub params: Params,
+    /// Set when the client continues an interrupted deal: how far it got. Left out of the
+    /// encoding when absent, so a fresh proposal is byte-identical to go-fil-markets'.
+    #[serde(rename = "Resume", default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+impl DealProposal {
+    /// A fresh proposal (not a resumption).
+    pub fn new(payload_cid: Cid, id: DealId, params: Params) -> Self {
+        Self {
+            payload_cid,
+            id,
+            params,
+            resume: None,
+        }
+    }
+}
+
+/// How far a client got in a deal it continues on a new stream (an rm extension of the
+/// deal protocol; see `docs/protocol.md`, "Resuming a deal").
+///
+/// The counts are of blocks the client verified and stored, in traversal order. The
+/// provider continues with block number `blocks`; both sides count `bytes` as received.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Blocks verified and stored by the client.
+    #[serde(rename = "Blocks")]
+    pub blocks: u64,
+    /// Bytes of block data in those blocks.
+    #[serde(rename = "Bytes")]
+    pub bytes: u64,
 }
 
 /// A provider's message on the deal stream: a status, what is owed, and blocks.
@@ -245,4 +276,141 @@ pub struct DealPayment {
     /// The voucher (cumulative amount for its lane).
     #[serde(rename = "PaymentVoucher")]
     pub payment_voucher: Option<SignedVoucher>,
+}
+
+/// A client's cancellation of a deal on the deal stream (an rm extension; see
+/// `docs/protocol.md`). The provider ends the deal as `Cancelled`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealCancel {
+    /// The client's deal ID.
+    #[serde(rename = "ID")]
+    pub id: DealId,
+    /// Why the client cancelled.
+    #[serde(rename = "Cancel")]
+    pub reason: String,
+}
+
+/// What a client writes on the deal stream after its proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// A payment (boxed: a voucher is large next to a cancellation).
+    Payment(Box<DealPayment>),
+    /// A cancellation.
+    Cancel(DealCancel),
+}
+
+impl ClientMessage {
+    /// The deal the message is about.
+    pub fn id(&self) -> DealId {
+        match self {
+            ClientMessage::Payment(p) => p.id,
+            ClientMessage::Cancel(c) => c.id,
+        }
+    }
+}
+
+impl Serialize for ClientMessage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ClientMessage::Payment(p) => p.serialize(s),
+            ClientMessage::Cancel(c) => c.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ClientMessage {
+    /// A map with a `Cancel` key is a [`DealCancel`]; anything else must be a
+    /// [`DealPayment`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(rename = "ID")]
+            id: DealId,
+            #[serde(rename = "PaymentChannel", default)]
+            payment_channel: Option<Address>,
+            #[serde(rename = "PaymentVoucher", default)]
+            payment_voucher: Option<SignedVoucher>,
+            #[serde(rename = "Cancel", default)]
+            cancel: Option<String>,
+        }
+        let wire = Wire::deserialize(d)?;
+        if let Some(reason) = wire.cancel {
+            return Ok(ClientMessage::Cancel(DealCancel {
+                id: wire.id,
+                reason,
+            }));
+        }
+        let payment_channel = wire
+            .payment_channel
+            .ok_or_else(|| serde::de::Error::missing_field("PaymentChannel"))?;
+        Ok(ClientMessage::Payment(Box::new(DealPayment {
+            id: wire.id,
+            payment_channel,
+            payment_voucher: wire.payment_voucher,
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+
+    fn cid() -> Cid {
+        "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn resume_round_trips_and_is_absent_from_fresh_proposals() {
+        let params = Params::new(TokenAmount::from_atto(1000u64), 10_000, 1_000);
+        let fresh = DealProposal::new(cid(), DealId(4), params);
+        let bytes = codec::to_vec(&fresh).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"Resume"));
+        let resumed = DealProposal {
+            resume: Some(Resume {
+                blocks: 3,
+                bytes: 2_006,
+            }),
+            ..fresh.clone()
+        };
+        let bytes = codec::to_vec(&resumed).unwrap();
+        assert_eq!(codec::from_slice::<DealProposal>(&bytes).unwrap(), resumed);
+        // A decoder that does not know the key still reads the proposal.
+        assert_eq!(
+            codec::from_slice::<DealProposal>(&bytes).unwrap().id,
+            DealId(4)
+        );
+    }
+
+    #[test]
+    fn client_messages_decode_by_their_keys() {
+        let cancel = ClientMessage::Cancel(DealCancel {
+            id: DealId(9),
+            reason: "user".into(),
+        });
+        let bytes = codec::to_vec(&cancel).unwrap();
+        assert_eq!(codec::from_slice::<ClientMessage>(&bytes).unwrap(), cancel);
+
+        let payment = ClientMessage::Payment(Box::new(DealPayment {
+            id: DealId(9),
+            payment_channel: "f01000".parse().unwrap(),
+            payment_voucher: None,
+        }));
+        let bytes = codec::to_vec(&payment).unwrap();
+        assert_eq!(codec::from_slice::<ClientMessage>(&bytes).unwrap(), payment);
+        // The same bytes are a plain DealPayment for a Go reader.
+        assert!(codec::from_slice::<DealPayment>(&bytes).is_ok());
+
+        // Neither a channel nor a cancel: refused with an error, no panic.
+        let bytes = codec::to_vec(&DealCancelLess { id: DealId(1) }).unwrap();
+        assert!(codec::from_slice::<ClientMessage>(&bytes).is_err());
+    }
+
+    #[derive(Serialize)]
+    struct DealCancelLess {
+        #[serde(rename = "ID")]
+        id: DealId,
+    }
 }

@@ -177,6 +177,7 @@ impl TupleEncoding for DealProposal {
             payload_cid,
             id,
             params: params.0,
+            resume: None,
         })
     }
 }

@@ -54,6 +54,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
         payload_cid: cid,
         id: DealId(3),
         params,
+        resume: None,
     };
     let response = DealResponse {
         status: DealStatus::FundsNeeded,

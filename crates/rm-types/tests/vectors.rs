@@ -266,6 +266,7 @@ fn retrievalmarket_keys_enums_and_protocols() {
                 payload_cid: cid,
                 id: DealId(1),
                 params: params.clone(),
+                resume: None,
             })
             .unwrap(),
         ),
@@ -494,6 +495,7 @@ fn golden_deal_proposal() {
         payload_cid: golden_cid(),
         id: DealId(12),
         params: golden_params(),
+        resume: None,
     };
     check_map(
         &format!(
