@@ -118,6 +118,7 @@ async fn deal_transfer(client: &Network, provider: PeerId, total: u64) {
             .expect("valid cid"),
         id: DealId(1),
         params: Params::new(TokenAmount::zero(), total, 0),
+        resume: None,
     };
     stream
         .write_proposal(&proposal)

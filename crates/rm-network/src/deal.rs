@@ -4,8 +4,9 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream};
-use rm_types::{DealPayment, DealProposal, DealResponse, codec};
+use rm_types::{ClientMessage, DealCancel, DealPayment, DealProposal, DealResponse, codec};
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::broadcast;
 
 use crate::idle::{self, Deadlines};
 use crate::{
@@ -56,6 +57,8 @@ pub struct DealStream {
     head: Vec<u8>,
     shared: Arc<Shared>,
     read_timeout: Duration,
+    /// Peers whose last connection closed (see `Shared::disconnected`).
+    disconnected: broadcast::Receiver<PeerId>,
     _permit: Option<Permit>,
 }
 
@@ -78,6 +81,7 @@ impl DealStream {
         permit: Option<Permit>,
     ) -> Self {
         let read_timeout = shared.config.read_timeout;
+        let disconnected = shared.disconnected.subscribe();
         Self {
             peer,
             role,
@@ -86,6 +90,7 @@ impl DealStream {
             head: Vec::new(),
             shared,
             read_timeout,
+            disconnected,
             _permit: permit,
         }
     }
@@ -145,7 +150,14 @@ impl DealStream {
         };
         let after = self.read_timeout;
         let mut io = Deadlines::new(io, after);
-        let read = self.reader.next_item(&mut io, cap).await;
+        // A yamux stream on a closed connection may not see the close; the swarm's
+        // disconnection notice ends the read at once.
+        let read = tokio::select! {
+            read = self.reader.next_item(&mut io, cap) => read,
+            () = peer_gone(&mut self.disconnected, self.peer) => Err(Error::Io(
+                std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection to the peer closed"),
+            )),
+        };
         let decoded = match read {
             Err(e) if idle::is_timeout(&e) => Err(Error::Timeout { what, after }),
             Err(e) => Err(e),
@@ -202,6 +214,14 @@ impl DealStream {
         self.write_encoded(payment, "writing a deal payment").await
     }
 
+    /// Client: cancels the deal (an rm extension; the provider reads it where it would read
+    /// a payment and ends the deal as cancelled).
+    pub async fn write_cancel(&mut self, cancel: &DealCancel) -> Result<(), Error> {
+        self.check_role(Role::Client, "write a cancellation")?;
+        self.write_encoded(cancel, "writing a deal cancellation")
+            .await
+    }
+
     /// Provider: reads the client's proposal.
     pub async fn read_proposal(&mut self) -> Result<DealProposal, Error> {
         self.check_role(Role::Provider, "read a proposal")?;
@@ -252,9 +272,22 @@ impl DealStream {
         self.read_item(cap, "reading a deal payment").await
     }
 
+    /// Provider: reads the client's next message, a payment or a cancellation.
+    pub async fn read_client_message(&mut self) -> Result<ClientMessage, Error> {
+        self.check_role(Role::Provider, "read a client message")?;
+        let cap = self.shared.config.max_control_message_size;
+        self.read_item(cap, "reading a client message").await
+    }
+
     /// Closes this side of the stream gracefully (the peer reads end of stream after the
     /// last message). Messages already received can no longer be read.
     pub async fn close(mut self) -> Result<(), Error> {
+        self.finish().await
+    }
+
+    /// Like [`DealStream::close`] without giving up the value: later calls return
+    /// [`Error::Reset`].
+    pub async fn finish(&mut self) -> Result<(), Error> {
         let Some(mut io) = self.io.take() else {
             return Err(Error::Reset);
         };
@@ -271,6 +304,17 @@ impl DealStream {
     /// Resets the stream: the peer's reads and writes fail at once.
     pub fn reset(mut self) {
         self.io = None;
+    }
+}
+
+/// Resolves when `peer` has no connection left (never, if the network is gone).
+async fn peer_gone(rx: &mut broadcast::Receiver<PeerId>, peer: PeerId) {
+    loop {
+        match rx.recv().await {
+            Ok(p) if p == peer => return,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
     }
 }
 

@@ -22,7 +22,7 @@ use libp2p::{
 use libp2p_stream::{IncomingStreams, OpenStreamError};
 use rm_types::{Query, QueryResponse, protocol::DEAL_PROTOCOL};
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot},
     task::JoinHandle,
 };
 
@@ -60,7 +60,13 @@ pub(crate) struct Shared {
     delegate: RwLock<Option<mpsc::Sender<Event>>>,
     deal_limiter: Arc<Limiter>,
     query_limiter: Arc<Limiter>,
+    /// Peers whose last connection closed; deal streams watch it so a read on a dead
+    /// connection fails at once instead of at its timeout.
+    pub(crate) disconnected: broadcast::Sender<PeerId>,
 }
+
+/// How many disconnections a slow deal stream may miss before it is told it lagged.
+const DISCONNECT_BUFFER: usize = 256;
 
 impl Shared {
     fn delegate(&self) -> Option<mpsc::Sender<Event>> {
@@ -187,11 +193,12 @@ impl Network {
             counters,
             delegate: RwLock::new(None),
             config,
+            disconnected: broadcast::channel(DISCONNECT_BUFFER).0,
         });
         let tasks = vec![tokio::spawn(dispatch(Arc::clone(&shared), queued))];
 
         let (commands, receiver) = mpsc::channel(COMMAND_BUFFER);
-        tokio::spawn(run(swarm, receiver, tasks));
+        tokio::spawn(run(swarm, receiver, tasks, shared.disconnected.clone()));
         tracing::debug!(%local_peer_id, "network started");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -511,6 +518,7 @@ async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
     tasks: Vec<JoinHandle<()>>,
+    disconnected: broadcast::Sender<PeerId>,
 ) {
     let mut dials = Dials::new();
     loop {
@@ -519,7 +527,7 @@ async fn run(
                 None | Some(Command::Shutdown) => break,
                 Some(command) => on_command(&mut swarm, command, &mut dials),
             },
-            event = swarm.select_next_some() => on_event(event, &mut dials),
+            event = swarm.select_next_some() => on_event(event, &mut dials, &disconnected),
         }
     }
     for task in tasks {
@@ -574,7 +582,11 @@ fn on_command(swarm: &mut Swarm<Behaviour>, command: Command, dials: &mut Dials)
     }
 }
 
-fn on_event(event: SwarmEvent<BehaviourEvent>, dials: &mut Dials) {
+fn on_event(
+    event: SwarmEvent<BehaviourEvent>,
+    dials: &mut Dials,
+    disconnected: &broadcast::Sender<PeerId>,
+) {
     match event {
         SwarmEvent::ConnectionEstablished {
             peer_id,
@@ -599,8 +611,17 @@ fn on_event(event: SwarmEvent<BehaviourEvent>, dials: &mut Dials) {
                 }));
             }
         }
-        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+        SwarmEvent::ConnectionClosed {
+            peer_id,
+            cause,
+            num_established,
+            ..
+        } => {
             tracing::debug!(peer = %peer_id, ?cause, "connection closed");
+            if num_established == 0 {
+                // No receiver (no deal stream) is fine.
+                let _ = disconnected.send(peer_id);
+            }
         }
         SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
             peer_id,
