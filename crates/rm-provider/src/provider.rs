@@ -1,0 +1,1019 @@
+//! The provider handle, the query answerer and the per-stream deal runner.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use rm_blockio::{BlockReader, Blockstore, Selector as DagSelector};
+use rm_fsm::{Group, RocksStore, Store, Subscription, rocksdb::DB};
+use rm_network::{DealStream, Network};
+use rm_types::{
+    Ask, Block, Cid, ClientMessage, DealId, DealProposal, DealResponse, DealStatus, Params,
+    ProviderDealState, QueryItemStatus, QueryResponse, QueryResponseStatus, RetrievalProviderNode,
+    TokenAmount, codec,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::Error;
+use crate::fsm::{self, Event, PaymentLane, ProviderDeal, ProviderTable};
+
+/// The column family holding provider deals.
+pub const DEALS_CF: &str = "provider-deals";
+/// The column family holding the ask.
+pub const META_CF: &str = "provider-meta";
+/// Every column family the provider needs in its database.
+pub const COLUMN_FAMILIES: [&str; 2] = [DEALS_CF, META_CF];
+
+/// A provider deal's key: the client's peer id bytes and the client's deal id.
+pub type DealKey = (Vec<u8>, u64);
+
+/// The group of provider deal machines.
+pub type Deals = Group<ProviderTable, DealKey>;
+
+/// What subscribers of [`Provider::subscribe_to_events`] receive.
+pub type ProviderSubscription = Subscription<DealKey, ProviderDeal, Event>;
+
+/// A custom deal decider: `Ok(())` accepts, `Err(reason)` rejects with that reason.
+pub type Decider = Arc<dyn Fn(&ProviderDealState) -> Result<(), String> + Send + Sync>;
+
+/// Settings of a [`Provider`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// The deal machines' settings (durability, queue sizes).
+    pub fsm: rm_fsm::Config,
+    /// Most bytes of block data per response (must fit the network's message size).
+    /// Default 4 MiB.
+    pub max_response_bytes: usize,
+    /// Most blocks per response. Default 1024.
+    pub max_blocks_per_response: usize,
+    /// How long the provider waits for a payment (the client may be adding funds).
+    /// Default 10 minutes.
+    pub payment_timeout: Duration,
+    /// How long a deal whose stream broke waits for the client to resume it before it
+    /// errors. Default 10 minutes.
+    pub resume_window: Duration,
+    /// How many DAG sizes the query answerer keeps. Default 1024.
+    pub size_cache: usize,
+    /// Capacity of the network event channel. Default 64.
+    pub event_queue: usize,
+    /// Most bytes of block data per second sent on one deal, or no limit (the default).
+    pub max_bytes_per_second: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            fsm: rm_fsm::Config::default(),
+            max_response_bytes: 4 << 20,
+            max_blocks_per_response: 1024,
+            payment_timeout: Duration::from_secs(600),
+            resume_window: Duration::from_secs(600),
+            size_cache: 1024,
+            event_queue: 64,
+            max_bytes_per_second: None,
+        }
+    }
+}
+
+const ASK_KEY: &[u8] = b"ask";
+
+struct Attached {
+    generation: u64,
+    task: Option<JoinHandle<()>>,
+}
+
+struct Inner<N> {
+    network: Network,
+    node: N,
+    blockstore: Arc<dyn Blockstore>,
+    deals: Deals,
+    meta: RocksStore,
+    ask: RwLock<Ask>,
+    decider: RwLock<Option<Decider>>,
+    config: Config,
+    attached: Mutex<HashMap<DealKey, Attached>>,
+    generation: Mutex<u64>,
+    sizes: Mutex<HashMap<Cid, u64>>,
+    dispatcher: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A retrieval provider: answers queries from its blockstore, decides on deals, streams
+/// blocks and collects vouchers.
+///
+/// Cheap to clone. [`Provider::start`] makes it the network's receiver of queries and
+/// deal streams.
+pub struct Provider<N> {
+    inner: Arc<Inner<N>>,
+}
+
+impl<N> Clone for Provider<N> {
+    fn clone(&self) -> Self {
+        Provider {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<N> std::fmt::Debug for Provider<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("peer", &self.inner.network.local_peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn response(id: DealId, status: DealStatus) -> DealResponse {
+    DealResponse {
+        status,
+        id,
+        payment_owed: TokenAmount::zero(),
+        message: String::new(),
+        blocks: Vec::new(),
+    }
+}
+
+/// The traversal selector of a deal's params.
+fn dag_selector(params: &Params) -> Result<DagSelector, String> {
+    let bytes = codec::to_vec(&params.selector_or_all()).map_err(|e| e.to_string())?;
+    DagSelector::from_dag_cbor(&bytes).map_err(|e| format!("invalid selector: {e}"))
+}
+
+impl<N: RetrievalProviderNode> Provider<N> {
+    /// Opens the provider on `db` (which must have [`COLUMN_FAMILIES`]), serving blocks
+    /// from `blockstore` and saving vouchers through `node`. Deals left unfinished by an
+    /// earlier run wait [`Config::resume_window`] for their clients to come back.
+    pub async fn new(
+        network: Network,
+        node: N,
+        blockstore: Arc<dyn Blockstore>,
+        db: Arc<DB>,
+        config: Config,
+    ) -> Result<Self, Error> {
+        let store = RocksStore::new(Arc::clone(&db), DEALS_CF)?;
+        let meta = RocksStore::new(db, META_CF)?;
+        let ask = match meta.get(ASK_KEY)? {
+            Some(bytes) => codec::from_slice(&bytes).map_err(|e| Error::Corrupt(e.to_string()))?,
+            None => Ask::default(),
+        };
+        let deals = Group::open(fsm::table(), (), store, config.fsm.clone()).await?;
+        let provider = Provider {
+            inner: Arc::new(Inner {
+                network,
+                node,
+                blockstore,
+                deals,
+                meta,
+                ask: RwLock::new(ask),
+                decider: RwLock::new(None),
+                config,
+                attached: Mutex::new(HashMap::new()),
+                generation: Mutex::new(0),
+                sizes: Mutex::new(HashMap::new()),
+                dispatcher: Mutex::new(None),
+            }),
+        };
+        for (key, _) in provider
+            .inner
+            .deals
+            .list(|_, deal| !deal.status().is_terminal())?
+        {
+            provider.detach(&key, None);
+        }
+        Ok(provider)
+    }
+
+    /// Registers the provider as the network's receiver of queries and deal streams.
+    pub fn start(&self) {
+        let (tx, mut rx) = mpsc::channel(self.inner.config.event_queue.max(1));
+        self.inner.network.set_delegate(tx);
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                match event {
+                    rm_network::Event::Query(request) => {
+                        let this = this.clone();
+                        tokio::spawn(async move {
+                            let answer = this.answer(&request.query).await;
+                            if let Err(e) = request.respond(answer) {
+                                tracing::debug!(error = %e, "query answer not delivered");
+                            }
+                        });
+                    }
+                    rm_network::Event::Deal(stream) => {
+                        let this = this.clone();
+                        tokio::spawn(async move { this.handle_stream(stream).await });
+                    }
+                    _ => {}
+                }
+            }
+        });
+        if let Some(old) = lock(&self.inner.dispatcher).replace(task) {
+            old.abort();
+        }
+    }
+
+    /// Stops receiving queries and deals (running deals keep their state and can resume
+    /// after the next [`Provider::start`]).
+    pub async fn stop(&self) {
+        self.inner.network.clear_delegate();
+        if let Some(task) = lock(&self.inner.dispatcher).take() {
+            task.abort();
+        }
+        let tasks: Vec<_> = lock(&self.inner.attached)
+            .drain()
+            .filter_map(|(_, a)| a.task)
+            .collect();
+        for task in tasks {
+            task.abort();
+        }
+        self.inner.deals.close().await;
+    }
+
+    /// The current ask.
+    pub fn ask(&self) -> Ask {
+        self.inner
+            .ask
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sets and persists the ask (price per byte, intervals, unseal price).
+    pub fn set_ask(&self, ask: Ask) -> Result<(), Error> {
+        if ask.price_per_byte.is_negative() || ask.unseal_price.is_negative() {
+            return Err(Error::InvalidAsk("prices may not be negative".into()));
+        }
+        if ask.price_per_byte.is_positive() && ask.payment_interval == 0 {
+            return Err(Error::InvalidAsk(
+                "a paid ask needs a payment interval".into(),
+            ));
+        }
+        let bytes = codec::to_vec(&ask).map_err(|e| Error::Corrupt(e.to_string()))?;
+        let mut batch = rm_fsm::Batch::new();
+        batch.put(ASK_KEY.to_vec(), bytes);
+        self.inner.meta.write(&batch, true)?;
+        *self
+            .inner
+            .ask
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = ask;
+        Ok(())
+    }
+
+    /// Installs a custom deal decider, run after the ask checks.
+    pub fn set_decider(&self, decider: Decider) {
+        *self
+            .inner
+            .decider
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(decider);
+    }
+
+    /// The deal machines themselves (snapshots with sequence numbers, listing).
+    pub fn deals(&self) -> &Deals {
+        &self.inner.deals
+    }
+
+    /// Every event applied to any provider deal, in order per deal.
+    pub fn subscribe_to_events(&self) -> ProviderSubscription {
+        self.inner.deals.subscribe()
+    }
+
+    /// Every deal, finished or not.
+    pub fn list_deals(&self) -> Result<Vec<(DealKey, ProviderDeal)>, Error> {
+        Ok(self.inner.deals.list(|_, _| true)?)
+    }
+
+    /// One deal by client peer and deal id.
+    pub fn deal(&self, key: &DealKey) -> Result<Option<ProviderDeal>, Error> {
+        Ok(self.inner.deals.get(key)?)
+    }
+
+    /// The answer to a query, from the blockstore (the piece store comes with rm-unseal).
+    pub async fn answer(&self, query: &rm_types::Query) -> QueryResponse {
+        let ask = self.ask();
+        let mut answer = QueryResponse {
+            status: QueryResponseStatus::Unavailable,
+            piece_cid_found: if query.params.piece_cid.is_some() {
+                QueryItemStatus::Unavailable
+            } else {
+                QueryItemStatus::Unknown
+            },
+            size: 0,
+            payment_address: rm_types::Address::new_id(0),
+            min_price_per_byte: ask.price_per_byte.clone(),
+            max_payment_interval: ask.payment_interval,
+            max_payment_interval_increase: ask.payment_interval_increase,
+            message: String::new(),
+            unseal_price: ask.unseal_price.clone(),
+        };
+        let address = async {
+            let head = self.inner.node.chain_head().await?;
+            self.inner.node.payment_address(&head).await
+        }
+        .await;
+        match address {
+            Ok(a) => answer.payment_address = a,
+            Err(e) => {
+                answer.status = QueryResponseStatus::Error;
+                answer.message = format!("getting payment address: {e}");
+                return answer;
+            }
+        }
+        match self.dag_size(&query.payload_cid) {
+            Ok(Some(size)) => {
+                answer.status = QueryResponseStatus::Available;
+                answer.size = size;
+            }
+            Ok(None) => {
+                answer.message = "retrieval query offer not found".to_owned();
+            }
+            Err(e) => {
+                answer.status = QueryResponseStatus::Error;
+                answer.message = e;
+            }
+        }
+        answer
+    }
+
+    /// The total block bytes of the whole DAG under `root`, if the root is here.
+    fn dag_size(&self, root: &Cid) -> Result<Option<u64>, String> {
+        if let Some(size) = lock(&self.inner.sizes).get(root) {
+            return Ok(Some(*size));
+        }
+        if !self.inner.blockstore.has(root).map_err(|e| e.to_string())? {
+            return Ok(None);
+        }
+        let selector = DagSelector::explore_all_recursively();
+        let reader = BlockReader::new(Arc::clone(&self.inner.blockstore), *root, &selector)
+            .map_err(|e| e.to_string())?;
+        let mut size = 0u64;
+        for block in reader {
+            match block {
+                Ok(block) => size += block.data.len() as u64,
+                Err(e) => return Err(format!("reading the DAG: {e}")),
+            }
+        }
+        let mut sizes = lock(&self.inner.sizes);
+        if sizes.len() >= self.inner.config.size_cache {
+            sizes.clear();
+        }
+        sizes.insert(*root, size);
+        Ok(Some(size))
+    }
+
+    /// Marks the deal as not attached to a stream and starts its resume window.
+    fn detach(&self, key: &DealKey, generation: Option<u64>) {
+        {
+            let mut attached = lock(&self.inner.attached);
+            match (attached.get(key), generation) {
+                (Some(a), Some(g)) if a.generation != g => return,
+                _ => {}
+            }
+            attached.remove(key);
+        }
+        let this = self.clone();
+        let key = key.clone();
+        let window = self.inner.config.resume_window;
+        let since = *lock(&self.inner.generation);
+        tokio::spawn(async move {
+            tokio::time::sleep(window).await;
+            let reattached = lock(&this.inner.attached)
+                .get(&key)
+                .is_some_and(|a| a.generation > since);
+            if reattached {
+                return;
+            }
+            if let Ok(Some(deal)) = this.inner.deals.get(&key)
+                && !deal.status().is_terminal()
+            {
+                let _ = this
+                    .inner
+                    .deals
+                    .send(
+                        &key,
+                        Event::DataTransferError(format!(
+                            "the client did not resume the deal within {window:?}"
+                        )),
+                    )
+                    .await;
+            }
+        });
+    }
+
+    fn next_generation(&self) -> u64 {
+        let mut g = lock(&self.inner.generation);
+        *g += 1;
+        *g
+    }
+
+    /// Serves one inbound deal stream: a new deal or a resumed one.
+    async fn handle_stream(&self, mut stream: DealStream) {
+        let proposal = match stream.read_proposal().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(peer = %stream.peer(), error = %e, "no deal proposal");
+                return;
+            }
+        };
+        let key: DealKey = (stream.peer().to_bytes(), proposal.id.0);
+        tracing::debug!(deal = proposal.id.0, resume = ?proposal.resume, "deal proposal");
+        let existing = match self.inner.deals.get(&key) {
+            Ok(d) => d,
+            Err(e) => {
+                let mut r = response(proposal.id, DealStatus::Errored);
+                r.message = format!("provider storage: {e}");
+                let _ = stream.write_response(&r).await;
+                return;
+            }
+        };
+        let first = match existing {
+            None if proposal.resume.is_some_and(|r| r.blocks > 0) => {
+                let mut r = response(proposal.id, DealStatus::Errored);
+                r.message = "unknown deal to resume".to_owned();
+                let _ = stream.write_response(&r).await;
+                let _ = stream.close().await;
+                return;
+            }
+            None => match self.begin(&key, &proposal, stream.peer()).await {
+                Ok(()) => None,
+                Err(r) => {
+                    let _ = stream.write_response(&r).await;
+                    let _ = stream.close().await;
+                    return;
+                }
+            },
+            Some(deal) => match self.resume(&key, &deal, &proposal).await {
+                Ok(first) => first,
+                Err(r) => {
+                    let _ = stream.write_response(&r).await;
+                    let _ = stream.close().await;
+                    return;
+                }
+            },
+        };
+        let generation = self.next_generation();
+        let this = self.clone();
+        let key2 = key.clone();
+        // Hold the map lock while spawning so the new task's entry exists before it can
+        // finish and remove itself.
+        let mut attached = lock(&self.inner.attached);
+        if let Some(old) = attached.remove(&key)
+            && let Some(task) = old.task
+        {
+            task.abort();
+        }
+        let task = tokio::spawn(async move {
+            let mut run = Run {
+                provider: this.clone(),
+                key: key2.clone(),
+                stream,
+                reader: None,
+            };
+            let outcome = run.drive(first).await;
+            let deal = this.inner.deals.get(&key2).ok().flatten();
+            match deal {
+                Some(deal) if !deal.status().is_terminal() => {
+                    if let Err(e) = &outcome {
+                        tracing::debug!(
+                            reason = e.reason(),
+                            "provider deal detached from its stream"
+                        );
+                    }
+                    this.detach(&key2, Some(generation));
+                }
+                _ => {
+                    let mut attached = lock(&this.inner.attached);
+                    if attached
+                        .get(&key2)
+                        .is_some_and(|a| a.generation == generation)
+                    {
+                        attached.remove(&key2);
+                    }
+                }
+            }
+        });
+        attached.insert(
+            key,
+            Attached {
+                generation,
+                task: Some(task),
+            },
+        );
+    }
+
+    /// Begins a new deal for a fresh proposal; `Err` is the response refusing it.
+    async fn begin(
+        &self,
+        key: &DealKey,
+        proposal: &DealProposal,
+        peer: rm_network::libp2p::PeerId,
+    ) -> Result<(), DealResponse> {
+        let refuse = |status, message: String| {
+            let mut r = response(proposal.id, status);
+            r.message = message;
+            r
+        };
+        if let Err(e) = proposal.params.validate() {
+            return Err(refuse(DealStatus::Rejected, e.to_string()));
+        }
+        let state = ProviderDealState {
+            proposal: DealProposal {
+                resume: None,
+                ..proposal.clone()
+            },
+            status: DealStatus::New,
+            receiver: rm_network::to_rm_peer(&peer),
+            total_sent: 0,
+            blocks_sent: 0,
+            funds_received: TokenAmount::zero(),
+            message: String::new(),
+            current_interval: proposal.params.payment_interval,
+            piece_cid: proposal.params.piece_cid,
+        };
+        let deal = ProviderDeal {
+            state,
+            lane: None,
+            received: Vec::new(),
+            resumes: 0,
+        };
+        self.inner
+            .deals
+            .begin(key.clone(), deal)
+            .await
+            .map_err(|e| refuse(DealStatus::Errored, format!("provider storage: {e}")))?;
+        self.inner
+            .deals
+            .send(key, Event::DealReceived)
+            .await
+            .map_err(|e| refuse(DealStatus::Errored, format!("provider storage: {e}")))?;
+        Ok(())
+    }
+
+    /// Takes over an existing deal for a resumed proposal. `Ok(Some(r))` is a response to
+    /// write before continuing; `Err` refuses the stream.
+    async fn resume(
+        &self,
+        key: &DealKey,
+        deal: &ProviderDeal,
+        proposal: &DealProposal,
+    ) -> Result<Option<DealResponse>, DealResponse> {
+        let id = proposal.id;
+        let stored = &deal.state.proposal;
+        if stored.payload_cid != proposal.payload_cid || stored.params != proposal.params {
+            let mut r = response(id, DealStatus::Errored);
+            r.message = "the resumed proposal differs from the deal's".to_owned();
+            return Err(r);
+        }
+        if deal.status().is_terminal() {
+            let mut r = response(id, deal.status());
+            r.message = deal.state.message.clone();
+            return Err(r);
+        }
+        // Stop whoever still drives this deal on an older stream.
+        if let Some(old) = lock(&self.inner.attached).remove(key)
+            && let Some(task) = old.task
+        {
+            task.abort();
+        }
+        let resume = proposal.resume.unwrap_or_default();
+        let before = deal.status();
+        let event = Event::Resumed {
+            blocks: resume.blocks,
+            bytes: resume.bytes,
+        };
+        let snapshot = self.inner.deals.send(key, event).await.map_err(|e| {
+            let mut r = response(id, DealStatus::Errored);
+            r.message = format!("cannot resume: {e}");
+            r
+        })?;
+        let deal = snapshot.state;
+        Ok(match before {
+            DealStatus::New | DealStatus::WaitForAcceptance => None,
+            DealStatus::FundsNeededUnseal => {
+                let mut r = response(id, DealStatus::FundsNeededUnseal);
+                r.payment_owed = (&deal.state.proposal.params.unseal_price
+                    - &deal.state.funds_received)
+                    .clamp_non_negative();
+                Some(r)
+            }
+            // The stream starts with the acceptance again, so a client that never saw it
+            // can go on; a client further along ignores it.
+            _ => Some(response(id, DealStatus::Accepted)),
+        })
+    }
+}
+
+/// One deal driven on one stream.
+struct Run<N> {
+    provider: Provider<N>,
+    key: DealKey,
+    stream: DealStream,
+    reader: Option<BlockReader<Arc<dyn Blockstore>>>,
+}
+
+/// Why a run stopped without the deal being final.
+#[derive(Debug)]
+enum Detached {
+    /// The stream failed.
+    Stream(String),
+    /// The deal machine is gone (provider stopping).
+    Machine(String),
+}
+
+impl Detached {
+    fn reason(&self) -> &str {
+        match self {
+            Detached::Stream(r) | Detached::Machine(r) => r,
+        }
+    }
+}
+
+type Step = Result<(), Detached>;
+
+impl<N: RetrievalProviderNode> Run<N> {
+    fn inner(&self) -> &Inner<N> {
+        &self.provider.inner
+    }
+
+    async fn drive(&mut self, first: Option<DealResponse>) -> Step {
+        if let Some(r) = first {
+            self.write(&r).await?;
+        }
+        loop {
+            let deal = match self.inner().deals.get(&self.key) {
+                Ok(Some(d)) => d,
+                Ok(None) => return Err(Detached::Machine("deal vanished".into())),
+                Err(e) => return Err(Detached::Machine(e.to_string())),
+            };
+            if deal.status().is_terminal() {
+                let _ = self.stream.finish().await;
+                return Ok(());
+            }
+            self.step(&deal).await?;
+        }
+    }
+
+    async fn emit(&mut self, event: Event) -> Result<ProviderDeal, Detached> {
+        match self.inner().deals.send(&self.key, event).await {
+            Ok(snapshot) => Ok(snapshot.state),
+            Err(rm_fsm::Error::Invalid(invalid)) => {
+                tracing::warn!(%invalid, "provider deal refused an event");
+                let fallback = Event::DataTransferError(invalid.to_string());
+                self.inner()
+                    .deals
+                    .send(&self.key, fallback)
+                    .await
+                    .map(|s| s.state)
+                    .map_err(|e| Detached::Machine(e.to_string()))
+            }
+            Err(e) => Err(Detached::Machine(e.to_string())),
+        }
+    }
+
+    async fn write(&mut self, r: &DealResponse) -> Step {
+        self.stream
+            .write_response(r)
+            .await
+            .map_err(|e| Detached::Stream(e.to_string()))
+    }
+
+    fn id(&self) -> DealId {
+        DealId(self.key.1)
+    }
+
+    async fn step(&mut self, deal: &ProviderDeal) -> Step {
+        use DealStatus as D;
+        match deal.status() {
+            D::New => {
+                self.emit(Event::DealReceived).await?;
+                Ok(())
+            }
+            D::WaitForAcceptance => self.decide(deal).await,
+            D::Accepted | D::Unsealed | D::Ongoing => self.send_blocks(deal).await,
+            D::BlocksComplete => {
+                let params = &deal.state.proposal.params;
+                let owed = params.outstanding_balance(
+                    &deal.state.funds_received,
+                    deal.state.total_sent,
+                    true,
+                );
+                if owed.is_positive() {
+                    self.emit(Event::LastPaymentRequested).await?;
+                    let mut r = response(self.id(), D::FundsNeededLastPayment);
+                    r.payment_owed = owed;
+                    self.write(&r).await
+                } else {
+                    self.emit(Event::Complete).await?;
+                    self.write(&response(self.id(), D::Completed)).await
+                }
+            }
+            D::FundsNeeded | D::FundsNeededLastPayment | D::FundsNeededUnseal => {
+                self.receive_payment(deal).await
+            }
+            D::Unsealing => {
+                // Blockstore deals have nothing sealed; rm-unseal plugs in here.
+                self.emit(Event::UnsealComplete).await?;
+                Ok(())
+            }
+            D::Finalizing => {
+                self.emit(Event::Complete).await?;
+                self.write(&response(self.id(), D::Completed)).await
+            }
+            D::Cancelling => {
+                self.emit(Event::CancelComplete).await?;
+                Ok(())
+            }
+            D::Failing => {
+                let mut r = response(self.id(), D::Errored);
+                r.message = deal.state.message.clone();
+                let _ = self.stream.write_response(&r).await;
+                self.emit(Event::CancelComplete).await?;
+                Ok(())
+            }
+            other => {
+                self.emit(Event::DataTransferError(format!(
+                    "no provider action for status {}",
+                    other.short_name()
+                )))
+                .await?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn decide(&mut self, deal: &ProviderDeal) -> Step {
+        let id = self.id();
+        let proposal = &deal.state.proposal;
+        let refuse = |status, message: String| {
+            let mut r = response(id, status);
+            r.message = message;
+            r
+        };
+        let found = self.inner().blockstore.has(&proposal.payload_cid);
+        let (event, reply) = match found {
+            Err(e) => (
+                Event::DecisioningError(format!("blockstore: {e}")),
+                refuse(DealStatus::Errored, format!("blockstore: {e}")),
+            ),
+            Ok(false) => (
+                Event::DealNotFound("not found".into()),
+                refuse(DealStatus::DealNotFound, "not found".into()),
+            ),
+            Ok(true) => match self.check_terms(deal) {
+                Err(reason) => (
+                    Event::DealRejected(reason.clone()),
+                    refuse(DealStatus::Rejected, reason),
+                ),
+                Ok(()) if proposal.params.unseal_price.is_positive() => {
+                    let mut r = response(id, DealStatus::FundsNeededUnseal);
+                    r.payment_owed = proposal.params.unseal_price.clone();
+                    (Event::UnsealPaymentRequested, r)
+                }
+                Ok(()) => (Event::DealAccepted, response(id, DealStatus::Accepted)),
+            },
+        };
+        self.emit(event).await?;
+        self.write(&reply).await
+    }
+
+    /// The ask checks (go-fil-markets `CheckDealParams`), the selector, then the decider.
+    fn check_terms(&self, deal: &ProviderDeal) -> Result<(), String> {
+        let params = &deal.state.proposal.params;
+        let ask = self.provider.ask();
+        if params.price_per_byte < ask.price_per_byte {
+            return Err("Price per byte too low".into());
+        }
+        if params.payment_interval > ask.payment_interval {
+            return Err("Payment interval too large".into());
+        }
+        if params.payment_interval_increase > ask.payment_interval_increase {
+            return Err("Payment interval increase too large".into());
+        }
+        if params.unseal_price < ask.unseal_price {
+            return Err("Unseal price too small".into());
+        }
+        dag_selector(params)?;
+        let decider = self
+            .inner()
+            .decider
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match decider {
+            Some(decide) => decide(&deal.state),
+            None => Ok(()),
+        }
+    }
+
+    fn reader(
+        &mut self,
+        deal: &ProviderDeal,
+    ) -> Result<&mut BlockReader<Arc<dyn Blockstore>>, String> {
+        let position = deal.state.blocks_sent;
+        if self
+            .reader
+            .as_ref()
+            .is_some_and(|r| BlockReader::position(r) != position)
+        {
+            self.reader = None;
+        }
+        if self.reader.is_none() {
+            let params = &deal.state.proposal.params;
+            let selector = dag_selector(params)?;
+            let reader = BlockReader::resume(
+                Arc::clone(&self.inner().blockstore),
+                deal.state.proposal.payload_cid,
+                &selector,
+                position,
+            )
+            .map_err(|e| format!("reading blocks: {e}"))?;
+            self.reader = Some(reader);
+        }
+        self.reader.as_mut().ok_or_else(|| "no reader".to_owned())
+    }
+
+    async fn send_blocks(&mut self, deal: &ProviderDeal) -> Step {
+        let params = deal.state.proposal.params.clone();
+        let funds = deal.state.funds_received.clone();
+        let point = params.next_payment_point(&funds);
+        let mut sent = deal.state.total_sent;
+        let max_bytes = self.inner().config.max_response_bytes;
+        let max_blocks = self.inner().config.max_blocks_per_response.max(1);
+        let reader = match self.reader(deal) {
+            Ok(r) => r,
+            Err(e) => {
+                self.emit(Event::BlockErrored(e)).await?;
+                return Ok(());
+            }
+        };
+        if reader.is_done() {
+            self.emit(Event::BlocksCompleted).await?;
+            return Ok(());
+        }
+        if point.is_some_and(|p| sent >= p) {
+            // A resumed deal can owe money before anything else is sent.
+            self.emit(Event::PaymentRequested).await?;
+            let mut r = response(self.id(), DealStatus::FundsNeeded);
+            r.payment_owed = params.outstanding_balance(&funds, sent, false);
+            return self.write(&r).await;
+        }
+        let mut blocks: Vec<Block> = Vec::new();
+        let mut bytes = 0usize;
+        let mut failure = None;
+        while blocks.len() < max_blocks {
+            match reader.next_block() {
+                Ok(Some(block)) => {
+                    bytes += block.data.len();
+                    sent += block.data.len() as u64;
+                    blocks.push(block);
+                    if point.is_some_and(|p| sent >= p) || bytes >= max_bytes {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let done = reader.is_done();
+        let position = BlockReader::position(reader);
+        if let Some(e) = failure {
+            self.reader = None;
+            self.emit(Event::BlockErrored(format!("reading blocks: {e}")))
+                .await?;
+            return Ok(());
+        }
+        self.emit(Event::BlocksSent {
+            blocks: position,
+            bytes: sent,
+        })
+        .await?;
+        let mut r = response(self.id(), DealStatus::Ongoing);
+        r.blocks = blocks;
+        if done {
+            self.emit(Event::BlocksCompleted).await?;
+            let owed = params.outstanding_balance(&funds, sent, true);
+            if owed.is_positive() {
+                self.emit(Event::LastPaymentRequested).await?;
+                r.status = DealStatus::FundsNeededLastPayment;
+                r.payment_owed = owed;
+            } else {
+                self.emit(Event::Complete).await?;
+                r.status = DealStatus::Completed;
+            }
+        } else if point.is_some_and(|p| sent >= p) {
+            self.emit(Event::PaymentRequested).await?;
+            r.status = DealStatus::FundsNeeded;
+            r.payment_owed = params.outstanding_balance(&funds, sent, false);
+        }
+        self.write(&r).await?;
+        if let Some(rate) = self.inner().config.max_bytes_per_second.filter(|r| *r > 0) {
+            let pause = Duration::from_secs_f64(bytes as f64 / rate as f64);
+            tokio::time::sleep(pause).await;
+        }
+        Ok(())
+    }
+
+    async fn receive_payment(&mut self, deal: &ProviderDeal) -> Step {
+        let timeout = self.inner().config.payment_timeout;
+        let normal = self.stream.read_timeout();
+        self.stream.set_read_timeout(timeout);
+        let message = self.stream.read_client_message().await;
+        self.stream.set_read_timeout(normal);
+        let message = message.map_err(|e| Detached::Stream(e.to_string()))?;
+        let payment = match message {
+            ClientMessage::Cancel(cancel) => {
+                self.emit(Event::ClientCancelled(cancel.reason)).await?;
+                return Ok(());
+            }
+            ClientMessage::Payment(p) => *p,
+        };
+        let status = deal.status();
+        let fail = |reason: String| Event::SaveVoucherFailed(reason);
+        if payment.id != self.id() {
+            self.emit(fail(format!(
+                "payment for deal {} on this deal's stream",
+                payment.id.0
+            )))
+            .await?;
+            return Ok(());
+        }
+        let Some(voucher) = payment.payment_voucher else {
+            self.emit(fail("payment without a voucher".into())).await?;
+            return Ok(());
+        };
+        if let Some(lane) = &deal.lane
+            && (lane.channel != payment.payment_channel || lane.lane != voucher.lane)
+        {
+            self.emit(fail("voucher on another lane than the deal's".into()))
+                .await?;
+            return Ok(());
+        }
+        let params = &deal.state.proposal.params;
+        let funds = &deal.state.funds_received;
+        let owed_before = if status == DealStatus::FundsNeededUnseal {
+            (&params.unseal_price - funds).clamp_non_negative()
+        } else {
+            params.outstanding_balance(
+                funds,
+                deal.state.total_sent,
+                status == DealStatus::FundsNeededLastPayment,
+            )
+        };
+        let node = &self.inner().node;
+        let saved = async {
+            let head = node.chain_head().await?;
+            node.save_payment_voucher(&payment.payment_channel, &voucher, &owed_before, &head)
+                .await
+        }
+        .await;
+        let delta = match saved {
+            Ok(delta) => delta,
+            Err(e) => {
+                self.emit(fail(e.to_string())).await?;
+                return Ok(());
+            }
+        };
+        let lane = match &deal.lane {
+            Some(lane) => lane.clone(),
+            None => PaymentLane {
+                channel: payment.payment_channel.clone(),
+                lane: voucher.lane,
+                base: (&voucher.amount - &delta).clamp_non_negative(),
+            },
+        };
+        // A voucher this node saved before a crash comes back with a zero delta; what the
+        // deal has received is the lane's amount above its base.
+        let by_lane = &(&voucher.amount - &lane.base) - funds;
+        let received = if by_lane > delta { by_lane } else { delta };
+        let total = funds + &received;
+        let owed = if status == DealStatus::FundsNeededUnseal {
+            (&params.unseal_price - &total).clamp_non_negative()
+        } else {
+            params.outstanding_balance(
+                &total,
+                deal.state.total_sent,
+                status == DealStatus::FundsNeededLastPayment,
+            )
+        };
+        if owed.is_positive() {
+            self.emit(Event::PartialPaymentReceived { received, lane })
+                .await?;
+            let mut r = response(self.id(), status);
+            r.payment_owed = owed;
+            self.write(&r).await
+        } else {
+            self.emit(Event::PaymentReceived { received, lane }).await?;
+            Ok(())
+        }
+    }
+}
