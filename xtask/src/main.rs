@@ -4,18 +4,23 @@
 //! cargo xtask ci          # everything CI runs, in order, stopping at the first failure
 //! cargo xtask preflight   # check (and as root, install) the system pieces the build needs
 //! cargo xtask tidy        # layout rules: crate docs, no stubs, layering, lock-file duplicates
+//! cargo xtask fsm-docs    # regenerate docs/state-machines/*.md from the transition tables
 //! ```
+//!
+//! `cargo xtask ci` fails when the generated state-machine docs are stale (their check is a
+//! test in rm-client and rm-provider).
 //!
 //! `.ci/run` and `.github/workflows/ci.yml` call `cargo xtask ci`.
 
 mod ci;
+mod fsm_docs;
 mod preflight;
 mod tidy;
 
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <ci | preflight | tidy>"
+    "usage: cargo xtask <ci | preflight | tidy | fsm-docs>"
 }
 
 fn main() -> ExitCode {
@@ -24,6 +29,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(),
         Some("preflight") => preflight::run(),
         Some("tidy") => tidy::run(&project_root()),
+        Some("fsm-docs") => fsm_docs::run(),
         _ => {
             eprintln!("{}", usage());
             return ExitCode::from(2);

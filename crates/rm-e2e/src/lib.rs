@@ -1,0 +1,228 @@
+//! End-to-end harness for rm: whole nodes (libp2p host, RocksDB, wallet, payment-channel
+//! ledger, blockstore) wired to a client and a provider, for the acceptance tests and
+//! benchmarks that need both sides of a deal.
+//!
+//! `rm-e2e` sits at layer 4 (SPEC §2), above `rm-client` and `rm-provider`, which may not
+//! depend on each other. It is not published. Each [`Node`] has its own home directory,
+//! database and ledger, exactly like two separate `rm` processes: the provider learns the
+//! client's payment channel from its vouchers.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), rm_e2e::Error> {
+//! use rm_e2e::{Node, lorem_path};
+//! use rm_types::{Ask, DealStatus, QueryParams, TokenAmount};
+//!
+//! let dir = tempfile::tempdir().map_err(rm_e2e::Error::Io)?;
+//! let provider_node = Node::open(&dir.path().join("p")).await?;
+//! let client_node = Node::open(&dir.path().join("c")).await?;
+//! let root = provider_node.import(&lorem_path(), rm_blockio::unixfs::Preset::GO_FIL_MARKETS)?;
+//! let provider = provider_node.provider(rm_provider::Config::default()).await?;
+//! provider.set_ask(Ask { price_per_byte: TokenAmount::from_atto(1000u64),
+//!     unseal_price: TokenAmount::zero(), payment_interval: 10_000,
+//!     payment_interval_increase: 1_000 })?;
+//! provider.start();
+//! let client = client_node.client(rm_client::Config::default()).await?;
+//! let addrs = provider_node.addrs().await?;
+//! let terms = client.query(provider_node.peer_id(), addrs.clone(), root, QueryParams::default()).await?;
+//! let id = client.retrieve(rm_client::Retrieval::from_query(root, provider_node.peer_id(), addrs, &terms)).await?;
+//! assert_eq!(client.wait(id).await?.status(), DealStatus::Completed);
+//! # Ok(()) }
+//! ```
+//! (`tempfile` is a dev-dependency; the example is for reading.)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rm_blockio::unixfs::{self, Preset};
+use rm_blockio::{Blockstore, RocksBlockstore};
+use rm_client::Client;
+use rm_fsm::rocksdb::DB;
+use rm_network::Network;
+use rm_network::libp2p::{Multiaddr, PeerId};
+use rm_paych::{Ledger, PaychNode, Wallet, ledger};
+use rm_provider::Provider;
+use rm_types::{Address, Cid};
+
+/// Errors of the harness.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// File system.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Database.
+    #[error("database: {0}")]
+    Store(#[from] rm_fsm::StoreError),
+    /// Network.
+    #[error("network: {0}")]
+    Network(#[from] rm_network::Error),
+    /// Wallet.
+    #[error("wallet: {0}")]
+    Wallet(#[from] rm_paych::WalletError),
+    /// Ledger.
+    #[error("ledger: {0}")]
+    Ledger(#[from] rm_paych::LedgerError),
+    /// Blockstore.
+    #[error("blockstore: {0}")]
+    Blocks(#[from] rm_blockio::blockstore::Error),
+    /// UnixFS import.
+    #[error("import: {0}")]
+    Import(#[from] unixfs::Error),
+    /// Client.
+    #[error("client: {0}")]
+    Client(#[from] rm_client::Error),
+    /// Provider.
+    #[error("provider: {0}")]
+    Provider(#[from] rm_provider::Error),
+}
+
+/// Every column family a node's database holds.
+pub fn column_families() -> Vec<&'static str> {
+    let mut cfs = vec![RocksBlockstore::DEFAULT_CF, ledger::DEFAULT_COLUMN_FAMILY];
+    cfs.extend(rm_client::COLUMN_FAMILIES);
+    cfs.extend(rm_provider::COLUMN_FAMILIES);
+    cfs
+}
+
+/// `../shared/fixtures/lorem.txt` (19,000 bytes) seen from this crate.
+pub fn lorem_path() -> PathBuf {
+    fixtures().join("lorem.txt")
+}
+
+/// `../shared/fixtures/lorem_under_1_block.txt` (410 bytes) seen from this crate.
+pub fn lorem_small_path() -> PathBuf {
+    fixtures().join("lorem_under_1_block.txt")
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+}
+
+/// One node: what an `rm` process has, in one home directory.
+pub struct Node {
+    /// The home directory.
+    pub home: PathBuf,
+    /// The node's database (every column family of [`column_families`]).
+    pub db: Arc<DB>,
+    /// The libp2p host, listening on 127.0.0.1.
+    pub network: Network,
+    /// The wallet (one key, the default address).
+    pub wallet: Arc<Wallet>,
+    /// The default wallet address.
+    pub address: Address,
+    /// The payment-channel ledger.
+    pub ledger: Arc<Ledger>,
+    /// The node traits on ledger and wallet.
+    pub paych: PaychNode,
+    /// The blockstore.
+    pub blocks: Arc<RocksBlockstore>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("home", &self.home)
+            .field("peer", &self.network.local_peer_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Opens (or creates) a node in `home`, listening on a free 127.0.0.1 port.
+    pub async fn open(home: &Path) -> Result<Node, Error> {
+        Self::open_with(home, "/ip4/127.0.0.1/tcp/0", rm_network::Config::default()).await
+    }
+
+    /// Opens (or creates) a node in `home` listening on `listen`, with network settings.
+    pub async fn open_with(
+        home: &Path,
+        listen: &str,
+        config: rm_network::Config,
+    ) -> Result<Node, Error> {
+        std::fs::create_dir_all(home)?;
+        let keypair = rm_network::keys::load_or_generate(&home.join("libp2p.key"))?;
+        let listen: Multiaddr = listen
+            .parse()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+        let network = Network::new(keypair, config.with_listen_addrs([listen])).await?;
+        let db = rm_fsm::open_db(home.join("db"), &column_families())?;
+        let wallet = Wallet::open(home.join("wallet"))?;
+        let address = match wallet.default_address() {
+            Some(a) => a,
+            None => wallet.new_key()?,
+        };
+        let wallet = Arc::new(wallet);
+        let ledger = Arc::new(Ledger::open(
+            Arc::clone(&db),
+            ledger::DEFAULT_COLUMN_FAMILY,
+        )?);
+        let paych = PaychNode::new(Arc::clone(&ledger), Arc::clone(&wallet));
+        let blocks = Arc::new(RocksBlockstore::new(
+            Arc::clone(&db),
+            RocksBlockstore::DEFAULT_CF,
+        )?);
+        Ok(Node {
+            home: home.to_path_buf(),
+            db,
+            network,
+            wallet,
+            address,
+            ledger,
+            paych,
+            blocks,
+        })
+    }
+
+    /// The node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.network.local_peer_id()
+    }
+
+    /// The addresses the node listens on.
+    pub async fn addrs(&self) -> Result<Vec<Multiaddr>, Error> {
+        Ok(self.network.listen_addrs().await?)
+    }
+
+    /// Imports a file into the blockstore as UnixFS; returns the root CID.
+    pub fn import(&self, path: &Path, preset: Preset) -> Result<Cid, Error> {
+        Ok(unixfs::import_path(self.blocks.as_ref(), preset, path)?.root)
+    }
+
+    /// A provider on this node.
+    pub async fn provider(
+        &self,
+        config: rm_provider::Config,
+    ) -> Result<Provider<PaychNode>, Error> {
+        let blocks: Arc<dyn Blockstore> = self.blocks.clone();
+        Ok(Provider::new(
+            self.network.clone(),
+            self.paych.clone(),
+            blocks,
+            Arc::clone(&self.db),
+            config,
+        )
+        .await?)
+    }
+
+    /// A client on this node, paying from the default address.
+    pub async fn client(&self, config: rm_client::Config) -> Result<Client<PaychNode>, Error> {
+        let blocks: Arc<dyn Blockstore> = self.blocks.clone();
+        Ok(Client::new(
+            self.network.clone(),
+            self.paych.clone(),
+            blocks,
+            Arc::clone(&self.db),
+            self.address.clone(),
+            config,
+        )
+        .await?)
+    }
+
+    /// Exports the file under `root` from the blockstore.
+    pub fn export(&self, root: &Cid) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        unixfs::export_file(self.blocks.as_ref(), root, &mut out)?;
+        Ok(out)
+    }
+}

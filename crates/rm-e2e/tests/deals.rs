@@ -1,0 +1,612 @@
+//! Acceptance tests of issue 7: whole deals between a client and a provider, each with its
+//! own RocksDB, wallet and ledger, over real libp2p on 127.0.0.1.
+//!
+//! Fixtures from `../shared/fixtures`, imported with the go-fil-markets test preset; price
+//! 1000 attoFIL/byte, payment interval 10,000, increase 1,000 unless a test says otherwise.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rm_blockio::unixfs::Preset;
+use rm_blockio::{BlockReader, Blockstore, Selector};
+use rm_client::{Client, ClientDeal, Retrieval};
+use rm_e2e::{Node, lorem_path, lorem_small_path};
+use rm_network::libp2p::Multiaddr;
+use rm_paych::PaychNode;
+use rm_provider::{Provider, ProviderDeal};
+use rm_types::{
+    Ask, Block, Cid, DealId, DealResponse, DealStatus, Ipld, Params, QueryParams,
+    QueryResponseStatus, TokenAmount,
+};
+use tempfile::TempDir;
+
+const LOREM_VOUCHERS: [u64; 2] = [10_174_000, 19_958_000];
+
+fn atto(v: u64) -> TokenAmount {
+    TokenAmount::from_atto(v)
+}
+
+fn ask(price: u64) -> Ask {
+    Ask {
+        price_per_byte: atto(price),
+        unseal_price: TokenAmount::zero(),
+        payment_interval: 10_000,
+        payment_interval_increase: 1_000,
+    }
+}
+
+struct Pair {
+    _dir: TempDir,
+    pnode: Node,
+    cnode: Node,
+    provider: Provider<PaychNode>,
+    client: Client<PaychNode>,
+    root: Cid,
+    addrs: Vec<Multiaddr>,
+}
+
+fn init_logs() {
+    // RUST_LOG=rm_client=debug,rm_provider=debug to see deals move.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+async fn pair_with(
+    fixture: &Path,
+    ask: Ask,
+    pconfig: rm_provider::Config,
+    cconfig: rm_client::Config,
+) -> Pair {
+    init_logs();
+    let dir = tempfile::tempdir().unwrap();
+    let pnode = Node::open(&dir.path().join("provider")).await.unwrap();
+    let cnode = Node::open(&dir.path().join("client")).await.unwrap();
+    let root = pnode.import(fixture, Preset::GO_FIL_MARKETS).unwrap();
+    let provider = pnode.provider(pconfig).await.unwrap();
+    provider.set_ask(ask).unwrap();
+    provider.start();
+    let client = cnode.client(cconfig).await.unwrap();
+    let addrs = pnode.addrs().await.unwrap();
+    Pair {
+        _dir: dir,
+        pnode,
+        cnode,
+        provider,
+        client,
+        root,
+        addrs,
+    }
+}
+
+async fn pair(fixture: &Path, ask: Ask) -> Pair {
+    pair_with(
+        fixture,
+        ask,
+        rm_provider::Config::default(),
+        rm_client::Config::default(),
+    )
+    .await
+}
+
+impl Pair {
+    /// A retrieval on the provider's query terms, with funds for everything.
+    async fn retrieval(&self) -> Retrieval {
+        let terms = self
+            .client
+            .query(
+                self.pnode.peer_id(),
+                self.addrs.clone(),
+                self.root,
+                QueryParams::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(terms.status, QueryResponseStatus::Available);
+        Retrieval::from_query(self.root, self.pnode.peer_id(), self.addrs.clone(), &terms)
+    }
+
+    async fn finish(&self, id: DealId) -> ClientDeal {
+        match tokio::time::timeout(Duration::from_secs(60), self.client.wait(id)).await {
+            Ok(deal) => deal.unwrap(),
+            Err(_) => panic!(
+                "deal did not end within a minute; client {:?}; provider {:?}",
+                self.client.retrieval_status(id).unwrap(),
+                self.provider
+                    .deal(&(self.cnode.peer_id().to_bytes(), id.0))
+                    .unwrap()
+            ),
+        }
+    }
+
+    fn provider_deal(&self, id: DealId) -> ProviderDeal {
+        let key = (self.cnode.peer_id().to_bytes(), id.0);
+        self.provider
+            .deal(&key)
+            .unwrap()
+            .expect("provider has the deal")
+    }
+
+    /// Waits until the provider's side of the deal is final.
+    async fn provider_final(&self, id: DealId) -> ProviderDeal {
+        for _ in 0..600 {
+            let deal = self.provider_deal(id);
+            if deal.status().is_terminal() {
+                return deal;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "provider deal not final: {:?}",
+            self.provider_deal(id).status()
+        );
+    }
+}
+
+fn amounts(v: &[u64]) -> Vec<TokenAmount> {
+    v.iter().map(|a| atto(*a)).collect()
+}
+
+fn file(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("fixture present (../shared/fixtures)")
+}
+
+/// Checks a completed paid deal on both sides: vouchers, amounts, bytes.
+async fn assert_paid(p: &Pair, id: DealId, deal: &ClientDeal, vouchers: &[u64]) {
+    assert_eq!(
+        deal.status(),
+        DealStatus::Completed,
+        "{}",
+        deal.state.message
+    );
+    assert_eq!(deal.vouchers, amounts(vouchers));
+    let total = atto(*vouchers.last().unwrap());
+    assert_eq!(deal.state.funds_spent, total);
+    let pdeal = p.provider_final(id).await;
+    assert_eq!(
+        pdeal.status(),
+        DealStatus::Completed,
+        "{}",
+        pdeal.state.message
+    );
+    assert_eq!(pdeal.state.funds_received, total);
+    let mut sum = TokenAmount::zero();
+    for r in &pdeal.received {
+        sum += r;
+    }
+    assert_eq!(sum, total);
+    // The provider's ledger holds the client's last voucher.
+    let lane = pdeal.lane.as_ref().expect("paid deal has a lane");
+    let latest = p
+        .pnode
+        .ledger
+        .latest_voucher(&lane.channel, lane.lane)
+        .unwrap()
+        .expect("voucher saved");
+    assert_eq!(latest.amount, total);
+}
+
+// 1 + 9
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_block_pays_410_000() {
+    let p = pair(&lorem_small_path(), ask(1000)).await;
+    let id = p.client.retrieve(p.retrieval().await).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_paid(&p, id, &deal, &[410_000]).await;
+    assert_eq!(deal.state.total_received, 410);
+    assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_small_path()));
+}
+
+// 2 + 9
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lorem_pays_two_cumulative_vouchers() {
+    let p = pair(&lorem_path(), ask(1000)).await;
+    let retrieval = p.retrieval().await;
+    assert_eq!(retrieval.total_funds, atto(19_958_000));
+    let id = p.client.retrieve(retrieval).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
+    assert_eq!(deal.state.total_received, 19_958);
+    assert_eq!(deal.state.blocks_received, 20);
+    assert_eq!(
+        p.provider_final(id).await.received,
+        amounts(&[10_174_000, 9_784_000])
+    );
+    assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
+}
+
+// 3
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_price_needs_no_channel() {
+    let p = pair(&lorem_path(), ask(0)).await;
+    let id = p.client.retrieve(p.retrieval().await).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_eq!(
+        deal.status(),
+        DealStatus::Completed,
+        "{}",
+        deal.state.message
+    );
+    assert!(deal.state.payment_info.is_none());
+    assert!(deal.vouchers.is_empty());
+    assert!(p.cnode.ledger.channels().unwrap().is_empty());
+    let pdeal = p.provider_final(id).await;
+    assert_eq!(pdeal.status(), DealStatus::Completed);
+    assert!(pdeal.state.funds_received.is_zero());
+    assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
+}
+
+/// Reference §7.2 E10: `ExploreFields{"Links": ExploreIndex(0, ExploreFields{"Hash":
+/// Matcher})}` — the root and its first link.
+fn partial_selector() -> Ipld {
+    let map = |k: &str, v: Ipld| Ipld::Map([(k.to_owned(), v)].into_iter().collect());
+    let fields = |name: &str, next: Ipld| map("f", map("f>", map(name, next)));
+    let matcher = map(".", Ipld::Map(Default::default()));
+    let index = map(
+        "i",
+        Ipld::Map(
+            [
+                ("i".to_owned(), Ipld::Integer(0)),
+                (">".to_owned(), fields("Hash", matcher)),
+            ]
+            .into_iter()
+            .collect(),
+        ),
+    );
+    fields("Links", index)
+}
+
+// 4
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_selector_pays_1_982_000() {
+    let p = pair(&lorem_path(), ask(1000)).await;
+    let mut retrieval = p.retrieval().await;
+    retrieval.params.selector = Some(partial_selector());
+    let id = p.client.retrieve(retrieval).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_paid(&p, id, &deal, &[1_982_000]).await;
+    assert_eq!(deal.state.total_received, 1_982);
+    // The 1,024 bytes it selects (the first leaf) are in the client's blockstore.
+    let bytes = rm_types::codec::to_vec(&partial_selector()).unwrap();
+    let selector = Selector::from_dag_cbor(&bytes).unwrap();
+    let blocks: Vec<Block> = BlockReader::new(p.cnode.blocks.clone(), p.root, &selector)
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[1].data, file(&lorem_path())[..1024]);
+}
+
+// 5
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn existing_channel_gets_funds_added() {
+    let p = pair(&lorem_path(), ask(1000)).await;
+    let (channel, _) = p
+        .cnode
+        .ledger
+        .create_channel(&p.cnode.address, &p.pnode.address, &atto(1_000))
+        .unwrap();
+    let id = p.client.retrieve(p.retrieval().await).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
+    assert_eq!(deal.state.payment_info.as_ref().unwrap().pay_ch, channel);
+    let ch = p.cnode.ledger.channel(&channel).unwrap().unwrap();
+    assert_eq!(ch.funds, atto(19_958_000));
+    assert_eq!(p.cnode.ledger.channels().unwrap().len(), 1);
+}
+
+async fn wait_status(p: &Pair, id: DealId, status: DealStatus) {
+    for _ in 0..600 {
+        if p.client.retrieval_status(id).unwrap().unwrap().status() == status {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "deal never reached {status:?}: {:?}",
+        p.client.retrieval_status(id).unwrap().unwrap().state
+    );
+}
+
+// 6
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_funds_then_add_more_funds() {
+    let p = pair(&lorem_path(), ask(1000)).await;
+    let mut retrieval = p.retrieval().await;
+    retrieval.total_funds = atto(1_000_000);
+    let id = p.client.retrieve(retrieval).await.unwrap();
+    wait_status(&p, id, DealStatus::InsufficientFunds).await;
+    let waiting = p.client.retrieval_status(id).unwrap().unwrap();
+    assert!(waiting.vouchers.is_empty());
+    assert!(
+        waiting
+            .state
+            .message
+            .contains("shortfall of 0.000000000009174 FIL"),
+        "{}",
+        waiting.state.message
+    );
+    p.client.add_more_funds(id, atto(18_958_000)).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
+    assert_eq!(deal.state.total_funds, atto(19_958_000));
+}
+
+// 7
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_while_waiting_for_funds() {
+    let p = pair(&lorem_path(), ask(1000)).await;
+    let mut retrieval = p.retrieval().await;
+    retrieval.total_funds = atto(1_000_000);
+    let id = p.client.retrieve(retrieval).await.unwrap();
+    wait_status(&p, id, DealStatus::InsufficientFunds).await;
+    p.client.cancel_deal(id).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_eq!(deal.status(), DealStatus::Cancelled);
+    assert!(deal.vouchers.is_empty());
+    assert!(deal.state.funds_spent.is_zero());
+    let pdeal = p.provider_final(id).await;
+    assert_eq!(
+        pdeal.status(),
+        DealStatus::Cancelled,
+        "{}",
+        pdeal.state.message
+    );
+    assert!(pdeal.state.funds_received.is_zero());
+}
+
+// 8a
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decider_says_no() {
+    let p = pair(&lorem_path(), ask(1000)).await;
+    p.provider
+        .set_decider(std::sync::Arc::new(|_| Err("not today".to_owned())));
+    let id = p.client.retrieve(p.retrieval().await).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_eq!(deal.status(), DealStatus::Rejected);
+    assert_eq!(deal.state.message, "deal rejected: not today");
+    assert!(deal.vouchers.is_empty());
+    assert_eq!(p.provider_final(id).await.status(), DealStatus::Rejected);
+}
+
+// 8b
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_not_found() {
+    let p = pair(&lorem_small_path(), ask(1000)).await;
+    let mut retrieval = p.retrieval().await;
+    let missing: Cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+        .parse()
+        .unwrap();
+    let answer = p
+        .client
+        .query(p.pnode.peer_id(), vec![], missing, QueryParams::default())
+        .await
+        .unwrap();
+    assert_eq!(answer.status, QueryResponseStatus::Unavailable);
+    retrieval.payload_cid = missing;
+    let id = p.client.retrieve(retrieval).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_eq!(deal.status(), DealStatus::DealNotFound);
+    assert_eq!(deal.state.message, "deal not found: not found");
+    assert_eq!(
+        p.provider_final(id).await.status(),
+        DealStatus::DealNotFound
+    );
+}
+
+// 8c: terms below the ask are rejected with go-fil-markets' reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn price_below_the_ask_is_rejected() {
+    let p = pair(&lorem_small_path(), ask(1000)).await;
+    let mut retrieval = p.retrieval().await;
+    retrieval.params.price_per_byte = atto(999);
+    let id = p.client.retrieve(retrieval).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_eq!(deal.status(), DealStatus::Rejected);
+    assert_eq!(deal.state.message, "deal rejected: Price per byte too low");
+}
+
+// 10
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounced_connections_resume_and_pay_exactly() {
+    // One block per response at 20,000 bytes/s: about 50 ms per block, so the bounces
+    // land where they are meant to.
+    let mut pconfig = rm_provider::Config::default();
+    pconfig.max_blocks_per_response = 1;
+    pconfig.max_bytes_per_second = Some(20_000);
+    let p = pair_with(
+        &lorem_path(),
+        ask(1000),
+        pconfig,
+        rm_client::Config::default(),
+    )
+    .await;
+    let id = p.client.retrieve(p.retrieval().await).await.unwrap();
+    let network = p.cnode.network.clone();
+    let provider = p.pnode.peer_id();
+    let client = p.client.clone();
+    let bouncer = tokio::spawn(async move {
+        let mut bounced = Vec::new();
+        for threshold in [1_000u64, 3_000, 5_000, 7_000, 9_000] {
+            // Bounded: the deal moves on within seconds or the test fails below.
+            for _ in 0..5_000 {
+                let deal = client.retrieval_status(id).unwrap().unwrap();
+                if deal.state.total_received >= threshold || deal.status().is_terminal() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let received = client
+                .retrieval_status(id)
+                .unwrap()
+                .unwrap()
+                .state
+                .total_received;
+            bounced.push((received, network.disconnect(provider).await.unwrap()));
+            // Wait for the connection to go, then for the client to come back.
+            for want in [false, true] {
+                for _ in 0..5_000 {
+                    if network.is_connected(provider).await.unwrap() == want {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        bounced
+    });
+    let deal = p.finish(id).await;
+    let bounced = bouncer.await.unwrap();
+    assert_eq!(bounced.len(), 5, "bounced at {bounced:?}");
+    assert!(
+        bounced.iter().all(|(_, cut)| *cut),
+        "a live connection each time: {bounced:?}"
+    );
+    assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
+    // Each cut connection that held the deal's stream made the client resume.
+    let resumes = p.provider_deal(id).resumes;
+    println!("bounced at {bounced:?}; the provider saw {resumes} resumes");
+    assert_eq!(resumes, 5);
+    assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
+}
+
+// 12
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_block_fails_the_deal_unpaid() {
+    // An honest node holds the data; an evil provider sends its root, then a corrupted leaf.
+    let dir = tempfile::tempdir().unwrap();
+    let honest = Node::open(&dir.path().join("honest")).await.unwrap();
+    let root = honest
+        .import(&lorem_path(), Preset::GO_FIL_MARKETS)
+        .unwrap();
+    let blocks: Vec<Block> = BlockReader::new(
+        honest.blocks.clone(),
+        root,
+        &Selector::explore_all_recursively(),
+    )
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap();
+    let evil = Node::open(&dir.path().join("evil")).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    evil.network.set_delegate(tx);
+    let mut wrong = blocks[1].clone();
+    wrong.data[0] ^= 1;
+    let wrong_cid = wrong.cid().unwrap();
+    let served = vec![blocks[0].clone(), wrong];
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if let rm_network::Event::Deal(mut stream) = event {
+                let proposal = stream.read_proposal().await.unwrap();
+                let reply = |status, blocks: Vec<Block>, owed: u64| DealResponse {
+                    status,
+                    id: proposal.id,
+                    payment_owed: atto(owed),
+                    message: String::new(),
+                    blocks,
+                };
+                stream
+                    .write_response(&reply(DealStatus::Accepted, vec![], 0))
+                    .await
+                    .unwrap();
+                // Both blocks, then a demand for all 1,982 bytes.
+                let _ = stream
+                    .write_response(&reply(DealStatus::FundsNeeded, served.clone(), 1_982_000))
+                    .await;
+                let _ = stream.read_client_message().await;
+            }
+        }
+    });
+    let cnode = Node::open(&dir.path().join("client")).await.unwrap();
+    let client = cnode.client(rm_client::Config::default()).await.unwrap();
+    let retrieval = Retrieval {
+        payload_cid: root,
+        params: Params::new(atto(1000), 10_000, 1_000),
+        total_funds: atto(19_958_000),
+        provider: evil.peer_id(),
+        provider_addrs: evil.addrs().await.unwrap(),
+        miner_wallet: evil.address.clone(),
+    };
+    let id = client.retrieve(retrieval).await.unwrap();
+    let deal = tokio::time::timeout(Duration::from_secs(30), client.wait(id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(deal.status(), DealStatus::Errored);
+    assert!(
+        deal.state.message.contains("provider sent a wrong block"),
+        "{}",
+        deal.state.message
+    );
+    assert!(deal.vouchers.is_empty());
+    assert!(deal.state.funds_spent.is_zero());
+    assert!(
+        !cnode.blocks.has(&wrong_cid).unwrap(),
+        "the wrong block is not kept"
+    );
+    // Nothing of the response holding the wrong block was kept either.
+    assert!(!cnode.blocks.has(&blocks[0].cid().unwrap()).unwrap());
+    assert_eq!(deal.state.total_received, 0);
+}
+
+/// Property: subscribers see exactly the sequence the state machine persisted — every
+/// applied event once, in order, with consecutive sequence numbers, each snapshot equal to
+/// replaying the table on the previous one, the last one equal to what is stored.
+#[test]
+fn subscribers_see_exactly_what_was_persisted() {
+    use proptest::prelude::*;
+    let config = ProptestConfig {
+        cases: 6,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(price in 0u64..3, interval in 1u64..12_000, increase in 0u64..3_000,
+                        per_response in 1usize..6)| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let a = Ask {
+                price_per_byte: atto(price),
+                unseal_price: TokenAmount::zero(),
+                payment_interval: interval,
+                payment_interval_increase: increase,
+            };
+            let mut pconfig = rm_provider::Config::default();
+            pconfig.max_blocks_per_response = per_response;
+            let p = pair_with(&lorem_path(), a, pconfig, rm_client::Config::default()).await;
+            let mut events = p.client.subscribe_to_events();
+            let id = p.client.retrieve(p.retrieval().await).await.unwrap();
+            let deal = p.finish(id).await;
+            prop_assert_eq!(deal.status(), DealStatus::Completed, "{}", deal.state.message);
+            let table = rm_client::fsm::table();
+            let mut seen: Option<rm_fsm::Snapshot<ClientDeal>> = None;
+            loop {
+                match events.try_recv().unwrap() {
+                    Some(rm_fsm::Notification::Began { snapshot, .. }) => {
+                        prop_assert_eq!(snapshot.seq, 0);
+                        seen = Some(snapshot);
+                    }
+                    Some(rm_fsm::Notification::Applied { event, snapshot, .. }) => {
+                        let before = seen.take().expect("Began comes first");
+                        let step = rm_fsm::step(&table, &before, &event).unwrap();
+                        prop_assert_eq!(&step.snapshot, &snapshot);
+                        seen = Some(snapshot);
+                    }
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+            let last = seen.expect("events were seen");
+            let stored = rm_client::Deals::snapshot(&client_deals(&p), &id.0).unwrap().unwrap();
+            prop_assert_eq!(last, stored);
+            Ok(())
+        })?;
+    });
+}
+
+fn client_deals(p: &Pair) -> rm_client::Deals {
+    p.client.deals().clone()
+}
