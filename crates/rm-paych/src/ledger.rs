@@ -766,12 +766,9 @@ impl Ledger {
         Ok(())
     }
 
-    /// The pair's active channel with at least `funds` available (`funds − committed`),
-    /// topping it up by the difference if needed, or a new channel holding `funds`.
-    ///
-    /// There are no reservations: two deals asking at once for the same pair may both see
-    /// the same available funds; the second one then meets a shortfall when it pays and
-    /// goes through the client's CheckFunds path.
+    /// The pair's active channel with `funds` added to it (Lotus' `GetPaych`: every deal
+    /// brings its own funds, so deals running at once never take each other's), or a new
+    /// channel holding `funds`. Asking for zero returns the active channel unchanged.
     pub fn get_or_create_channel(
         &self,
         from: &Address,
@@ -789,11 +786,10 @@ impl Ledger {
             && let Some(ch) = self.channel(&address)?
             && self.ensure_open_outbound(&ch).is_ok()
         {
-            let available = ch.available();
-            if available >= *funds {
+            if funds.is_zero() {
                 return Ok(Funding::Ready { channel: address });
             }
-            let message = self.add_funds_locked(ch, &(funds - &available))?;
+            let message = self.add_funds_locked(ch, funds)?;
             return Ok(Funding::AddedFunds {
                 channel: address,
                 message,

@@ -87,8 +87,9 @@ pub trait RetrievalClientNode: Send + Sync + 'static {
     /// The current chain head.
     fn chain_head(&self) -> impl Future<Output = Result<ChainHead, NodeError>> + Send;
 
-    /// Gets a channel from `client` to `miner` holding at least `funds`, creating it or
-    /// adding funds as needed.
+    /// Gets a channel from `client` to `miner` for a deal that needs `funds`: a new
+    /// channel holding them, or the existing one with `funds` added (Lotus `GetPaych`
+    /// semantics, so concurrent deals do not share one deal's money).
     fn get_or_create_payment_channel(
         &self,
         client: &Address,

@@ -660,7 +660,7 @@ fn get_or_create_reuses_and_tops_up() {
     assert_eq!(message.hash().code(), 0xb220);
     assert_eq!(
         fx.ledger
-            .get_or_create_channel(&fx.client, &other, &atto(500))
+            .get_or_create_channel(&fx.client, &other, &atto(0))
             .unwrap(),
         Funding::Ready {
             channel: channel.clone()
@@ -670,13 +670,13 @@ fn get_or_create_reuses_and_tops_up() {
     fx.ledger
         .create_voucher(&fx.wallet, &channel, lane, &atto(400))
         .unwrap();
-    // 100 left; asking for 300 adds 200
+    // every request brings its own funds: asking for 200 adds 200
     let Funding::AddedFunds {
         channel: same,
         message: top_up,
     } = fx
         .ledger
-        .get_or_create_channel(&fx.client, &other, &atto(300))
+        .get_or_create_channel(&fx.client, &other, &atto(200))
         .unwrap()
     else {
         panic!("expected a top-up");

@@ -96,7 +96,7 @@ async fn client_and_provider_flow() {
         .unwrap();
     assert!(again.is_zero());
 
-    // the same pair again: enough left? no (42,000 left of 20,000,000) -> adding funds
+    // the same pair again: every request brings its own funds -> adding funds
     let setup = n
         .client
         .get_or_create_payment_channel(&n.payer, &n.payee, &atto(1_000_000), &head)
@@ -117,9 +117,10 @@ async fn client_and_provider_flow() {
             .unwrap(),
         channel
     );
+    // asking for nothing returns the channel as it is
     let setup = n
         .client
-        .get_or_create_payment_channel(&n.payer, &n.payee, &atto(1_000_000), &head)
+        .get_or_create_payment_channel(&n.payer, &n.payee, &atto(0), &head)
         .await
         .unwrap();
     assert_eq!(
@@ -130,7 +131,7 @@ async fn client_and_provider_flow() {
     );
 
     let funds = n.client.check_available_funds(&channel).await.unwrap();
-    assert_eq!(funds.confirmed, atto(20_958_000));
+    assert_eq!(funds.confirmed, atto(21_000_000));
     assert_eq!(funds.voucher_redeemed, atto(19_958_000));
     assert!(funds.pending.is_zero() && funds.pending_wait_sentinel.is_none());
 }
