@@ -111,8 +111,9 @@ struct Inner<N> {
     counter: Counter,
     wallet: Address,
     config: Config,
-    /// One poke channel per running deal: wakes a runner waiting for funds or a cancel.
-    runners: Mutex<HashMap<u64, watch::Sender<u64>>>,
+    /// One poke channel per running deal (wakes a runner waiting for funds or a cancel)
+    /// and its task, aborted by `close`.
+    runners: Mutex<HashMap<u64, (watch::Sender<u64>, tokio::task::AbortHandle)>>,
 }
 
 /// A retrieval client: queries providers, makes deals and drives them to the end.
@@ -309,24 +310,33 @@ impl<N: RetrievalClientNode> Client<N> {
                 "the deal has no payment channel".into(),
             ))?;
         let node = &self.inner.node;
-        let available = node.check_available_funds(&channel).await?;
-        let unredeemed = (&available.confirmed - &available.voucher_redeemed).clamp_non_negative();
         let head = node.chain_head().await?;
+        // The node adds what is asked for to the pair's channel (Lotus `GetPaych`).
         let setup = node
             .get_or_create_payment_channel(
                 &deal.state.client_wallet,
                 &deal.state.miner_wallet,
-                &(&unredeemed + &amount),
+                &amount,
                 &head,
             )
             .await?;
+        if let ChannelSetup::AddingFunds {
+            channel: topped, ..
+        }
+        | ChannelSetup::Ready { channel: topped } = &setup
+            && topped != &channel
+        {
+            return Err(Error::InvalidRequest(format!(
+                "the node funded channel {topped}, not the deal's channel {channel}"
+            )));
+        }
         let event = match setup {
             ChannelSetup::AddingFunds { channel, wait } => Event::PaymentChannelAddingFunds {
                 channel,
                 wait,
                 added: amount,
             },
-            ChannelSetup::Ready { .. } => Event::RecheckFunds,
+            ChannelSetup::Ready { .. } => Event::RecheckFunds(amount),
             ChannelSetup::Creating { .. } => {
                 return Err(Error::InvalidRequest(
                     "the node created a new channel instead of adding funds".into(),
@@ -379,8 +389,11 @@ impl<N: RetrievalClientNode> Client<N> {
     /// Stops every deal runner and the state machines (deals stay stored and resume on the
     /// next [`Client::new`]).
     pub async fn close(&self) {
+        let runners: Vec<_> = lock(&self.inner.runners).drain().collect();
+        for (_, (_, task)) in runners {
+            task.abort();
+        }
         self.inner.deals.close().await;
-        lock(&self.inner.runners).clear();
     }
 
     fn deal(&self, id: DealId) -> Result<ClientDeal, Error> {
@@ -388,14 +401,15 @@ impl<N: RetrievalClientNode> Client<N> {
     }
 
     fn poke(&self, id: u64) {
-        if let Some(tx) = lock(&self.inner.runners).get(&id) {
+        if let Some((tx, _)) = lock(&self.inner.runners).get(&id) {
             tx.send_modify(|n| *n = n.wrapping_add(1));
         }
     }
 
     fn spawn_runner(&self, id: u64) {
         let (tx, rx) = watch::channel(0u64);
-        lock(&self.inner.runners).insert(id, tx);
+        // The lock is held until the task is registered, so its own removal comes later.
+        let mut runners = lock(&self.inner.runners);
         let runner = Runner {
             inner: Arc::clone(&self.inner),
             id,
@@ -405,7 +419,8 @@ impl<N: RetrievalClientNode> Client<N> {
             fresh_stream: false,
             failures: 0,
         };
-        tokio::spawn(runner.run(rx));
+        let task = tokio::spawn(runner.run(rx));
+        runners.insert(id, (tx, task.abort_handle()));
     }
 }
 
@@ -423,6 +438,10 @@ enum Stop {
     Net(String),
     /// The deal must move on with this event.
     Event(Box<Event>),
+    /// An event raced with a cancel or failure and was not applied: act on the new status.
+    Raced,
+    /// The client is closing.
+    Shutdown,
 }
 
 fn stop(event: Event) -> Stop {
@@ -436,6 +455,13 @@ impl From<rm_network::Error> for Stop {
 }
 
 type Step = Result<(), Stop>;
+
+/// Whether the machine applied an event.
+enum Applied {
+    Yes,
+    Raced,
+    Stop,
+}
 
 /// Drives one deal: does what the deal's current status calls for (the entry action),
 /// records the outcome as an event, and repeats until the deal is final.
@@ -478,8 +504,12 @@ impl<N: RetrievalClientNode> Runner<N> {
                         break;
                     }
                 }
+                Err(Stop::Raced) => {}
+                Err(Stop::Shutdown) => break,
                 Err(Stop::Net(reason)) => {
                     self.stream = None;
+                    // Rebuilt from the blockstore and the persisted count on reconnect.
+                    self.verifier = None;
                     self.failures += 1;
                     tracing::debug!(deal = self.id, %reason, attempt = self.failures, "deal stream lost");
                     if self.failures > self.inner.config.max_reconnects {
@@ -510,8 +540,12 @@ impl<N: RetrievalClientNode> Runner<N> {
     /// Applies `event`; false when the runner must stop (group closed). An event the
     /// machine refuses is a bug or a race with a cancel: the deal then errors.
     async fn send(&mut self, event: Event) -> bool {
+        !matches!(self.apply(event).await, Applied::Stop)
+    }
+
+    async fn apply(&mut self, event: Event) -> Applied {
         match self.inner.deals.send(&self.id, event).await {
-            Ok(_) => true,
+            Ok(_) => Applied::Yes,
             Err(rm_fsm::Error::Invalid(invalid)) => {
                 let status = self
                     .inner
@@ -522,25 +556,29 @@ impl<N: RetrievalClientNode> Runner<N> {
                     .map(|d| d.status());
                 if matches!(status, Some(DealStatus::Cancelling | DealStatus::Failing)) {
                     // Raced with a cancel or a failure: the loop handles that status next.
-                    return true;
+                    return Applied::Raced;
                 }
                 tracing::warn!(deal = self.id, %invalid, "client deal refused an event");
                 let fallback = Event::DataTransferError(invalid.to_string());
-                self.inner.deals.send(&self.id, fallback).await.is_ok()
+                match self.inner.deals.send(&self.id, fallback).await {
+                    Ok(_) => Applied::Raced,
+                    Err(_) => Applied::Stop,
+                }
             }
-            Err(rm_fsm::Error::Final(_)) => false,
             Err(e) => {
-                tracing::warn!(deal = self.id, error = %e, "client deal store failed");
-                false
+                tracing::warn!(deal = self.id, error = %e, "client deal machine stopped");
+                Applied::Stop
             }
         }
     }
 
+    /// Applies `event`; an event that was not applied ends the current step, so nothing
+    /// that depends on it (writing a voucher) happens.
     async fn emit(&mut self, event: Event) -> Step {
-        if self.send(event).await {
-            Ok(())
-        } else {
-            Err(Stop::Net("deal machine stopped".into()))
+        match self.apply(event).await {
+            Applied::Yes => Ok(()),
+            Applied::Raced => Err(Stop::Raced),
+            Applied::Stop => Err(Stop::Shutdown),
         }
     }
 
@@ -570,9 +608,9 @@ impl<N: RetrievalClientNode> Runner<N> {
             D::FundsNeeded | D::FundsNeededLastPayment => self.pay(deal).await,
             D::CheckFunds => self.check_funds(deal).await,
             D::InsufficientFunds => {
-                // Woken by add_more_funds (which records the new funds) or cancel_deal.
-                let _ = poke.changed().await;
-                Ok(())
+                // Woken by add_more_funds (which records the new funds) or cancel_deal; an
+                // error means the client is closing.
+                poke.changed().await.map_err(|_| Stop::Shutdown)
             }
             D::Cancelling | D::Failing => {
                 let reason = if deal.state.message.is_empty() {
@@ -804,27 +842,34 @@ impl<N: RetrievalClientNode> Runner<N> {
     async fn pay(&mut self, deal: &ClientDeal) -> Step {
         let mut owed = deal.state.payment_requested.clone();
         if self.stream.is_none() || self.fresh_stream {
-            // After a reconnect the provider speaks first: it says what it still needs.
-            let response = self.read(deal).await?;
-            match response.status {
-                DealStatus::FundsNeeded
-                | DealStatus::FundsNeededLastPayment
-                | DealStatus::FundsNeededUnseal
-                    if response.blocks.is_empty() =>
-                {
-                    owed = response.payment_owed;
+            // After a reconnect the provider speaks first: its acceptance again, then what it
+            // still needs. A bounded number of responses is read.
+            let mut asked = false;
+            for _ in 0..4 {
+                let response = self.read(deal).await?;
+                match response.status {
+                    DealStatus::Accepted | DealStatus::Ongoing if response.blocks.is_empty() => {}
+                    DealStatus::FundsNeeded
+                    | DealStatus::FundsNeededLastPayment
+                    | DealStatus::FundsNeededUnseal
+                        if response.blocks.is_empty() =>
+                    {
+                        owed = response.payment_owed;
+                        asked = true;
+                        break;
+                    }
+                    other => {
+                        return Err(stop(Event::UnknownResponseReceived(format!(
+                            "{} while the client owes a payment",
+                            other.short_name()
+                        ))));
+                    }
                 }
-                DealStatus::Completed if deal.state.all_blocks_received => {
-                    return Err(stop(Event::BadPaymentRequested(
-                        "provider completed without the last payment".into(),
-                    )));
-                }
-                other => {
-                    return Err(stop(Event::UnknownResponseReceived(format!(
-                        "{} while the client owes a payment",
-                        other.short_name()
-                    ))));
-                }
+            }
+            if !asked {
+                return Err(stop(Event::UnknownResponseReceived(
+                    "no payment request after resuming".into(),
+                )));
             }
         }
         let info = match &deal.state.payment_info {
@@ -837,6 +882,7 @@ impl<N: RetrievalClientNode> Runner<N> {
         };
         let voucher = match logic::decide_payment(&deal.state, &owed, self.resent) {
             Payment::Refuse(reason) => return Err(stop(Event::BadPaymentRequested(reason))),
+            Payment::OverBudget(short) => return Err(stop(Event::VoucherShortfall(short))),
             Payment::Resend => {
                 let voucher = deal
                     .last_voucher
@@ -906,7 +952,13 @@ impl<N: RetrievalClientNode> Runner<N> {
             Err(e) => return self.emit(Event::PaymentChannelErrored(e.to_string())).await,
         };
         let params = &deal.state.proposal.params;
-        let need = &params.amount_for_bytes(deal.state.total_received) - &deal.state.funds_spent;
+        let total = params.amount_for_bytes(deal.state.total_received);
+        let over_budget = &total - &deal.state.total_funds;
+        if over_budget.is_positive() {
+            // The deal's own budget is the limit, whatever the channel holds.
+            return self.emit(Event::FundsExpended(over_budget)).await;
+        }
+        let need = &total - &deal.state.funds_spent;
         // A voucher raising this lane from FundsSpent to the new total needs `need` more
         // than every lane's latest voucher already commits.
         let unredeemed = &available.confirmed - &available.voucher_redeemed;

@@ -30,7 +30,8 @@ pub struct ClientDeal {
     /// The last voucher sent, re-sent as is when a provider did not get it.
     #[serde(rename = "LastVoucher", default)]
     pub last_voucher: Option<SignedVoucher>,
-    /// Every voucher amount sent, in order (cumulative amounts; for reports and tests).
+    /// Every voucher amount sent, in order (cumulative amounts; for reports and tests). At
+    /// most [`MAX_VOUCHERS_KEPT`]; the oldest are dropped first.
     #[serde(rename = "Vouchers", default)]
     pub vouchers: Vec<TokenAmount>,
 }
@@ -110,8 +111,8 @@ pub enum Event {
     VoucherShortfall(TokenAmount),
     /// Nothing more can be paid until funds are added; this much is missing.
     FundsExpended(TokenAmount),
-    /// Funds were added: check again.
-    RecheckFunds,
+    /// Funds were added to the deal's budget (the channel already holds them): check again.
+    RecheckFunds(TokenAmount),
     /// The provider asked for a payment the client does not owe.
     BadPaymentRequested(String),
     /// The node could not make a voucher.
@@ -158,7 +159,7 @@ impl EventKind for Event {
             Event::PaymentSent { .. } => "PaymentSent",
             Event::VoucherShortfall(_) => "VoucherShortfall",
             Event::FundsExpended(_) => "FundsExpended",
-            Event::RecheckFunds => "RecheckFunds",
+            Event::RecheckFunds(_) => "RecheckFunds",
             Event::BadPaymentRequested(_) => "BadPaymentRequested",
             Event::CreateVoucherFailed(_) => "CreateVoucherFailed",
             Event::Complete => "Complete",
@@ -369,11 +370,25 @@ fn record_payment(deal: &mut ClientDeal, event: &Event) -> Result<(), String> {
         deal.state.current_interval = params.next_interval(deal.state.bytes_paid_for);
     }
     if deal.last_voucher.as_ref() != Some(voucher) {
+        if deal.vouchers.len() >= MAX_VOUCHERS_KEPT {
+            deal.vouchers.remove(0);
+        }
         deal.vouchers.push(total.clone());
     }
     deal.last_voucher = Some(voucher.clone());
     Ok(())
 }
+
+fn record_recheck(deal: &mut ClientDeal, event: &Event) -> Result<(), String> {
+    let Event::RecheckFunds(added) = event else {
+        return Err("not RecheckFunds".into());
+    };
+    deal.state.total_funds += added;
+    Ok(())
+}
+
+/// At most this many voucher amounts are kept in a deal's record (the oldest go first).
+pub const MAX_VOUCHERS_KEPT: usize = 1024;
 
 fn record_shortfall(deal: &mut ClientDeal, event: &Event) -> Result<(), String> {
     let Event::VoucherShortfall(short) = event else {
@@ -550,7 +565,9 @@ pub fn table() -> ClientTable {
                 "RecheckFunds",
                 of([D::InsufficientFunds]),
                 Dest::To(s(D::CheckFunds)),
-            ),
+            )
+            .action(record_recheck)
+            .doc("add_more_funds: TotalFunds += added"),
             r(
                 "BadPaymentRequested",
                 of([D::FundsNeeded, D::FundsNeededLastPayment]),

@@ -13,6 +13,9 @@ pub enum Payment {
     Resend,
     /// Refuse: the request is not owed. The reason becomes the deal's message.
     Refuse(String),
+    /// The payment is owed but above the deal's budget (`TotalFunds`) by this much: wait for
+    /// more funds.
+    OverBudget(TokenAmount),
 }
 
 /// Decides how to answer a payment request for `owed`.
@@ -31,6 +34,9 @@ pub fn decide_payment(deal: &ClientDealState, owed: &TokenAmount, resent: bool) 
                 "provider asks for {owed}, but the {} verified bytes are worth only {due} more",
                 deal.total_received
             ));
+        }
+        if total > deal.total_funds {
+            return Payment::OverBudget(&total - &deal.total_funds);
         }
         return Payment::Pay(total);
     }
@@ -91,6 +97,16 @@ mod tests {
             decide_payment(&d, &T::from_atto(10_174_001u64), false),
             Payment::Refuse(_)
         ));
+    }
+
+    #[test]
+    fn never_beyond_the_budget() {
+        let mut d = deal(1000, 0, 10_174, 0);
+        d.total_funds = T::from_atto(10_000_000u64);
+        assert_eq!(
+            decide_payment(&d, &T::from_atto(10_000_000u64), false),
+            Payment::OverBudget(T::from_atto(174_000u64))
+        );
     }
 
     #[test]
