@@ -24,12 +24,9 @@ pub struct PaymentLane {
     /// The payment channel.
     #[serde(rename = "Channel")]
     pub channel: Address,
-    /// The lane.
+    /// The lane (a lane pays one deal only).
     #[serde(rename = "Lane")]
     pub lane: u64,
-    /// The lane's cumulative amount before this deal's first voucher.
-    #[serde(rename = "Base")]
-    pub base: TokenAmount,
 }
 
 /// A provider deal as persisted: the go-fil-markets state plus the payment lane.
@@ -41,7 +38,8 @@ pub struct ProviderDeal {
     /// The lane paying this deal, once the first voucher arrived.
     #[serde(rename = "PaymentLane", default)]
     pub lane: Option<PaymentLane>,
-    /// Amounts newly received with each accepted voucher, in order.
+    /// Amounts newly received with each accepted voucher, in order (at most
+    /// [`MAX_RECEIVED_KEPT`], the oldest dropped first).
     #[serde(rename = "Received", default)]
     pub received: Vec<TokenAmount>,
     /// How many times the client resumed the deal on a new stream.
@@ -216,6 +214,9 @@ fn record_sent(deal: &mut ProviderDeal, event: &Event) -> Result<(), String> {
     Ok(())
 }
 
+/// At most this many received amounts are kept in a deal's record (the oldest go first).
+pub const MAX_RECEIVED_KEPT: usize = 1024;
+
 fn record_payment(deal: &mut ProviderDeal, event: &Event) -> Result<(), String> {
     let (Event::PaymentReceived { received, lane }
     | Event::PartialPaymentReceived { received, lane }) = event
@@ -234,6 +235,9 @@ fn record_payment(deal: &mut ProviderDeal, event: &Event) -> Result<(), String> 
     }
     deal.state.funds_received += received;
     if received.is_positive() {
+        if deal.received.len() >= MAX_RECEIVED_KEPT {
+            deal.received.remove(0);
+        }
         deal.received.push(received.clone());
     }
     let params = &deal.state.proposal.params;

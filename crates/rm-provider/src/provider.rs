@@ -97,6 +97,8 @@ struct Inner<N> {
     generation: Mutex<u64>,
     sizes: Mutex<HashMap<Cid, u64>>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
+    /// Which deal each (channel, lane) pays: a lane pays one deal only.
+    lanes: Mutex<HashMap<(rm_types::Address, u64), DealKey>>,
 }
 
 /// A retrieval provider: answers queries from its blockstore, decides on deals, streams
@@ -176,8 +178,17 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 generation: Mutex::new(0),
                 sizes: Mutex::new(HashMap::new()),
                 dispatcher: Mutex::new(None),
+                lanes: Mutex::new(HashMap::new()),
             }),
         };
+        {
+            let mut lanes = lock(&provider.inner.lanes);
+            for (key, deal) in provider.inner.deals.list(|_, d| d.lane.is_some())? {
+                if let Some(lane) = deal.lane {
+                    lanes.insert((lane.channel, lane.lane), key);
+                }
+            }
+        }
         for (key, _) in provider
             .inner
             .deals
@@ -218,8 +229,9 @@ impl<N: RetrievalProviderNode> Provider<N> {
         }
     }
 
-    /// Stops receiving queries and deals (running deals keep their state and can resume
-    /// after the next [`Provider::start`]).
+    /// Stops the provider for good: no more queries or deals, the deal machines are
+    /// closed. Deals keep their state and resume in a provider opened again on the same
+    /// database.
     pub async fn stop(&self) {
         self.inner.network.clear_delegate();
         if let Some(task) = lock(&self.inner.dispatcher).take() {
@@ -368,27 +380,43 @@ impl<N: RetrievalProviderNode> Provider<N> {
         Ok(Some(size))
     }
 
-    /// Marks the deal as not attached to a stream and starts its resume window.
+    /// Marks the deal as not attached to a stream and starts its resume window. With
+    /// `Some(generation)`, only if that attachment still owns the deal.
+    ///
+    /// The map entry becomes a token (no task); the timer fires only if the same token is
+    /// still there when the window ends, so any attach or later detach cancels it.
     fn detach(&self, key: &DealKey, generation: Option<u64>) {
-        {
+        let token = {
             let mut attached = lock(&self.inner.attached);
-            match (attached.get(key), generation) {
-                (Some(a), Some(g)) if a.generation != g => return,
-                _ => {}
+            if let Some(g) = generation
+                && attached.get(key).is_none_or(|a| a.generation != g)
+            {
+                return;
             }
-            attached.remove(key);
-        }
+            let token = self.next_generation();
+            attached.insert(
+                key.clone(),
+                Attached {
+                    generation: token,
+                    task: None,
+                },
+            );
+            token
+        };
         let this = self.clone();
         let key = key.clone();
         let window = self.inner.config.resume_window;
-        let since = *lock(&self.inner.generation);
         tokio::spawn(async move {
             tokio::time::sleep(window).await;
-            let reattached = lock(&this.inner.attached)
-                .get(&key)
-                .is_some_and(|a| a.generation > since);
-            if reattached {
-                return;
+            {
+                let mut attached = lock(&this.inner.attached);
+                if attached
+                    .get(&key)
+                    .is_none_or(|a| a.generation != token || a.task.is_some())
+                {
+                    return;
+                }
+                attached.remove(&key);
             }
             if let Ok(Some(deal)) = this.inner.deals.get(&key)
                 && !deal.status().is_terminal()
@@ -411,6 +439,15 @@ impl<N: RetrievalProviderNode> Provider<N> {
         let mut g = lock(&self.inner.generation);
         *g += 1;
         *g
+    }
+
+    /// Stops the task driving `key` on an older stream, and waits until it is gone.
+    async fn take_over(&self, key: &DealKey) {
+        let old = lock(&self.inner.attached).remove(key).and_then(|a| a.task);
+        if let Some(task) = old {
+            task.abort();
+            let _ = task.await;
+        }
     }
 
     /// Serves one inbound deal stream: a new deal or a resumed one.
@@ -444,13 +481,21 @@ impl<N: RetrievalProviderNode> Provider<N> {
             None => match self.begin(&key, &proposal, stream.peer()).await {
                 Ok(()) => None,
                 Err(r) => {
+                    if matches!(self.inner.deals.get(&key), Ok(Some(_))) {
+                        // Begun but not moved on: give it a window like any detached deal.
+                        self.detach(&key, None);
+                    }
                     let _ = stream.write_response(&r).await;
                     let _ = stream.close().await;
                     return;
                 }
             },
             Some(deal) => match self.resume(&key, &deal, &proposal).await {
-                Ok(first) => first,
+                Ok(Resumed::Continue(first)) => first,
+                Ok(Resumed::Tail(from)) => {
+                    self.serve_tail(&mut stream, &deal, from).await;
+                    return;
+                }
                 Err(r) => {
                     let _ = stream.write_response(&r).await;
                     let _ = stream.close().await;
@@ -458,12 +503,12 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 }
             },
         };
-        let generation = self.next_generation();
         let this = self.clone();
         let key2 = key.clone();
         // Hold the map lock while spawning so the new task's entry exists before it can
         // finish and remove itself.
         let mut attached = lock(&self.inner.attached);
+        let generation = self.next_generation();
         if let Some(old) = attached.remove(&key)
             && let Some(task) = old.task
         {
@@ -556,46 +601,73 @@ impl<N: RetrievalProviderNode> Provider<N> {
         Ok(())
     }
 
-    /// Takes over an existing deal for a resumed proposal. `Ok(Some(r))` is a response to
-    /// write before continuing; `Err` refuses the stream.
+    /// Takes over an existing deal for a resumed proposal. `Err` is a response refusing
+    /// the stream.
     async fn resume(
         &self,
         key: &DealKey,
         deal: &ProviderDeal,
         proposal: &DealProposal,
-    ) -> Result<Option<DealResponse>, DealResponse> {
+    ) -> Result<Resumed, DealResponse> {
         let id = proposal.id;
+        let refuse = |message: String| {
+            let mut r = response(id, DealStatus::Errored);
+            r.message = message;
+            r
+        };
         let stored = &deal.state.proposal;
         if stored.payload_cid != proposal.payload_cid || stored.params != proposal.params {
-            let mut r = response(id, DealStatus::Errored);
-            r.message = "the resumed proposal differs from the deal's".to_owned();
-            return Err(r);
+            return Err(refuse(
+                "the resumed proposal differs from the deal's".to_owned(),
+            ));
+        }
+        let resume = proposal.resume.unwrap_or_default();
+        if resume.blocks > deal.state.blocks_sent {
+            return Err(refuse(format!(
+                "the client claims {} blocks, {} were sent",
+                resume.blocks, deal.state.blocks_sent
+            )));
         }
         if deal.status().is_terminal() {
+            if deal.status() == DealStatus::Completed && resume.blocks < deal.state.blocks_sent {
+                // Paid in full already; the client lost the last responses.
+                return Ok(Resumed::Tail(resume.blocks));
+            }
             let mut r = response(id, deal.status());
             r.message = deal.state.message.clone();
             return Err(r);
         }
-        // Stop whoever still drives this deal on an older stream.
-        if let Some(old) = lock(&self.inner.attached).remove(key)
-            && let Some(task) = old.task
-        {
-            task.abort();
+        // The byte count comes from the DAG, not from the client: payment points depend
+        // on it.
+        let bytes = self
+            .bytes_of_first(deal, resume.blocks)
+            .map_err(|e| refuse(format!("cannot resume: {e}")))?;
+        if bytes != resume.bytes {
+            return Err(refuse(format!(
+                "the client claims {} bytes in its first {} blocks; they hold {bytes}",
+                resume.bytes, resume.blocks
+            )));
         }
-        let resume = proposal.resume.unwrap_or_default();
+        // Stop whoever still drives this deal on an older stream, before anything changes.
+        self.take_over(key).await;
         let before = deal.status();
         let event = Event::Resumed {
             blocks: resume.blocks,
-            bytes: resume.bytes,
+            bytes,
         };
-        let snapshot = self.inner.deals.send(key, event).await.map_err(|e| {
-            let mut r = response(id, DealStatus::Errored);
-            r.message = format!("cannot resume: {e}");
-            r
-        })?;
+        let snapshot = match self.inner.deals.send(key, event).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.detach(key, None);
+                return Err(refuse(format!("cannot resume: {e}")));
+            }
+        };
         let deal = snapshot.state;
-        Ok(match before {
-            DealStatus::New | DealStatus::WaitForAcceptance => None,
+        Ok(Resumed::Continue(match before {
+            DealStatus::New
+            | DealStatus::WaitForAcceptance
+            | DealStatus::Failing
+            | DealStatus::Cancelling => None,
             DealStatus::FundsNeededUnseal => {
                 let mut r = response(id, DealStatus::FundsNeededUnseal);
                 r.payment_owed = (&deal.state.proposal.params.unseal_price
@@ -606,8 +678,96 @@ impl<N: RetrievalProviderNode> Provider<N> {
             // The stream starts with the acceptance again, so a client that never saw it
             // can go on; a client further along ignores it.
             _ => Some(response(id, DealStatus::Accepted)),
-        })
+        }))
     }
+
+    /// Bytes of block data in the first `blocks` blocks of the deal's traversal.
+    fn bytes_of_first(&self, deal: &ProviderDeal, blocks: u64) -> Result<u64, String> {
+        let params = &deal.state.proposal.params;
+        let selector = dag_selector(params)?;
+        let mut reader = BlockReader::new(
+            Arc::clone(&self.inner.blockstore),
+            deal.state.proposal.payload_cid,
+            &selector,
+        )
+        .map_err(|e| e.to_string())?;
+        let mut bytes = 0u64;
+        for _ in 0..blocks {
+            match reader.next_block() {
+                Ok(Some(block)) => bytes += block.data.len() as u64,
+                Ok(None) => return Err("the DAG has fewer blocks".to_owned()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Sends the blocks after `from` of a completed (fully paid) deal, then `Completed`.
+    async fn serve_tail(&self, stream: &mut DealStream, deal: &ProviderDeal, from: u64) {
+        let id = deal.state.proposal.id;
+        let reader = dag_selector(&deal.state.proposal.params).and_then(|selector| {
+            BlockReader::resume(
+                Arc::clone(&self.inner.blockstore),
+                deal.state.proposal.payload_cid,
+                &selector,
+                from,
+            )
+            .map_err(|e| e.to_string())
+        });
+        let mut reader = match reader {
+            Ok(r) => r,
+            Err(e) => {
+                let mut r = response(id, DealStatus::Errored);
+                r.message = e;
+                let _ = stream.write_response(&r).await;
+                return;
+            }
+        };
+        let max_bytes = self.inner.config.max_response_bytes;
+        let max_blocks = self.inner.config.max_blocks_per_response.max(1);
+        if stream
+            .write_response(&response(id, DealStatus::Accepted))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let mut r = response(id, DealStatus::Ongoing);
+            let mut bytes = 0;
+            while r.blocks.len() < max_blocks && bytes < max_bytes {
+                match reader.next_block() {
+                    Ok(Some(block)) => {
+                        bytes += block.data.len();
+                        r.blocks.push(block);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        r.status = DealStatus::Errored;
+                        r.message = e.to_string();
+                        r.blocks.clear();
+                        break;
+                    }
+                }
+            }
+            let last = reader.is_done() || r.status == DealStatus::Errored;
+            if reader.is_done() {
+                r.status = DealStatus::Completed;
+            }
+            if stream.write_response(&r).await.is_err() || last {
+                let _ = stream.finish().await;
+                return;
+            }
+        }
+    }
+}
+
+/// How a resumed proposal continues.
+enum Resumed {
+    /// Drive the deal, writing this response first.
+    Continue(Option<DealResponse>),
+    /// The deal is complete; send the blocks from this position.
+    Tail(u64),
 }
 
 /// One deal driven on one stream.
@@ -710,8 +870,10 @@ impl<N: RetrievalProviderNode> Run<N> {
                     r.payment_owed = owed;
                     self.write(&r).await
                 } else {
+                    // Written first: a deal is complete once the client can know it.
+                    self.write(&response(self.id(), D::Completed)).await?;
                     self.emit(Event::Complete).await?;
-                    self.write(&response(self.id(), D::Completed)).await
+                    Ok(())
                 }
             }
             D::FundsNeeded | D::FundsNeededLastPayment | D::FundsNeededUnseal => {
@@ -723,8 +885,9 @@ impl<N: RetrievalProviderNode> Run<N> {
                 Ok(())
             }
             D::Finalizing => {
+                self.write(&response(self.id(), D::Completed)).await?;
                 self.emit(Event::Complete).await?;
-                self.write(&response(self.id(), D::Completed)).await
+                Ok(())
             }
             D::Cancelling => {
                 self.emit(Event::CancelComplete).await?;
@@ -907,8 +1070,11 @@ impl<N: RetrievalProviderNode> Run<N> {
                 r.status = DealStatus::FundsNeededLastPayment;
                 r.payment_owed = owed;
             } else {
-                self.emit(Event::Complete).await?;
+                // Nothing owed: complete once the last blocks are written.
                 r.status = DealStatus::Completed;
+                self.write(&r).await?;
+                self.emit(Event::Complete).await?;
+                return Ok(());
             }
         } else if point.is_some_and(|p| sent >= p) {
             self.emit(Event::PaymentRequested).await?;
@@ -921,6 +1087,18 @@ impl<N: RetrievalProviderNode> Run<N> {
             tokio::time::sleep(pause).await;
         }
         Ok(())
+    }
+
+    /// Binds `(channel, lane)` to this deal; false if it pays another deal.
+    fn bind_lane(&self, channel: &rm_types::Address, lane: u64) -> bool {
+        let mut lanes = lock(&self.inner().lanes);
+        match lanes.get(&(channel.clone(), lane)) {
+            Some(other) => other == &self.key,
+            None => {
+                lanes.insert((channel.clone(), lane), self.key.clone());
+                true
+            }
+        }
     }
 
     async fn receive_payment(&mut self, deal: &ProviderDeal) -> Step {
@@ -958,6 +1136,11 @@ impl<N: RetrievalProviderNode> Run<N> {
                 .await?;
             return Ok(());
         }
+        if deal.lane.is_none() && !self.bind_lane(&payment.payment_channel, voucher.lane) {
+            self.emit(fail("the voucher's lane pays another deal".into()))
+                .await?;
+            return Ok(());
+        }
         let params = &deal.state.proposal.params;
         let funds = &deal.state.funds_received;
         let owed_before = if status == DealStatus::FundsNeededUnseal {
@@ -983,18 +1166,18 @@ impl<N: RetrievalProviderNode> Run<N> {
                 return Ok(());
             }
         };
-        let lane = match &deal.lane {
-            Some(lane) => lane.clone(),
-            None => PaymentLane {
-                channel: payment.payment_channel.clone(),
-                lane: voucher.lane,
-                base: (&voucher.amount - &delta).clamp_non_negative(),
-            },
+        let lane = PaymentLane {
+            channel: payment.payment_channel.clone(),
+            lane: voucher.lane,
         };
-        // A voucher this node saved before a crash comes back with a zero delta; what the
-        // deal has received is the lane's amount above its base.
-        let by_lane = &(&voucher.amount - &lane.base) - funds;
-        let received = if by_lane > delta { by_lane } else { delta };
+        // A lane pays one deal, so its cumulative amount is what this deal received. A
+        // voucher this node saved before a crash comes back with a zero delta: then the
+        // deal is credited the voucher's amount above what it has recorded.
+        let received = if delta.is_positive() {
+            delta
+        } else {
+            (&voucher.amount - funds).clamp_non_negative()
+        };
         let total = funds + &received;
         let owed = if status == DealStatus::FundsNeededUnseal {
             (&params.unseal_price - &total).clamp_non_negative()
