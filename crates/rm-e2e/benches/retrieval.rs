@@ -149,6 +149,21 @@ async fn bare(client: &rm_network::Network, peer: PeerId, cids: &[Cid]) {
     }
 }
 
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Removes a finished client's home; RocksDB may still be closing, so retry briefly.
+fn remove(home: &Path) {
+    for _ in 0..50 {
+        if std::fs::remove_dir_all(home).is_ok() || !home.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -156,6 +171,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn criterion_part(rt: &tokio::runtime::Runtime) {
+    let _runtime = rt.enter();
     let mut c = Criterion::default().configure_from_args();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.bin");
@@ -197,10 +213,10 @@ fn criterion_part(rt: &tokio::runtime::Runtime) {
     group.bench_function("paid_verified_deal", |b| {
         b.iter_custom(|iters| {
             let mut sum = Duration::ZERO;
-            for i in 0..iters {
-                let home = dir.path().join(format!("client-{i}"));
+            for _ in 0..iters {
+                let home = dir.path().join(format!("client-{}", next_id()));
                 sum += rt.block_on(retrieve(&served, &home));
-                std::fs::remove_dir_all(&home).unwrap();
+                remove(&home);
             }
             sum
         })
@@ -230,10 +246,10 @@ fn criterion_part(rt: &tokio::runtime::Runtime) {
     group.bench_function("dial_to_first_verified_block", |b| {
         b.iter_custom(|iters| {
             let mut sum = Duration::ZERO;
-            for i in 0..iters {
-                let home = dir.path().join(format!("first-{i}"));
+            for _ in 0..iters {
+                let home = dir.path().join(format!("first-{}", next_id()));
                 sum += rt.block_on(first_block(&lorem, &home));
-                std::fs::remove_dir_all(&home).unwrap();
+                remove(&home);
             }
             sum
         })
@@ -304,6 +320,7 @@ fn provider_process(
 }
 
 fn processes_part(rt: &tokio::runtime::Runtime) {
+    let _runtime = rt.enter();
     let dir = tempfile::tempdir().unwrap();
     // c. Concurrent 1 MiB deals against one provider process.
     let small = dir.path().join("one-mib.bin");

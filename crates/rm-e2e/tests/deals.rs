@@ -291,8 +291,9 @@ async fn existing_channel_gets_funds_added() {
     let deal = p.finish(id).await;
     assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
     assert_eq!(deal.state.payment_info.as_ref().unwrap().pay_ch, channel);
+    // The deal brought its own funds to the channel.
     let ch = p.cnode.ledger.channel(&channel).unwrap().unwrap();
-    assert_eq!(ch.funds, atto(19_958_000));
+    assert_eq!(ch.funds, atto(1_000 + 19_958_000));
     assert_eq!(p.cnode.ledger.channels().unwrap().len(), 1);
 }
 
@@ -468,6 +469,73 @@ async fn bounced_connections_resume_and_pay_exactly() {
     let resumes = p.provider_deal(id).resumes;
     println!("bounced at {bounced:?}; the provider saw {resumes} resumes");
     assert_eq!(resumes, 5);
+    assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
+}
+
+// An unseal price is paid before any data, then the data in exact amounts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseal_price_is_paid_first() {
+    let mut a = ask(1000);
+    a.unseal_price = atto(100);
+    let p = pair(&lorem_path(), a).await;
+    let retrieval = p.retrieval().await;
+    assert_eq!(retrieval.total_funds, atto(19_958_100));
+    let id = p.client.retrieve(retrieval).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_paid(&p, id, &deal, &[100, 10_174_100, 19_958_100]).await;
+    assert_eq!(deal.state.unseal_funds_paid, atto(100));
+    assert_eq!(
+        p.provider_final(id).await.received,
+        amounts(&[100, 10_174_000, 9_784_000])
+    );
+    assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
+}
+
+// Connections cut right when payments are asked for and right after vouchers are made:
+// a voucher may be lost in flight and is then sent again; nothing is paid twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounced_around_payments_pay_exactly() {
+    let mut pconfig = rm_provider::Config::default();
+    pconfig.max_blocks_per_response = 1;
+    pconfig.max_bytes_per_second = Some(40_000);
+    let p = pair_with(
+        &lorem_path(),
+        ask(1000),
+        pconfig,
+        rm_client::Config::default(),
+    )
+    .await;
+    let mut events = p.client.subscribe_to_events();
+    let id = p.client.retrieve(p.retrieval().await).await.unwrap();
+    let network = p.cnode.network.clone();
+    let provider = p.pnode.peer_id();
+    let bouncer = tokio::spawn(async move {
+        let mut cuts = 0;
+        while let Ok(note) = events.recv().await {
+            if let rm_fsm::Notification::Applied {
+                event, snapshot, ..
+            } = note
+            {
+                if matches!(
+                    event,
+                    rm_client::Event::PaymentRequested(_)
+                        | rm_client::Event::LastPaymentRequested(_)
+                        | rm_client::Event::PaymentSent { .. }
+                ) && network.disconnect(provider).await.unwrap()
+                {
+                    cuts += 1;
+                }
+                if snapshot.state.status().is_terminal() {
+                    break;
+                }
+            }
+        }
+        cuts
+    });
+    let deal = p.finish(id).await;
+    let cuts = bouncer.await.unwrap();
+    assert!(cuts >= 2, "cut {cuts} connections");
+    assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
     assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
 }
 

@@ -5,7 +5,6 @@
 //! per response at 20,000 bytes/s so the kill lands mid-transfer.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
@@ -201,7 +200,7 @@ async fn provider_killed_mid_transfer_resumes_and_is_paid_exactly() {
             first.take().unwrap().kill();
         }
     }
-    let (_second, _) = spawn(args).await.unwrap();
+    let (second, _) = spawn(args).await.unwrap();
     let deal = tokio::time::timeout(Duration::from_secs(60), client.wait(id))
         .await
         .unwrap()
@@ -219,5 +218,27 @@ async fn provider_killed_mid_transfer_resumes_and_is_paid_exactly() {
         cnode.export(&root).unwrap(),
         std::fs::read(lorem_path()).unwrap()
     );
-    let _ = Path::new(&home);
+
+    // The provider's own record, read from its home once the process is gone.
+    second.kill();
+    let pnode = Node::open(&home).await.unwrap();
+    let provider = pnode
+        .provider(rm_provider::Config::default())
+        .await
+        .unwrap();
+    let (_, pdeal) = provider.list_deals().unwrap().pop().unwrap();
+    assert_eq!(
+        pdeal.status(),
+        DealStatus::Completed,
+        "{}",
+        pdeal.state.message
+    );
+    assert_eq!(pdeal.state.funds_received, atto(19_958_000));
+    let lane = pdeal.lane.expect("paid on a lane");
+    let latest = pnode
+        .ledger
+        .latest_voucher(&lane.channel, lane.lane)
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.amount, atto(19_958_000));
 }
