@@ -169,7 +169,7 @@ pub use group::{
 };
 pub use key::Key;
 pub use machine::{Effect, Invalid, Machine, Rejection, Snapshot, Step, Transition, step};
-pub use store::{Batch, MemStore, RocksStore, Store, open_db};
+pub use store::{Batch, MEMTABLE_BUDGET, MemStore, RocksStore, Store, open_db};
 pub use table::{Action, Dest, EventKind, HasStatus, Row, Rule, Source, Status, Table, TableError};
 
 /// The RocksDB crate this one is built on, for opening and sharing the database.
