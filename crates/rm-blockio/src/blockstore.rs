@@ -29,6 +29,13 @@ pub enum Error {
     /// The column family does not exist in the shared database.
     #[error("column family {0:?} does not exist")]
     MissingColumnFamily(String),
+    /// The data file failed.
+    #[error("block data file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The index points past the end of the data file (the file lost writes in a crash of
+    /// the machine).
+    #[error("block data file is shorter than its index says")]
+    Truncated,
 }
 
 /// A store of blocks by CID (keyed by multihash; see the module docs).
@@ -251,6 +258,167 @@ impl Blockstore for RocksBlockstore {
     }
 }
 
+/// Block data appended to one file, indexed by multihash in a RocksDB column family.
+///
+/// Blocks are written once, sequentially, and read with positioned reads: no write-ahead
+/// log copy, no memtable, no compaction of the data — what a client storing a retrieval as
+/// it arrives needs (like go-fil-markets' per-deal CAR files). Each `put_many` appends the
+/// blocks first and then writes their index entries in one batch, so after a crash of the
+/// process the index never names data that is not in the file. A crash of the machine can
+/// lose unsynced file data: reads then fail with [`Error::Truncated`] and the block counts
+/// as absent for [`Blockstore::has`]. `delete` removes the index entry only; the space is
+/// not reclaimed (the file only grows).
+pub struct FileBlockstore {
+    db: Arc<rocksdb::DB>,
+    cf: String,
+    /// The append handle; its lock orders writers.
+    file: std::sync::Mutex<std::fs::File>,
+    /// A read-only handle for positioned reads, which need no lock.
+    reader: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for FileBlockstore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileBlockstore")
+            .field("path", &self.path)
+            .field("cf", &self.cf)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An index entry: offset and length in the data file.
+fn location(offset: u64, len: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&offset.to_be_bytes());
+    v[8..].copy_from_slice(&len.to_be_bytes());
+    v
+}
+
+fn parse_location(v: &[u8]) -> Option<(u64, u64)> {
+    let offset = u64::from_be_bytes(v.get(..8)?.try_into().ok()?);
+    let len = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+    Some((offset, len))
+}
+
+impl FileBlockstore {
+    /// Column family name for the index.
+    pub const DEFAULT_CF: &'static str = "block-index";
+
+    /// Opens (creating if needed) the data file at `path`, indexed in column family `cf`
+    /// of `db` (which must exist).
+    pub fn open(
+        path: impl AsRef<Path>,
+        db: Arc<rocksdb::DB>,
+        cf: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let cf = cf.into();
+        if db.cf_handle(&cf).is_none() {
+            return Err(Error::MissingColumnFamily(cf));
+        }
+        let path = path.as_ref().to_path_buf();
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        let reader = std::fs::File::open(&path)?;
+        Ok(Self {
+            db,
+            cf,
+            file: std::sync::Mutex::new(file),
+            reader,
+            path,
+        })
+    }
+
+    fn cf(&self) -> Result<&rocksdb::ColumnFamily, Error> {
+        self.db
+            .cf_handle(&self.cf)
+            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))
+    }
+
+    fn locate(&self, cid: &Cid) -> Result<Option<(u64, u64)>, Error> {
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf()?, key(cid))?
+            .and_then(|v| parse_location(&v)))
+    }
+
+    fn file(&self) -> std::sync::MutexGuard<'_, std::fs::File> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        use std::os::unix::fs::FileExt;
+        let len = usize::try_from(len).map_err(|_| Error::Truncated)?;
+        if self.reader.metadata()?.len() < offset.saturating_add(len as u64) {
+            return Err(Error::Truncated);
+        }
+        let mut buf = vec![0u8; len];
+        self.reader.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+}
+
+impl Blockstore for FileBlockstore {
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(data) = identity_data(cid) {
+            return Ok(Some(data.to_vec()));
+        }
+        match self.locate(cid)? {
+            None => Ok(None),
+            Some((offset, len)) => self.read(offset, len).map(Some),
+        }
+    }
+
+    fn has(&self, cid: &Cid) -> Result<bool, Error> {
+        if identity_data(cid).is_some() {
+            return Ok(true);
+        }
+        let Some((offset, len)) = self.locate(cid)? else {
+            return Ok(false);
+        };
+        Ok(self.reader.metadata()?.len() >= offset.saturating_add(len))
+    }
+
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
+        if let Some(data) = identity_data(cid) {
+            return Ok(Some(data.len() as u64));
+        }
+        Ok(self.locate(cid)?.map(|(_, len)| len))
+    }
+
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
+        self.put_many(&[(*cid, data.to_vec())])
+    }
+
+    fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> {
+        use std::io::Write;
+        let cf = self.cf()?;
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut file = self.file();
+        let mut offset = file.metadata()?.len();
+        for (cid, data) in blocks {
+            if identity_data(cid).is_some() || self.locate(cid)?.is_some() {
+                continue;
+            }
+            file.write_all(data)?;
+            batch.put_cf(cf, key(cid), location(offset, data.len() as u64));
+            offset += data.len() as u64;
+        }
+        // Data first, then the index: the index never names bytes the file lacks.
+        Ok(self.db.write(batch)?)
+    }
+
+    fn delete(&self, cid: &Cid) -> Result<(), Error> {
+        if identity_data(cid).is_some() {
+            return Ok(());
+        }
+        Ok(self.db.delete_cf(self.cf()?, key(cid))?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +477,42 @@ mod tests {
         exercise(&store);
         assert!(matches!(
             RocksBlockstore::new(store.db().clone(), "nope"),
+            Err(Error::MissingColumnFamily(_))
+        ));
+    }
+
+    #[test]
+    fn file_blockstore() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = Arc::new(
+            rocksdb::DB::open_cf(&opts, dir.path().join("db"), [FileBlockstore::DEFAULT_CF])
+                .unwrap(),
+        );
+        let path = dir.path().join("blocks.dat");
+        let store = FileBlockstore::open(&path, db.clone(), FileBlockstore::DEFAULT_CF).unwrap();
+        exercise(&store);
+        let d = b"persisted".to_vec();
+        let cid = cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap();
+        store.put(&cid, &d).unwrap();
+        drop(store);
+        // Reopened: the index and the data are still there.
+        let store = FileBlockstore::open(&path, db.clone(), FileBlockstore::DEFAULT_CF).unwrap();
+        assert_eq!(store.get(&cid).unwrap(), Some(d));
+        // A data file shorter than its index (lost writes) reads as truncated, not garbage.
+        let len = std::fs::metadata(&path).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        assert!(matches!(store.get(&cid), Err(Error::Truncated)));
+        assert!(!store.has(&cid).unwrap());
+        assert!(matches!(
+            FileBlockstore::open(&path, db, "nope"),
             Err(Error::MissingColumnFamily(_))
         ));
     }
