@@ -78,10 +78,25 @@ async fn serve(dir: &Path, file: &Path, preset: Preset, ask: Ask) -> Served {
     }
 }
 
-/// One retrieval into a fresh client node; returns the time from dial to the end.
-async fn retrieve(served: &Served, home: &Path) -> Duration {
+/// One retrieval into a fresh client node; returns the time from dial to the end. With
+/// `in_memory`, verified blocks go to a memory blockstore instead of RocksDB (to see what
+/// storing costs).
+async fn retrieve(served: &Served, home: &Path, in_memory: bool) -> Duration {
     let cnode = Node::open(home).await.unwrap();
-    let client = cnode.client(rm_client::Config::default()).await.unwrap();
+    let client = if in_memory {
+        rm_client::Client::new(
+            cnode.network.clone(),
+            cnode.paych.clone(),
+            Arc::new(rm_blockio::MemoryBlockstore::new()),
+            Arc::clone(&cnode.db),
+            cnode.address.clone(),
+            rm_client::Config::default(),
+        )
+        .await
+        .unwrap()
+    } else {
+        cnode.client(rm_client::Config::default()).await.unwrap()
+    };
     let start = Instant::now();
     let terms = client
         .query(
@@ -210,17 +225,22 @@ fn criterion_part(rt: &tokio::runtime::Runtime) {
     group.throughput(Throughput::Bytes(total as u64));
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(20));
-    group.bench_function("paid_verified_deal", |b| {
-        b.iter_custom(|iters| {
-            let mut sum = Duration::ZERO;
-            for _ in 0..iters {
-                let home = dir.path().join(format!("client-{}", next_id()));
-                sum += rt.block_on(retrieve(&served, &home));
-                remove(&home);
-            }
-            sum
-        })
-    });
+    for (name, in_memory) in [
+        ("paid_verified_deal", false),
+        ("paid_verified_deal_memory_blockstore", true),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut sum = Duration::ZERO;
+                for _ in 0..iters {
+                    let home = dir.path().join(format!("client-{}", next_id()));
+                    sum += rt.block_on(retrieve(&served, &home, in_memory));
+                    remove(&home);
+                }
+                sum
+            })
+        });
+    }
     group.bench_function("bare_stream_sha256", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();

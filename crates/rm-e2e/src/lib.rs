@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rm_blockio::unixfs::{self, Preset};
-use rm_blockio::{Blockstore, RocksBlockstore};
+use rm_blockio::{Blockstore, FileBlockstore};
 use rm_client::Client;
 use rm_fsm::rocksdb::DB;
 use rm_network::Network;
@@ -79,7 +79,7 @@ pub enum Error {
 
 /// Every column family a node's database holds.
 pub fn column_families() -> Vec<&'static str> {
-    let mut cfs = vec![RocksBlockstore::DEFAULT_CF, ledger::DEFAULT_COLUMN_FAMILY];
+    let mut cfs = vec![FileBlockstore::DEFAULT_CF, ledger::DEFAULT_COLUMN_FAMILY];
     cfs.extend(rm_client::COLUMN_FAMILIES);
     cfs.extend(rm_provider::COLUMN_FAMILIES);
     cfs
@@ -115,8 +115,8 @@ pub struct Node {
     pub ledger: Arc<Ledger>,
     /// The node traits on ledger and wallet.
     pub paych: PaychNode,
-    /// The blockstore.
-    pub blocks: Arc<RocksBlockstore>,
+    /// The blockstore: block data in `blocks.dat`, indexed in the database.
+    pub blocks: Arc<FileBlockstore>,
 }
 
 impl std::fmt::Debug for Node {
@@ -158,9 +158,10 @@ impl Node {
             ledger::DEFAULT_COLUMN_FAMILY,
         )?);
         let paych = PaychNode::new(Arc::clone(&ledger), Arc::clone(&wallet));
-        let blocks = Arc::new(RocksBlockstore::new(
+        let blocks = Arc::new(FileBlockstore::open(
+            home.join("blocks.dat"),
             Arc::clone(&db),
-            RocksBlockstore::DEFAULT_CF,
+            FileBlockstore::DEFAULT_CF,
         )?);
         Ok(Node {
             home: home.to_path_buf(),
@@ -219,7 +220,8 @@ impl Node {
         .await?)
     }
 
-    /// Exports the file under `root` from the blockstore.
+    /// Exports the file under `root` from the blockstore into memory (small files; stream
+    /// larger ones with `rm_blockio::unixfs::export_file`).
     pub fn export(&self, root: &Cid) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
         unixfs::export_file(self.blocks.as_ref(), root, &mut out)?;

@@ -121,11 +121,14 @@ async fn client(args: &[String]) -> Result<()> {
         let deal = client.retrieval_status(id)?.ok_or("deal vanished")?;
         println!("PROGRESS {}", deal.state.total_received);
         if deal.status().is_terminal() {
+            // The peak of the deal itself, before the file is exported.
+            println!("PEAK_RSS {}", peak_rss_kib().unwrap_or(0));
             if deal.status() == DealStatus::Completed {
                 let root = deal.state.proposal.payload_cid;
-                std::fs::write(arg(args, 8)?, node.export(&root)?)?;
+                let mut out = std::io::BufWriter::new(std::fs::File::create(arg(args, 8)?)?);
+                rm_blockio::unixfs::export_file(node.blocks.as_ref(), &root, &mut out)?;
+                std::io::Write::flush(&mut out)?;
             }
-            println!("PEAK_RSS {}", peak_rss_kib().unwrap_or(0));
             let vouchers: Vec<String> =
                 deal.vouchers.iter().map(|v| v.atto().to_string()).collect();
             println!(
