@@ -85,18 +85,18 @@ pub fn column_families() -> Vec<&'static str> {
     cfs
 }
 
-/// `../shared/fixtures/lorem.txt` (19,000 bytes) seen from this crate.
+/// go-fil-markets' `lorem.txt` fixture (19,000 bytes), copied into `testdata/`.
 pub fn lorem_path() -> PathBuf {
     fixtures().join("lorem.txt")
 }
 
-/// `../shared/fixtures/lorem_under_1_block.txt` (410 bytes) seen from this crate.
+/// go-fil-markets' `lorem_under_1_block.txt` fixture (410 bytes), copied into `testdata/`.
 pub fn lorem_small_path() -> PathBuf {
     fixtures().join("lorem_under_1_block.txt")
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
 /// One node: what an `rm` process has, in one home directory.

@@ -1,7 +1,7 @@
 //! Acceptance tests of issue 7: whole deals between a client and a provider, each with its
 //! own RocksDB, wallet and ledger, over real libp2p on 127.0.0.1.
 //!
-//! Fixtures from `../shared/fixtures`, imported with the go-fil-markets test preset; price
+//! Fixtures (copies of `../shared/fixtures` in `testdata/`), imported with the go-fil-markets test preset; price
 //! 1000 attoFIL/byte, payment interval 10,000, increase 1,000 unless a test says otherwise.
 
 use std::path::Path;
@@ -149,7 +149,7 @@ fn amounts(v: &[u64]) -> Vec<TokenAmount> {
 }
 
 fn file(path: &Path) -> Vec<u8> {
-    std::fs::read(path).expect("fixture present (../shared/fixtures)")
+    std::fs::read(path).expect("fixture in crates/rm-e2e/testdata")
 }
 
 /// Checks a completed paid deal on both sides: vouchers, amounts, bytes.
