@@ -357,6 +357,51 @@ async fn cancel_while_waiting_for_funds() {
     assert!(pdeal.state.funds_received.is_zero());
 }
 
+// 7b: a cancel while blocks flow (a free deal has no payment point) reaches the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_while_blocks_flow() {
+    let mut pconfig = rm_provider::Config::default();
+    pconfig.max_blocks_per_response = 1;
+    pconfig.max_bytes_per_second = Some(10_000);
+    let p = pair_with(&lorem_path(), ask(0), pconfig, rm_client::Config::default()).await;
+    let id = p.client.retrieve(p.retrieval().await).await.unwrap();
+    for _ in 0..5_000 {
+        if p.client
+            .retrieval_status(id)
+            .unwrap()
+            .unwrap()
+            .state
+            .total_received
+            >= 3_000
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    p.client.cancel_deal(id).await.unwrap();
+    let deal = p.finish(id).await;
+    assert_eq!(
+        deal.status(),
+        DealStatus::Cancelled,
+        "{}",
+        deal.state.message
+    );
+    assert!(deal.state.total_received < 19_958);
+    let pdeal = p.provider_final(id).await;
+    assert_eq!(
+        pdeal.status(),
+        DealStatus::Cancelled,
+        "{}",
+        pdeal.state.message
+    );
+    assert!(
+        pdeal
+            .state
+            .message
+            .starts_with("client cancelled retrieval")
+    );
+}
+
 // 8a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decider_says_no() {

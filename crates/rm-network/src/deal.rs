@@ -279,6 +279,23 @@ impl DealStream {
         self.read_item(cap, "reading a client message").await
     }
 
+    /// Provider: the client's next message if one has already arrived, without waiting (a
+    /// cancel sent while the provider streams blocks). `Ok(None)` when nothing complete is
+    /// there yet, or when the client has finished writing.
+    pub async fn try_read_client_message(&mut self) -> Result<Option<ClientMessage>, Error> {
+        use futures::FutureExt;
+        self.check_role(Role::Provider, "read a client message")?;
+        let cap = self.shared.config.max_control_message_size;
+        // Reading is cancel-safe: bytes already read stay buffered for the next call.
+        match self
+            .read_item::<ClientMessage>(cap, "reading a client message")
+            .now_or_never()
+        {
+            None | Some(Err(Error::Closed)) => Ok(None),
+            Some(result) => result.map(Some),
+        }
+    }
+
     /// Closes this side of the stream gracefully (the peer reads end of stream after the
     /// last message). Messages already received can no longer be read.
     pub async fn close(mut self) -> Result<(), Error> {

@@ -520,6 +520,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 key: key2.clone(),
                 stream,
                 reader: None,
+                pending: None,
             };
             let outcome = run.drive(first).await;
             let deal = this.inner.deals.get(&key2).ok().flatten();
@@ -776,6 +777,8 @@ struct Run<N> {
     key: DealKey,
     stream: DealStream,
     reader: Option<BlockReader<Arc<dyn Blockstore>>>,
+    /// A client message that arrived while blocks were being sent, for the next read.
+    pending: Option<ClientMessage>,
 }
 
 /// Why a run stopped without the deal being final.
@@ -1082,6 +1085,17 @@ impl<N: RetrievalProviderNode> Run<N> {
             r.payment_owed = params.outstanding_balance(&funds, sent, false);
         }
         self.write(&r).await?;
+        // A client that cancels while blocks flow is heard here, not only at the next
+        // payment point (a free deal has none).
+        match self.stream.try_read_client_message().await {
+            Ok(Some(ClientMessage::Cancel(cancel))) => {
+                self.emit(Event::ClientCancelled(cancel.reason)).await?;
+                return Ok(());
+            }
+            Ok(Some(other)) => self.pending = Some(other),
+            Ok(None) => {}
+            Err(e) => return Err(Detached::Stream(e.to_string())),
+        }
         if let Some(rate) = self.inner().config.max_bytes_per_second.filter(|r| *r > 0) {
             let pause = Duration::from_secs_f64(bytes as f64 / rate as f64);
             tokio::time::sleep(pause).await;
@@ -1102,12 +1116,17 @@ impl<N: RetrievalProviderNode> Run<N> {
     }
 
     async fn receive_payment(&mut self, deal: &ProviderDeal) -> Step {
-        let timeout = self.inner().config.payment_timeout;
-        let normal = self.stream.read_timeout();
-        self.stream.set_read_timeout(timeout);
-        let message = self.stream.read_client_message().await;
-        self.stream.set_read_timeout(normal);
-        let message = message.map_err(|e| Detached::Stream(e.to_string()))?;
+        let message = match self.pending.take() {
+            Some(message) => message,
+            None => {
+                let timeout = self.inner().config.payment_timeout;
+                let normal = self.stream.read_timeout();
+                self.stream.set_read_timeout(timeout);
+                let message = self.stream.read_client_message().await;
+                self.stream.set_read_timeout(normal);
+                message.map_err(|e| Detached::Stream(e.to_string()))?
+            }
+        };
         let payment = match message {
             ClientMessage::Cancel(cancel) => {
                 self.emit(Event::ClientCancelled(cancel.reason)).await?;
