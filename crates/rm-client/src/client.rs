@@ -47,6 +47,10 @@ pub struct Config {
     pub reconnect_backoff: Duration,
     /// Longest pause between reconnects. Default 2 s.
     pub max_backoff: Duration,
+    /// Longest wait for one node call (chain head, channel creation or top-up, lane,
+    /// voucher); a call that takes longer fails the step like a node error. Default 10
+    /// minutes (a channel on a real chain takes a few epochs).
+    pub node_timeout: Duration,
 }
 
 impl Default for Config {
@@ -56,6 +60,7 @@ impl Default for Config {
             max_reconnects: 5,
             reconnect_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
+            node_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -424,6 +429,20 @@ impl<N: RetrievalClientNode> Client<N> {
     }
 }
 
+/// Runs a node call with a time limit.
+async fn bounded<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, NodeError>>,
+) -> Result<T, NodeError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(result) => result,
+        Err(_) => Err(NodeError::Backend(Box::new(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("node call timed out after {limit:?}"),
+        )))),
+    }
+}
+
 /// The traversal selector of a deal's params, for the verifier.
 fn dag_selector(params: &Params) -> Result<DagSelector, Error> {
     let bytes = codec::to_vec(&params.selector_or_all())
@@ -593,7 +612,7 @@ impl<N: RetrievalClientNode> Runner<N> {
             D::Accepted => self.setup_channel(deal).await,
             D::PaymentChannelCreating
             | D::PaymentChannelAddingInitialFunds
-            | D::PaymentChannelAddingFunds => self.wait_channel(deal).await,
+            | D::PaymentChannelAddingFunds => self.wait_channel(deal, poke).await,
             D::PaymentChannelAllocatingLane => self.allocate_lane(deal).await,
             D::Ongoing if deal.state.payment_requested.is_positive() => {
                 // A request that arrived while the channel was set up or topped up.
@@ -709,7 +728,7 @@ impl<N: RetrievalClientNode> Runner<N> {
             return self.emit(Event::PaymentChannelSkip).await;
         }
         let node = &self.inner.node;
-        let result = async {
+        let result = bounded(self.inner.config.node_timeout, async {
             let head = node.chain_head().await?;
             node.get_or_create_payment_channel(
                 &deal.state.client_wallet,
@@ -718,7 +737,7 @@ impl<N: RetrievalClientNode> Runner<N> {
                 &head,
             )
             .await
-        }
+        })
         .await;
         let event = match result {
             Ok(ChannelSetup::Creating { wait }) => Event::PaymentChannelCreateInitiated(wait),
@@ -733,13 +752,23 @@ impl<N: RetrievalClientNode> Runner<N> {
         self.emit(event).await
     }
 
-    async fn wait_channel(&mut self, deal: &ClientDeal) -> Step {
+    async fn wait_channel(&mut self, deal: &ClientDeal, poke: &mut watch::Receiver<u64>) -> Step {
+        let limit = self.inner.config.node_timeout;
         let event = match &deal.state.wait_msg_cid {
             None => Event::PaymentChannelErrored("no message to wait for".into()),
-            Some(wait) => match self.inner.node.wait_for_payment_channel_ready(wait).await {
-                Ok(channel) => Event::PaymentChannelReady(channel),
-                Err(e) => Event::PaymentChannelErrored(e.to_string()),
-            },
+            Some(wait) => {
+                let ready = bounded(limit, self.inner.node.wait_for_payment_channel_ready(wait));
+                tokio::select! {
+                    result = ready => match result {
+                        Ok(channel) => Event::PaymentChannelReady(channel),
+                        Err(e) => Event::PaymentChannelErrored(e.to_string()),
+                    },
+                    // A cancel while waiting: look at the status again.
+                    changed = poke.changed() => {
+                        return changed.map_err(|_| Stop::Shutdown);
+                    }
+                }
+            }
         };
         self.emit(event).await
     }
@@ -747,7 +776,12 @@ impl<N: RetrievalClientNode> Runner<N> {
     async fn allocate_lane(&mut self, deal: &ClientDeal) -> Step {
         let event = match &deal.state.payment_info {
             None => Event::AllocateLaneErrored("no payment channel".into()),
-            Some(info) => match self.inner.node.allocate_lane(&info.pay_ch).await {
+            Some(info) => match bounded(
+                self.inner.config.node_timeout,
+                self.inner.node.allocate_lane(&info.pay_ch),
+            )
+            .await
+            {
                 Ok(lane) => Event::LaneAllocated(lane),
                 Err(e) => Event::AllocateLaneErrored(e.to_string()),
             },
@@ -903,11 +937,11 @@ impl<N: RetrievalClientNode> Runner<N> {
             }
             Payment::Pay(total) => {
                 let node = &self.inner.node;
-                let made = async {
+                let made = bounded(self.inner.config.node_timeout, async {
                     let head = node.chain_head().await?;
                     node.create_payment_voucher(&info.pay_ch, &total, info.lane, &head)
                         .await
-                }
+                })
                 .await;
                 match made {
                     Ok(voucher) => {
@@ -947,7 +981,12 @@ impl<N: RetrievalClientNode> Runner<N> {
                 .emit(Event::PaymentChannelErrored("no payment channel".into()))
                 .await;
         };
-        let available = match self.inner.node.check_available_funds(&info.pay_ch).await {
+        let available = match bounded(
+            self.inner.config.node_timeout,
+            self.inner.node.check_available_funds(&info.pay_ch),
+        )
+        .await
+        {
             Ok(a) => a,
             Err(e) => return self.emit(Event::PaymentChannelErrored(e.to_string())).await,
         };
@@ -979,5 +1018,22 @@ impl<N: RetrievalClientNode> Runner<N> {
             Event::FundsExpended(shortfall)
         };
         self.emit(event).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_node_call_that_never_returns_times_out() {
+        let never = std::future::pending::<Result<(), NodeError>>();
+        let result = bounded(Duration::from_millis(20), never).await;
+        assert!(
+            matches!(&result, Err(NodeError::Backend(e)) if e.to_string().contains("timed out")),
+            "{result:?}"
+        );
+        let ready = async { Ok::<_, NodeError>(7) };
+        assert_eq!(bounded(Duration::from_millis(20), ready).await.unwrap(), 7);
     }
 }
