@@ -399,8 +399,10 @@ impl Blockstore for FileBlockstore {
         let mut batch = rocksdb::WriteBatch::default();
         let mut file = self.file();
         let mut offset = file.metadata()?.len();
+        let mut seen = std::collections::HashSet::new();
         for (cid, data) in blocks {
-            if identity_data(cid).is_some() || self.locate(cid)?.is_some() {
+            if identity_data(cid).is_some() || !seen.insert(key(cid)) || self.locate(cid)?.is_some()
+            {
                 continue;
             }
             file.write_all(data)?;

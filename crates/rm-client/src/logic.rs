@@ -36,6 +36,11 @@ pub fn decide_payment(deal: &ClientDealState, owed: &TokenAmount, resent: bool) 
             ));
         }
         if total > deal.total_funds {
+            // Pay what the budget allows if that covers what is asked.
+            let allowed = &deal.total_funds - &deal.funds_spent;
+            if allowed.is_positive() && &allowed >= owed {
+                return Payment::Pay(deal.total_funds.clone());
+            }
             return Payment::OverBudget(&total - &deal.total_funds);
         }
         return Payment::Pay(total);
@@ -102,10 +107,16 @@ mod tests {
     #[test]
     fn never_beyond_the_budget() {
         let mut d = deal(1000, 0, 10_174, 0);
+        d.total_funds = T::from_atto(9_000_000u64);
+        assert_eq!(
+            decide_payment(&d, &T::from_atto(10_000_000u64), false),
+            Payment::OverBudget(T::from_atto(1_174_000u64))
+        );
+        // What is asked fits the budget: pay the budget, not every verified byte.
         d.total_funds = T::from_atto(10_000_000u64);
         assert_eq!(
             decide_payment(&d, &T::from_atto(10_000_000u64), false),
-            Payment::OverBudget(T::from_atto(174_000u64))
+            Payment::Pay(T::from_atto(10_000_000u64))
         );
     }
 

@@ -584,6 +584,59 @@ async fn bounced_around_payments_pay_exactly() {
     assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
 }
 
+// A voucher is credited to one deal only: a client replaying a finished deal's voucher
+// for a new deal is refused and the new deal gets nothing for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voucher_pays_one_deal_only() {
+    let p = pair(&lorem_path(), ask(1000)).await;
+    let retrieval = p.retrieval().await;
+    let params = retrieval.params.clone();
+    let id = p.client.retrieve(retrieval).await.unwrap();
+    let paid = p.finish(id).await;
+    assert_paid(&p, id, &paid, &LOREM_VOUCHERS).await;
+    let info = paid.state.payment_info.clone().unwrap();
+    let old_voucher = paid.last_voucher.clone().unwrap();
+
+    // A hand-driven second deal on the same connection, paid with the old voucher.
+    let mut stream = p
+        .cnode
+        .network
+        .open_deal_stream(p.pnode.peer_id())
+        .await
+        .unwrap();
+    let proposal = rm_types::DealProposal::new(p.root, DealId(77), params);
+    stream.write_proposal(&proposal).await.unwrap();
+    let mut owed = None;
+    for _ in 0..64 {
+        let r = stream.read_response().await.unwrap();
+        if r.status == DealStatus::FundsNeeded {
+            owed = Some(r.payment_owed);
+            break;
+        }
+    }
+    assert_eq!(owed, Some(atto(10_000_000)));
+    stream
+        .write_payment(&rm_types::DealPayment {
+            id: DealId(77),
+            payment_channel: info.pay_ch.clone(),
+            payment_voucher: Some(old_voucher),
+        })
+        .await
+        .unwrap();
+    let answer = stream.read_response().await.unwrap();
+    assert_eq!(answer.status, DealStatus::Errored);
+    assert!(
+        answer.message.contains("pays another deal"),
+        "{}",
+        answer.message
+    );
+    let replayed = p.provider_final(DealId(77)).await;
+    assert_eq!(replayed.status(), DealStatus::Errored);
+    assert!(replayed.state.funds_received.is_zero());
+    // The first deal keeps exactly what it was paid.
+    assert_eq!(p.provider_deal(id).state.funds_received, atto(19_958_000));
+}
+
 // 12
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_block_fails_the_deal_unpaid() {

@@ -317,6 +317,9 @@ pub fn table() -> ProviderTable {
             )
             .action(record_resume)
             .doc("nothing sent yet"),
+            r("Resumed", of([D::Failing, D::Cancelling]), Dest::JustRecord)
+                .action(record_resume)
+                .doc("the new stream finishes the failure or cancel"),
             r(
                 "BlocksSent",
                 of([D::Accepted, D::Unsealed, D::Ongoing]),

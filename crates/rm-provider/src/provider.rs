@@ -388,10 +388,12 @@ impl<N: RetrievalProviderNode> Provider<N> {
     fn detach(&self, key: &DealKey, generation: Option<u64>) {
         let token = {
             let mut attached = lock(&self.inner.attached);
-            if let Some(g) = generation
-                && attached.get(key).is_none_or(|a| a.generation != g)
-            {
-                return;
+            match (attached.get(key), generation) {
+                (Some(a), Some(g)) if a.generation != g => return,
+                (None, Some(_)) => return,
+                // A running task owns the deal; it detaches itself when its stream ends.
+                (Some(a), None) if a.task.is_some() => return,
+                _ => {}
             }
             let token = self.next_generation();
             attached.insert(
@@ -649,8 +651,26 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 resume.bytes, resume.blocks
             )));
         }
-        // Stop whoever still drives this deal on an older stream, before anything changes.
+        // Stop whoever still drives this deal on an older stream, before anything changes;
+        // then look again: the old task may have moved the deal on.
         self.take_over(key).await;
+        let deal = match self.inner.deals.get(key) {
+            Ok(Some(d)) if !d.status().is_terminal() => d,
+            Ok(Some(d)) => {
+                self.detach(key, None);
+                let mut r = response(id, d.status());
+                r.message = d.state.message.clone();
+                return Err(r);
+            }
+            _ => {
+                self.detach(key, None);
+                return Err(refuse("cannot resume: the deal is gone".to_owned()));
+            }
+        };
+        if resume.blocks > deal.state.blocks_sent {
+            self.detach(key, None);
+            return Err(refuse("the deal moved on; resume again".to_owned()));
+        }
         let before = deal.status();
         let event = Event::Resumed {
             blocks: resume.blocks,
@@ -1103,7 +1123,15 @@ impl<N: RetrievalProviderNode> Run<N> {
         Ok(())
     }
 
-    /// Binds `(channel, lane)` to this deal; false if it pays another deal.
+    /// Whether `(channel, lane)` already pays another deal.
+    fn lane_owner(&self, channel: &rm_types::Address, lane: u64) -> bool {
+        lock(&self.inner().lanes)
+            .get(&(channel.clone(), lane))
+            .is_some_and(|owner| owner != &self.key)
+    }
+
+    /// Binds `(channel, lane)` to this deal once a voucher on it was accepted; false if
+    /// another deal got there first.
     fn bind_lane(&self, channel: &rm_types::Address, lane: u64) -> bool {
         let mut lanes = lock(&self.inner().lanes);
         match lanes.get(&(channel.clone(), lane)) {
@@ -1155,7 +1183,14 @@ impl<N: RetrievalProviderNode> Run<N> {
                 .await?;
             return Ok(());
         }
-        if deal.lane.is_none() && !self.bind_lane(&payment.payment_channel, voucher.lane) {
+        if !voucher.merges.is_empty() {
+            // A merge moves value between lanes; a lane's amount would no longer be what
+            // this deal was paid.
+            self.emit(fail("vouchers with merges are not accepted".into()))
+                .await?;
+            return Ok(());
+        }
+        if deal.lane.is_none() && self.lane_owner(&payment.payment_channel, voucher.lane) {
             self.emit(fail("the voucher's lane pays another deal".into()))
                 .await?;
             return Ok(());
@@ -1189,10 +1224,15 @@ impl<N: RetrievalProviderNode> Run<N> {
             channel: payment.payment_channel.clone(),
             lane: voucher.lane,
         };
+        if deal.lane.is_none() && !self.bind_lane(&lane.channel, lane.lane) {
+            self.emit(fail("the voucher's lane pays another deal".into()))
+                .await?;
+            return Ok(());
+        }
         // A lane pays one deal, so its cumulative amount is what this deal received. A
-        // voucher this node saved before a crash comes back with a zero delta: then the
-        // deal is credited the voucher's amount above what it has recorded.
-        let received = if delta.is_positive() {
+        // voucher saved before a crash comes back with a zero delta: on the deal's own,
+        // already recorded lane the deal is then credited the amount above what it has.
+        let received = if delta.is_positive() || deal.lane.is_none() {
             delta
         } else {
             (&voucher.amount - funds).clamp_non_negative()
