@@ -384,9 +384,10 @@ impl<N: RetrievalClientNode> Client<N> {
             if deal.status().is_terminal() {
                 return Ok(deal);
             }
-            match events.recv().await {
-                Ok(_) | Err(rm_fsm::RecvError::Lagged(_)) => {}
-                Err(_) => return Err(Error::Closed),
+            // Re-read the state at least once a second whatever the subscription says.
+            match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+                Err(_) | Ok(Ok(_)) | Ok(Err(rm_fsm::RecvError::Lagged(_))) => {}
+                Ok(Err(_)) => return Err(Error::Closed),
             }
         }
     }

@@ -632,6 +632,15 @@ impl<N: RetrievalProviderNode> Provider<N> {
             )));
         }
         if deal.status().is_terminal() {
+            if proposal.resume.is_none() && deal.status() == DealStatus::Completed {
+                // A fresh proposal reusing the id of a completed deal: not a resume, so no
+                // free copy of the data.
+                return Err(refuse(format!(
+                    "deal id {} was already used (ended {})",
+                    id.0,
+                    deal.status().short_name()
+                )));
+            }
             if deal.status() == DealStatus::Completed && resume.blocks < deal.state.blocks_sent {
                 // Paid in full already; the client lost the last responses.
                 return Ok(Resumed::Tail(resume.blocks));
@@ -644,6 +653,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
         // on it.
         let bytes = self
             .bytes_of_first(deal, resume.blocks)
+            .await
             .map_err(|e| refuse(format!("cannot resume: {e}")))?;
         if bytes != resume.bytes {
             return Err(refuse(format!(
@@ -702,25 +712,27 @@ impl<N: RetrievalProviderNode> Provider<N> {
         }))
     }
 
-    /// Bytes of block data in the first `blocks` blocks of the deal's traversal.
-    fn bytes_of_first(&self, deal: &ProviderDeal, blocks: u64) -> Result<u64, String> {
-        let params = &deal.state.proposal.params;
-        let selector = dag_selector(params)?;
-        let mut reader = BlockReader::new(
-            Arc::clone(&self.inner.blockstore),
-            deal.state.proposal.payload_cid,
-            &selector,
-        )
-        .map_err(|e| e.to_string())?;
-        let mut bytes = 0u64;
-        for _ in 0..blocks {
-            match reader.next_block() {
-                Ok(Some(block)) => bytes += block.data.len() as u64,
-                Ok(None) => return Err("the DAG has fewer blocks".to_owned()),
-                Err(e) => return Err(e.to_string()),
+    /// Bytes of block data in the first `blocks` blocks of the deal's traversal (read on
+    /// the blocking pool: a resume late in a large DAG reads much of it).
+    async fn bytes_of_first(&self, deal: &ProviderDeal, blocks: u64) -> Result<u64, String> {
+        let selector = dag_selector(&deal.state.proposal.params)?;
+        let store = Arc::clone(&self.inner.blockstore);
+        let root = deal.state.proposal.payload_cid;
+        let count = move || {
+            let mut reader = BlockReader::new(store, root, &selector).map_err(|e| e.to_string())?;
+            let mut bytes = 0u64;
+            for _ in 0..blocks {
+                match reader.next_block() {
+                    Ok(Some(block)) => bytes += block.data.len() as u64,
+                    Ok(None) => return Err("the DAG has fewer blocks".to_owned()),
+                    Err(e) => return Err(e.to_string()),
+                }
             }
-        }
-        Ok(bytes)
+            Ok(bytes)
+        };
+        tokio::task::spawn_blocking(count)
+            .await
+            .map_err(|e| format!("counting bytes: {e}"))?
     }
 
     /// Sends the blocks after `from` of a completed (fully paid) deal, then `Completed`.
