@@ -551,8 +551,11 @@ impl<N: RetrievalClientNode> Runner<N> {
                 }
             }
         }
-        if let Some(stream) = self.stream.take() {
-            let _ = stream.close().await;
+        if let Some(stream) = self.stream.take()
+            && let Err(e) = stream.close().await
+        {
+            // The deal is final; a provider already gone changes nothing.
+            tracing::debug!(deal = self.id, error = %e, "closing the deal stream");
         }
         lock(&self.inner.runners).remove(&self.id);
     }
@@ -643,8 +646,14 @@ impl<N: RetrievalClientNode> Runner<N> {
                         id: DealId(self.id),
                         reason,
                     };
-                    if stream.write_cancel(&cancel).await.is_ok() {
-                        let _ = stream.close().await;
+                    // Best effort: without a stream the provider ends the deal when its
+                    // resume window closes.
+                    let told = match stream.write_cancel(&cancel).await {
+                        Ok(()) => stream.close().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = told {
+                        tracing::debug!(deal = self.id, error = %e, "cancel not delivered");
                     }
                 }
                 self.emit(Event::CancelComplete).await

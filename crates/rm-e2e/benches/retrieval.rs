@@ -78,6 +78,26 @@ async fn serve(dir: &Path, file: &Path, preset: Preset, ask: Ask) -> Served {
     }
 }
 
+/// Dials and queries the provider, then starts a deal on its terms.
+async fn start_deal(
+    client: &rm_client::Client<rm_paych::PaychNode>,
+    served: &Served,
+) -> rm_types::DealId {
+    let peer = served.node.peer_id();
+    let terms = client
+        .query(
+            peer,
+            served.addrs.clone(),
+            served.root,
+            QueryParams::default(),
+        )
+        .await
+        .unwrap();
+    let retrieval =
+        rm_client::Retrieval::from_query(served.root, peer, served.addrs.clone(), &terms);
+    client.retrieve(retrieval).await.unwrap()
+}
+
 /// One retrieval into a fresh client node; returns the time from dial to the end. With
 /// `in_memory`, verified blocks go to a memory blockstore instead of RocksDB (to see what
 /// storing costs).
@@ -98,22 +118,7 @@ async fn retrieve(served: &Served, home: &Path, in_memory: bool) -> Duration {
         cnode.client(rm_client::Config::default()).await.unwrap()
     };
     let start = Instant::now();
-    let terms = client
-        .query(
-            served.node.peer_id(),
-            served.addrs.clone(),
-            served.root,
-            QueryParams::default(),
-        )
-        .await
-        .unwrap();
-    let retrieval = rm_client::Retrieval::from_query(
-        served.root,
-        served.node.peer_id(),
-        served.addrs.clone(),
-        &terms,
-    );
-    let id = client.retrieve(retrieval).await.unwrap();
+    let id = start_deal(&client, served).await;
     let deal = client.wait(id).await.unwrap();
     let elapsed = start.elapsed();
     assert_eq!(
@@ -284,22 +289,7 @@ async fn first_block(served: &Served, home: &Path) -> Duration {
     let client = cnode.client(rm_client::Config::default()).await.unwrap();
     let mut events = client.subscribe_to_events();
     let start = Instant::now();
-    let terms = client
-        .query(
-            served.node.peer_id(),
-            served.addrs.clone(),
-            served.root,
-            QueryParams::default(),
-        )
-        .await
-        .unwrap();
-    let retrieval = rm_client::Retrieval::from_query(
-        served.root,
-        served.node.peer_id(),
-        served.addrs.clone(),
-        &terms,
-    );
-    let id = client.retrieve(retrieval).await.unwrap();
+    let id = start_deal(&client, served).await;
     let elapsed = loop {
         if let Ok(rm_fsm::Notification::Applied { snapshot, .. }) = events.recv().await
             && snapshot.state.state.blocks_received > 0

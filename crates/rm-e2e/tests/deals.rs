@@ -80,6 +80,15 @@ async fn pair_with(
     }
 }
 
+/// lorem.txt from a provider that sends one block per response at `bytes_per_second`, so
+/// a test can act while blocks flow.
+async fn throttled_pair(ask: Ask, bytes_per_second: u64) -> Pair {
+    let mut pconfig = rm_provider::Config::default();
+    pconfig.max_blocks_per_response = 1;
+    pconfig.max_bytes_per_second = Some(bytes_per_second);
+    pair_with(&lorem_path(), ask, pconfig, rm_client::Config::default()).await
+}
+
 async fn pair(fixture: &Path, ask: Ask) -> Pair {
     pair_with(
         fixture,
@@ -362,10 +371,7 @@ async fn cancel_while_waiting_for_funds() {
 // 7b: a cancel while blocks flow (a free deal has no payment point) reaches the provider.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_while_blocks_flow() {
-    let mut pconfig = rm_provider::Config::default();
-    pconfig.max_blocks_per_response = 1;
-    pconfig.max_bytes_per_second = Some(10_000);
-    let p = pair_with(&lorem_path(), ask(0), pconfig, rm_client::Config::default()).await;
+    let p = throttled_pair(ask(0), 10_000).await;
     let id = p.client.retrieve(p.retrieval().await).await.unwrap();
     for _ in 0..5_000 {
         if p.client
@@ -460,16 +466,7 @@ async fn price_below_the_ask_is_rejected() {
 async fn bounced_connections_resume_and_pay_exactly() {
     // One block per response at 20,000 bytes/s: about 50 ms per block, so the bounces
     // land where they are meant to.
-    let mut pconfig = rm_provider::Config::default();
-    pconfig.max_blocks_per_response = 1;
-    pconfig.max_bytes_per_second = Some(20_000);
-    let p = pair_with(
-        &lorem_path(),
-        ask(1000),
-        pconfig,
-        rm_client::Config::default(),
-    )
-    .await;
+    let p = throttled_pair(ask(1000), 20_000).await;
     let id = p.client.retrieve(p.retrieval().await).await.unwrap();
     let network = p.cnode.network.clone();
     let provider = p.pnode.peer_id();
@@ -542,16 +539,7 @@ async fn unseal_price_is_paid_first() {
 // a voucher may be lost in flight and is then sent again; nothing is paid twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounced_around_payments_pay_exactly() {
-    let mut pconfig = rm_provider::Config::default();
-    pconfig.max_blocks_per_response = 1;
-    pconfig.max_bytes_per_second = Some(40_000);
-    let p = pair_with(
-        &lorem_path(),
-        ask(1000),
-        pconfig,
-        rm_client::Config::default(),
-    )
-    .await;
+    let p = throttled_pair(ask(1000), 40_000).await;
     let mut events = p.client.subscribe_to_events();
     let id = p.client.retrieve(p.retrieval().await).await.unwrap();
     let network = p.cnode.network.clone();

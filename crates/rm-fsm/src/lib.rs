@@ -170,7 +170,10 @@ pub use group::{
 pub use key::Key;
 pub use machine::{Effect, Invalid, Machine, Rejection, Snapshot, Step, Transition, step};
 pub use store::{Batch, MEMTABLE_BUDGET, MemStore, RocksStore, Store, open_db};
-pub use table::{Action, Dest, EventKind, HasStatus, Row, Rule, Source, Status, Table, TableError};
+pub use table::{
+    Action, Dest, EventKind, HasStatus, Row, Rule, Source, Status, Table, TableError,
+    check_generated, dead_ends,
+};
 
 /// The RocksDB crate this one is built on, for opening and sharing the database.
 pub use rocksdb;

@@ -417,3 +417,48 @@ where
         self.is_final_status(state.status())
     }
 }
+
+/// Keeps a generated file (a table's markdown) in step with the code, for a test that
+/// guards it: with the environment variable `RM_UPDATE_FSM_DOCS` set, writes `contents` to
+/// `path`; otherwise fails with a message naming the file when it differs.
+pub fn check_generated(path: &std::path::Path, contents: &str) -> Result<(), String> {
+    if std::env::var_os("RM_UPDATE_FSM_DOCS").is_some() {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        return std::fs::write(path, contents).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    match std::fs::read_to_string(path) {
+        Ok(actual) if actual == contents => Ok(()),
+        _ => Err(format!(
+            "{} is stale: run `cargo xtask fsm-docs`",
+            path.display()
+        )),
+    }
+}
+
+/// Statuses that some rule moves to, are not final, and that no rule names as a source:
+/// a machine entering one could leave it only through a rule for any status. A
+/// well-formed table has none.
+pub fn dead_ends<S, E>(table: &Table<S, E>) -> Vec<&'static str>
+where
+    S: HasStatus,
+{
+    let named = |st: &S::Status| {
+        table
+            .rules()
+            .iter()
+            .any(|r| matches!(r.from(), Source::In(v) if v.contains(st)))
+    };
+    let mut out: Vec<&'static str> = table
+        .rules()
+        .iter()
+        .filter_map(|r| match r.to() {
+            Dest::To(st) if !table.is_final_status(st) && !named(&st) => Some(st.name()),
+            _ => None,
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}

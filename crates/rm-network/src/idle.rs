@@ -37,6 +37,25 @@ impl<'a, S> Deadlines<'a, S> {
         }
     }
 
+    /// Counts a read or write of `n > 0` bytes as progress; a pending one checks the
+    /// deadlines.
+    fn observe(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match poll {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.progressed();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.expired(cx).map(Err),
+        }
+    }
+
     fn progressed(&mut self) {
         let next = Instant::now() + self.idle;
         self.idle_timer.as_mut().reset(next);
@@ -67,16 +86,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Deadlines<'_, S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut *this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.expired(cx).map(Err),
-        }
+        let poll = Pin::new(&mut *this.inner).poll_read(cx, buf);
+        this.observe(cx, poll)
     }
 }
 
@@ -87,16 +98,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deadlines<'_, S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut *this.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    this.progressed();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => this.expired(cx).map(Err),
-        }
+        let poll = Pin::new(&mut *this.inner).poll_write(cx, buf);
+        this.observe(cx, poll)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

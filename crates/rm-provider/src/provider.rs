@@ -140,6 +140,19 @@ fn response(id: DealId, status: DealStatus) -> DealResponse {
     }
 }
 
+/// Answers a stream the provider will not serve with `r`, then closes it. The peer may
+/// already be gone; that is only logged.
+async fn refuse_stream(mut stream: DealStream, r: &DealResponse) {
+    let peer = stream.peer();
+    let sent = match stream.write_response(r).await {
+        Ok(()) => stream.close().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = sent {
+        tracing::debug!(%peer, error = %e, "refusal not delivered");
+    }
+}
+
 /// The traversal selector of a deal's params.
 fn dag_selector(params: &Params) -> Result<DagSelector, String> {
     let bytes = codec::to_vec(&params.selector_or_all()).map_err(|e| e.to_string())?;
@@ -423,16 +436,12 @@ impl<N: RetrievalProviderNode> Provider<N> {
             if let Ok(Some(deal)) = this.inner.deals.get(&key)
                 && !deal.status().is_terminal()
             {
-                let _ = this
-                    .inner
-                    .deals
-                    .send(
-                        &key,
-                        Event::DataTransferError(format!(
-                            "the client did not resume the deal within {window:?}"
-                        )),
-                    )
-                    .await;
+                let event = Event::DataTransferError(format!(
+                    "the client did not resume the deal within {window:?}"
+                ));
+                if let Err(e) = this.inner.deals.send(&key, event).await {
+                    tracing::warn!(error = %e, "could not end a deal nobody resumed");
+                }
             }
         });
     }
@@ -448,6 +457,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
         let old = lock(&self.inner.attached).remove(key).and_then(|a| a.task);
         if let Some(task) = old {
             task.abort();
+            // Err(cancelled) is the expected outcome; either way the task is gone.
             let _ = task.await;
         }
     }
@@ -468,7 +478,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
             Err(e) => {
                 let mut r = response(proposal.id, DealStatus::Errored);
                 r.message = format!("provider storage: {e}");
-                let _ = stream.write_response(&r).await;
+                refuse_stream(stream, &r).await;
                 return;
             }
         };
@@ -476,8 +486,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
             None if proposal.resume.is_some_and(|r| r.blocks > 0) => {
                 let mut r = response(proposal.id, DealStatus::Errored);
                 r.message = "unknown deal to resume".to_owned();
-                let _ = stream.write_response(&r).await;
-                let _ = stream.close().await;
+                refuse_stream(stream, &r).await;
                 return;
             }
             None => match self.begin(&key, &proposal, stream.peer()).await {
@@ -487,8 +496,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
                         // Begun but not moved on: give it a window like any detached deal.
                         self.detach(&key, None);
                     }
-                    let _ = stream.write_response(&r).await;
-                    let _ = stream.close().await;
+                    refuse_stream(stream, &r).await;
                     return;
                 }
             },
@@ -499,8 +507,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
                     return;
                 }
                 Err(r) => {
-                    let _ = stream.write_response(&r).await;
-                    let _ = stream.close().await;
+                    refuse_stream(stream, &r).await;
                     return;
                 }
             },
@@ -848,6 +855,7 @@ impl<N: RetrievalProviderNode> Run<N> {
                 Err(e) => return Err(Detached::Machine(e.to_string())),
             };
             if deal.status().is_terminal() {
+                // Everything is written; a peer already gone changes nothing.
                 let _ = self.stream.finish().await;
                 return Ok(());
             }
@@ -931,7 +939,10 @@ impl<N: RetrievalProviderNode> Run<N> {
             D::Failing => {
                 let mut r = response(self.id(), D::Errored);
                 r.message = deal.state.message.clone();
-                let _ = self.stream.write_response(&r).await;
+                // The deal ends Errored whether or not the client hears why.
+                if let Err(e) = self.stream.write_response(&r).await {
+                    tracing::debug!(error = %e, "failure response not delivered");
+                }
                 self.emit(Event::CancelComplete).await?;
                 Ok(())
             }
