@@ -37,7 +37,7 @@
 //!
 //! let file = home.path().join("hello.txt");
 //! std::fs::write(&file, b"hello, pieces")?;
-//! let imported = import::import_path(&pieces, &sectors, &file, Preset::KUBO_V1,
+//! let imported = import::import_path(&pieces, &sectors, &file, Preset::KUBO_V1_RAW_LEAVES,
 //!     &home.path().join("staging"))?;
 //! assert!(imported.piece_cid.to_string().starts_with("baga"));
 //!
