@@ -1,5 +1,5 @@
 //! End-to-end harness for rm: whole nodes (libp2p host, RocksDB, wallet, payment-channel
-//! ledger, blockstore) wired to a client and a provider, for the acceptance tests and
+//! ledger, blockstore, pieces and sectors) wired to a client and a provider, for the acceptance tests and
 //! benchmarks that need both sides of a deal.
 //!
 //! `rm-e2e` sits at layer 4 (SPEC §2), above `rm-client` and `rm-provider`, which may not
@@ -44,6 +44,7 @@ use rm_network::libp2p::{Multiaddr, PeerId};
 use rm_paych::{Ledger, PaychNode, Wallet, ledger};
 use rm_provider::Provider;
 use rm_types::{Address, Cid};
+use rm_unseal::{FileSectorStore, Imported, PieceStore, Unsealer};
 
 /// Errors of the harness.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +76,9 @@ pub enum Error {
     /// Provider.
     #[error("provider: {0}")]
     Provider(#[from] rm_provider::Error),
+    /// Pieces and sectors.
+    #[error("pieces: {0}")]
+    Pieces(#[from] rm_unseal::Error),
 }
 
 /// Every column family a node's database holds.
@@ -82,6 +86,7 @@ pub fn column_families() -> Vec<&'static str> {
     let mut cfs = vec![FileBlockstore::DEFAULT_CF, ledger::DEFAULT_COLUMN_FAMILY];
     cfs.extend(rm_client::COLUMN_FAMILIES);
     cfs.extend(rm_provider::COLUMN_FAMILIES);
+    cfs.extend(rm_unseal::COLUMN_FAMILIES);
     cfs
 }
 
@@ -117,6 +122,12 @@ pub struct Node {
     pub paych: PaychNode,
     /// The blockstore: block data in `blocks.dat`, indexed in the database.
     pub blocks: Arc<FileBlockstore>,
+    /// The piece store.
+    pub pieces: Arc<PieceStore>,
+    /// Unsealed sector files in `sectors/`.
+    pub sectors: Arc<FileSectorStore>,
+    /// The unsealing loader (pieces into [`Node::blocks`]).
+    pub unsealer: Arc<Unsealer>,
 }
 
 impl std::fmt::Debug for Node {
@@ -163,6 +174,20 @@ impl Node {
             Arc::clone(&db),
             FileBlockstore::DEFAULT_CF,
         )?);
+        let pieces = Arc::new(PieceStore::open(Arc::clone(&db))?);
+        let sectors = Arc::new(FileSectorStore::open(
+            home.join("sectors"),
+            Arc::clone(&db),
+            FileSectorStore::DEFAULT_CF,
+            rm_unseal::sector::Config::default(),
+        )?);
+        let access: Arc<dyn rm_unseal::SectorAccess> = sectors.clone();
+        let unsealer = Arc::new(Unsealer::new(
+            Arc::clone(&pieces),
+            access,
+            Arc::clone(&db),
+            rm_unseal::unseal::LOADED_CF,
+        )?);
         Ok(Node {
             home: home.to_path_buf(),
             db,
@@ -172,6 +197,9 @@ impl Node {
             ledger,
             paych,
             blocks,
+            pieces,
+            sectors,
+            unsealer,
         })
     }
 
@@ -185,8 +213,25 @@ impl Node {
         Ok(self.network.listen_addrs().await?)
     }
 
-    /// Imports a file into the blockstore as UnixFS; returns the root CID.
+    /// Imports a file as UnixFS into a piece in a sector, as a storage provider holds
+    /// deal data; returns the payload root. Deals unseal it before serving it.
     pub fn import(&self, path: &Path, preset: Preset) -> Result<Cid, Error> {
+        Ok(self.import_piece(path, preset)?.payload_cid)
+    }
+
+    /// Like [`Node::import`], returning what the import made (piece CID, sizes, sector).
+    pub fn import_piece(&self, path: &Path, preset: Preset) -> Result<Imported, Error> {
+        Ok(rm_unseal::import::import_path(
+            &self.pieces,
+            &self.sectors,
+            path,
+            preset,
+            &self.home.join("staging"),
+        )?)
+    }
+
+    /// Imports a file as UnixFS straight into the blockstore (no piece); returns the root.
+    pub fn import_blocks(&self, path: &Path, preset: Preset) -> Result<Cid, Error> {
         Ok(unixfs::import_path(self.blocks.as_ref(), preset, path)?.root)
     }
 
@@ -196,10 +241,11 @@ impl Node {
         config: rm_provider::Config,
     ) -> Result<Provider<PaychNode>, Error> {
         let blocks: Arc<dyn Blockstore> = self.blocks.clone();
-        Ok(Provider::new(
+        Ok(Provider::with_pieces(
             self.network.clone(),
             self.paych.clone(),
             blocks,
+            Arc::clone(&self.unsealer),
             Arc::clone(&self.db),
             config,
         )

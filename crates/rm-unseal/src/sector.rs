@@ -283,13 +283,15 @@ impl SectorAccess for FileSectorStore {
         let path = self.path(sector);
         let chunk = self.config.read_chunk.max(PADDED_CHUNK) / PADDED_CHUNK * PADDED_CHUNK;
         Box::pin(async move {
-            let file = std::fs::File::open(&path)
-                .map_err(|e| Error::Unseal(format!("opening {}: {e}", path.display())))?;
+            // Messages name the sector, not the path: they may reach a client.
+            let file = std::fs::File::open(&path).map_err(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "sector file");
+                Error::Unseal(format!("sector {sector}: {e}"))
+            })?;
             let have = file.metadata()?.len();
             if have < offset.saturating_add(length.get()) {
                 return Err(Error::Unseal(format!(
-                    "{} holds {have} bytes, the piece ends at {}",
-                    path.display(),
+                    "sector {sector} holds {have} bytes, the piece ends at {}",
                     offset.saturating_add(length.get())
                 )));
             }
