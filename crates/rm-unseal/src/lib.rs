@@ -94,10 +94,10 @@ pub enum Error {
     NotAPieceCid(String),
     /// The piece store does not know the piece.
     #[error("piece with CID {0}: not found")]
-    PieceNotFound(Cid),
+    PieceNotFound(Box<Cid>),
     /// The piece store does not know the payload block.
     #[error("payload CID {0}: not found")]
-    PayloadNotFound(Cid),
+    PayloadNotFound(Box<Cid>),
     /// Looking up the payload's pieces failed.
     #[error("error looking up information on CID: {0}")]
     Lookup(#[source] Box<Error>),
@@ -112,10 +112,10 @@ pub enum Error {
     Unseal(String),
     /// The unsealed piece is not a valid CAR.
     #[error("attempting to read Car file: {0}")]
-    ReadCar(#[source] rm_blockio::car::Error),
+    ReadCar(#[source] Box<rm_blockio::car::Error>),
     /// An imported CAR is not valid.
     #[error("CAR: {0}")]
-    Car(#[from] rm_blockio::car::Error),
+    Car(#[source] Box<rm_blockio::car::Error>),
     /// An import could not be done.
     #[error("import: {0}")]
     Import(String),
@@ -145,6 +145,12 @@ pub enum Error {
     /// File system.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<rm_blockio::car::Error> for Error {
+    fn from(e: rm_blockio::car::Error) -> Self {
+        Error::Car(Box::new(e))
+    }
 }
 
 impl Error {

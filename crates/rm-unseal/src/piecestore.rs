@@ -217,13 +217,13 @@ impl PieceStore {
     /// The piece's record; [`Error::PieceNotFound`] when unknown.
     pub fn get_piece_info(&self, piece_cid: &Cid) -> Result<PieceInfo, Error> {
         self.read(&self.pieces_cf, &piece_cid.to_bytes())?
-            .ok_or(Error::PieceNotFound(*piece_cid))
+            .ok_or_else(|| Error::PieceNotFound(Box::new(*piece_cid)))
     }
 
     /// The block's record; [`Error::PayloadNotFound`] when unknown.
     pub fn get_cid_info(&self, cid: &Cid) -> Result<CidInfo, Error> {
         self.read(&self.cids_cf, &cid.hash().to_bytes())?
-            .ok_or(Error::PayloadNotFound(*cid))
+            .ok_or_else(|| Error::PayloadNotFound(Box::new(*cid)))
     }
 
     /// Every piece CID the store knows (for listings; reads the whole column family).
@@ -268,7 +268,9 @@ mod tests {
     fn pieces_and_deals() {
         let (_dir, _db, store) = store();
         let piece = commp::commp(b"piece one").unwrap().cid();
-        assert!(matches!(store.get_piece_info(&piece), Err(Error::PieceNotFound(c)) if c == piece));
+        assert!(
+            matches!(store.get_piece_info(&piece), Err(Error::PieceNotFound(c)) if *c == piece)
+        );
         let deal = DealInfo {
             deal_id: 7,
             sector_id: 1,

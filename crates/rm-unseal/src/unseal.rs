@@ -116,8 +116,8 @@ impl Unsealer {
             );
         }
         match (out.is_empty(), piece) {
-            (true, Some(p)) => Err(lookup(Error::PieceNotFound(*p))),
-            (true, None) => Err(lookup(Error::PayloadNotFound(*payload))),
+            (true, Some(p)) => Err(lookup(Error::PieceNotFound(Box::new(*p)))),
+            (true, None) => Err(lookup(Error::PayloadNotFound(Box::new(*payload)))),
             _ => Ok(out),
         }
     }
@@ -236,12 +236,12 @@ async fn load_car(
             handle,
         };
         let mut car = car::Reader::new(input)
-            .map_err(Error::ReadCar)?
+            .map_err(|e| Error::ReadCar(Box::new(e)))?
             .zero_length_as_eof(true);
         let (mut blocks, mut bytes, mut has_payload) = (0u64, 0u64, false);
         let mut batch = Vec::new();
         let mut batch_bytes = 0usize;
-        while let Some((cid, data)) = car.next_block().map_err(Error::ReadCar)? {
+        while let Some((cid, data)) = car.next_block().map_err(|e| Error::ReadCar(Box::new(e)))? {
             has_payload |= cid.hash() == payload.hash();
             blocks += 1;
             bytes += data.len() as u64;
