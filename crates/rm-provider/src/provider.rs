@@ -1038,10 +1038,7 @@ impl<N: RetrievalProviderNode> Run<N> {
                     r.payment_owed = owed;
                     self.write(&r).await
                 } else {
-                    // Written first: a deal is complete once the client can know it.
-                    self.write(&response(self.id(), D::Completed)).await?;
-                    self.emit(Event::Complete).await?;
-                    Ok(())
+                    self.complete().await
                 }
             }
             D::FundsNeeded | D::FundsNeededLastPayment | D::FundsNeededUnseal => {
@@ -1055,11 +1052,7 @@ impl<N: RetrievalProviderNode> Run<N> {
                 self.emit(event).await?;
                 Ok(())
             }
-            D::Finalizing => {
-                self.write(&response(self.id(), D::Completed)).await?;
-                self.emit(Event::Complete).await?;
-                Ok(())
-            }
+            D::Finalizing => self.complete().await,
             D::Cancelling => {
                 self.emit(Event::CancelComplete).await?;
                 Ok(())
@@ -1083,6 +1076,16 @@ impl<N: RetrievalProviderNode> Run<N> {
                 Ok(())
             }
         }
+    }
+
+    /// Records the deal `Completed`, then tells the client. In this order a client never
+    /// learns of a completion the provider could lose in a crash; if the response is lost
+    /// instead, the client resumes and is sent the rest of a completed deal (nothing, or
+    /// the blocks it lacks) and `Completed` again.
+    async fn complete(&mut self) -> Step {
+        self.emit(Event::Complete).await?;
+        self.write(&response(self.id(), DealStatus::Completed))
+            .await
     }
 
     async fn decide(&mut self, deal: &ProviderDeal) -> Step {
