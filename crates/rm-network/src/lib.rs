@@ -80,6 +80,7 @@
 mod behaviour;
 mod config;
 mod deal;
+mod dht;
 mod error;
 mod framing;
 mod idle;
@@ -90,8 +91,9 @@ mod metrics;
 mod network;
 mod query;
 
-pub use config::Config;
+pub use config::{Config, DEFAULT_DHT_PROTOCOL};
 pub use deal::{DealStream, Role};
+pub use dht::record_key;
 pub use error::Error;
 pub use keys::{from_rm_peer, to_rm_peer};
 /// Re-exported so that users name the same libp2p types (`PeerId`, `Multiaddr`,
