@@ -1,6 +1,7 @@
 //! End-to-end harness for rm: whole nodes (libp2p host, RocksDB, wallet, payment-channel
-//! ledger, blockstore) wired to a client and a provider, for the acceptance tests and
-//! benchmarks that need both sides of a deal.
+//! ledger, blockstore, peer registry and DHT announcer) wired to a client and a provider,
+//! for the acceptance tests and benchmarks that need both sides of a deal. A node provides
+//! what it imports on the DHT ([`Node::import`]); [`Node::resolver`] finds providers.
 //!
 //! `rm-e2e` sits at layer 4 (SPEC §2), above `rm-client` and `rm-provider`, which may not
 //! depend on each other. It is not published. Each [`Node`] has its own home directory,
@@ -38,6 +39,7 @@ use std::sync::Arc;
 use rm_blockio::unixfs::{self, Preset};
 use rm_blockio::{Blockstore, FileBlockstore};
 use rm_client::Client;
+use rm_discovery::{Announcer, AnnouncerConfig, Registry, Resolver, ResolverConfig};
 use rm_fsm::rocksdb::DB;
 use rm_network::Network;
 use rm_network::libp2p::{Multiaddr, PeerId};
@@ -75,6 +77,9 @@ pub enum Error {
     /// Provider.
     #[error("provider: {0}")]
     Provider(#[from] rm_provider::Error),
+    /// Discovery (registry, announcer).
+    #[error("discovery: {0}")]
+    Discovery(#[from] rm_discovery::Error),
 }
 
 /// Every column family a node's database holds.
@@ -82,6 +87,7 @@ pub fn column_families() -> Vec<&'static str> {
     let mut cfs = vec![FileBlockstore::DEFAULT_CF, ledger::DEFAULT_COLUMN_FAMILY];
     cfs.extend(rm_client::COLUMN_FAMILIES);
     cfs.extend(rm_provider::COLUMN_FAMILIES);
+    cfs.extend(rm_discovery::COLUMN_FAMILIES);
     cfs
 }
 
@@ -117,6 +123,10 @@ pub struct Node {
     pub paych: PaychNode,
     /// The blockstore: block data in `blocks.dat`, indexed in the database.
     pub blocks: Arc<FileBlockstore>,
+    /// The local peer registry.
+    pub registry: Arc<Registry>,
+    /// What the node provides, announced on the DHT ([`Node::import`] adds to it).
+    pub announcer: Announcer,
 }
 
 impl std::fmt::Debug for Node {
@@ -163,6 +173,16 @@ impl Node {
             Arc::clone(&db),
             FileBlockstore::DEFAULT_CF,
         )?);
+        let registry = Arc::new(Registry::open(
+            Arc::clone(&db),
+            rm_discovery::registry::DEFAULT_CF,
+        )?);
+        let announcer = Announcer::open(
+            network.clone(),
+            Arc::clone(&db),
+            rm_discovery::announcer::DEFAULT_CF,
+            AnnouncerConfig::default(),
+        )?;
         Ok(Node {
             home: home.to_path_buf(),
             db,
@@ -172,6 +192,8 @@ impl Node {
             ledger,
             paych,
             blocks,
+            registry,
+            announcer,
         })
     }
 
@@ -185,9 +207,19 @@ impl Node {
         Ok(self.network.listen_addrs().await?)
     }
 
-    /// Imports a file into the blockstore as UnixFS; returns the root CID.
+    /// Imports a file into the blockstore as UnixFS and provides it on the DHT; returns
+    /// the root CID.
     pub fn import(&self, path: &Path, preset: Preset) -> Result<Cid, Error> {
-        Ok(unixfs::import_path(self.blocks.as_ref(), preset, path)?.root)
+        let root = unixfs::import_path(self.blocks.as_ref(), preset, path)?.root;
+        self.announcer.provide(&root)?;
+        Ok(root)
+    }
+
+    /// A resolver over this node's registry and the DHT.
+    pub fn resolver(&self, config: ResolverConfig) -> Resolver {
+        Resolver::new(config)
+            .with_registry(Arc::clone(&self.registry))
+            .with_network(self.network.clone())
     }
 
     /// A provider on this node.
