@@ -343,7 +343,7 @@ async fn registry_first_then_dht_deduplicated_and_bounded() {
         dirs.push(dir);
     }
     let local = local_peer(p1.local_peer_id());
-    let (_rdir, registry) = registry_with(&[local.clone()]);
+    let (_rdir, registry) = registry_with(std::slice::from_ref(&local));
     let resolver = Resolver::new(ResolverConfig::default())
         .with_registry(Arc::clone(&registry))
         .with_network(client.clone());
@@ -401,7 +401,7 @@ async fn registry_first_then_dht_deduplicated_and_bounded() {
 async fn a_dht_without_peers_returns_the_local_results() {
     let lonely = host().await;
     let local = local_peer(keys::generate().public().to_peer_id());
-    let (_dir, registry) = registry_with(&[local.clone()]);
+    let (_dir, registry) = registry_with(std::slice::from_ref(&local));
     let resolver = Resolver::new(ResolverConfig::default())
         .with_registry(registry)
         .with_network(lonely.clone());
@@ -436,7 +436,7 @@ async fn a_dht_that_does_not_answer_is_cut_off_by_the_timeout() {
         .await
         .unwrap();
     let local = local_peer(keys::generate().public().to_peer_id());
-    let (_dir, registry) = registry_with(&[local.clone()]);
+    let (_dir, registry) = registry_with(std::slice::from_ref(&local));
     let resolver =
         Resolver::new(ResolverConfig::default().with_timeout(Duration::from_millis(300)))
             .with_registry(registry)

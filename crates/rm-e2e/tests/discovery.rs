@@ -13,7 +13,7 @@ use rm_types::{Ask, DealStatus, QueryParams, QueryResponseStatus, TokenAmount};
 /// Upper bound for a single step.
 const STEP: Duration = Duration::from_secs(60);
 
-async fn within<F: std::future::Future>(f: F) -> F::Output {
+async fn within<F: Future>(f: F) -> F::Output {
     tokio::time::timeout(STEP, f).await.expect("step timed out")
 }
 
