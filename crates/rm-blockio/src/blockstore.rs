@@ -1,5 +1,7 @@
 //! Content-addressed block storage: the [`Blockstore`] trait, a RocksDB implementation on a
-//! shared database handle ([`RocksBlockstore`]) and an in-memory one ([`MemoryBlockstore`]).
+//! shared database handle ([`RocksBlockstore`]), block data in a file indexed in RocksDB
+//! ([`FileBlockstore`]), a temporary-file one for staging ([`ScratchBlockstore`]) and an
+//! in-memory one ([`MemoryBlockstore`]).
 //!
 //! **Keys are multihashes**, not whole CIDs (as in boxo's blockstore): the same bytes are
 //! stored once whatever CID version or codec names them, so after `put` under a CIDv0,
@@ -421,6 +423,99 @@ impl Blockstore for FileBlockstore {
     }
 }
 
+/// A throwaway blockstore: block data in an anonymous temporary file (gone when the store
+/// is dropped or the process dies), indexed in memory.
+///
+/// For staging a DAG on its way elsewhere, such as a UnixFS import that is then written out
+/// as a CAR into a piece: memory use is the index only (about 100 bytes a block), however
+/// large the data.
+pub struct ScratchBlockstore {
+    file: std::sync::Mutex<std::fs::File>,
+    index: RwLock<HashMap<Vec<u8>, (u64, u64)>>,
+}
+
+impl std::fmt::Debug for ScratchBlockstore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScratchBlockstore")
+            .field("blocks", &self.index().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ScratchBlockstore {
+    /// A new empty store whose temporary file lives in `dir`.
+    pub fn new_in(dir: impl AsRef<Path>) -> Result<Self, Error> {
+        Ok(Self {
+            file: std::sync::Mutex::new(tempfile::tempfile_in(dir)?),
+            index: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, (u64, u64)>> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of blocks stored.
+    pub fn len(&self) -> usize {
+        self.index().len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.index().is_empty()
+    }
+}
+
+impl Blockstore for ScratchBlockstore {
+    fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
+        use std::os::unix::fs::FileExt;
+        if let Some(data) = identity_data(cid) {
+            return Ok(Some(data.to_vec()));
+        }
+        let Some((offset, len)) = self.index().get(&key(cid)).copied() else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| Error::Truncated)?];
+        let file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        file.read_exact_at(&mut buf, offset)?;
+        Ok(Some(buf))
+    }
+
+    fn has(&self, cid: &Cid) -> Result<bool, Error> {
+        Ok(identity_data(cid).is_some() || self.index().contains_key(&key(cid)))
+    }
+
+    fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
+        if let Some(data) = identity_data(cid) {
+            return Ok(Some(data.len() as u64));
+        }
+        Ok(self.index().get(&key(cid)).map(|(_, len)| *len))
+    }
+
+    fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
+        use std::io::{Seek, SeekFrom, Write};
+        if identity_data(cid).is_some() || self.has(cid)? {
+            return Ok(());
+        }
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let offset = file.seek(SeekFrom::End(0))?;
+        file.write_all(data)?;
+        self.index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key(cid), (offset, data.len() as u64));
+        Ok(())
+    }
+
+    fn delete(&self, cid: &Cid) -> Result<(), Error> {
+        self.index
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key(cid));
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +565,17 @@ mod tests {
         exercise(&store);
         assert_eq!(store.len(), 10);
         exercise(&Arc::new(MemoryBlockstore::new()));
+    }
+
+    #[test]
+    fn scratch_blockstore() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ScratchBlockstore::new_in(dir.path()).unwrap();
+        exercise(&store);
+        assert_eq!(store.len(), 10);
+        // The data file is anonymous: nothing is left in the directory.
+        drop(store);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 
     #[test]

@@ -188,6 +188,20 @@ pub struct Reader<R> {
     roots: Vec<Cid>,
     limits: Limits,
     failed: bool,
+    /// Bytes of the CAR consumed so far.
+    position: u64,
+    zero_length_as_eof: bool,
+}
+
+/// One section of a CAR with where its block data lies (see [`Reader::next_section`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Section {
+    /// The block's CID.
+    pub cid: Cid,
+    /// The block's bytes (verified against the CID).
+    pub data: Vec<u8>,
+    /// Offset of the block's bytes from the start of the CAR.
+    pub data_offset: u64,
 }
 
 impl<R> std::fmt::Debug for Reader<R> {
@@ -226,7 +240,21 @@ impl<R: Read> Reader<R> {
             roots,
             limits,
             failed: false,
+            position: varint_len(len) + len,
+            zero_length_as_eof: false,
         })
+    }
+
+    /// Treats a zero section length as the end of the CAR (go-car's `ZeroLengthSectionAsEOF`):
+    /// a CAR read back from an unsealed piece is followed by the piece's zero padding.
+    pub fn zero_length_as_eof(mut self, yes: bool) -> Self {
+        self.zero_length_as_eof = yes;
+        self
+    }
+
+    /// Bytes of the CAR consumed so far (header and whole sections).
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// The header's roots.
@@ -236,10 +264,19 @@ impl<R: Read> Reader<R> {
 
     /// The next section, or `None` at a clean end of input.
     pub fn next_block(&mut self) -> Result<Option<(Cid, Vec<u8>)>, Error> {
+        Ok(self.next_section()?.map(|s| (s.cid, s.data)))
+    }
+
+    /// The next section with the offset of its block data, or `None` at a clean end of
+    /// input.
+    pub fn next_section(&mut self) -> Result<Option<Section>, Error> {
         let Some(len) = read_varint(&mut self.inner, "section length")? else {
             return Ok(None);
         };
         if len == 0 {
+            if self.zero_length_as_eof {
+                return Ok(None);
+            }
             return Err(Error::EmptySection);
         }
         if len > self.limits.max_section_size {
@@ -255,7 +292,13 @@ impl<R: Read> Reader<R> {
         };
         let data = read_exact_bounded(&mut self.inner, remaining, "section data")?;
         codec::verify(&cid, &data)?;
-        Ok(Some((cid, data)))
+        let data_offset = self.position + varint_len(len) + cid_len;
+        self.position += varint_len(len) + len;
+        Ok(Some(Section {
+            cid,
+            data,
+            data_offset,
+        }))
     }
 
     /// Unwraps the underlying reader.
@@ -425,6 +468,37 @@ mod tests {
         let out = w.finish().unwrap();
         assert_eq!(n, out.len() as u64);
         (out, blocks)
+    }
+
+    #[test]
+    fn sections_know_where_their_data_is() {
+        let (bytes, blocks) = sample();
+        let mut reader = Reader::new(&bytes[..]).unwrap();
+        let mut n = 0;
+        while let Some(section) = reader.next_section().unwrap() {
+            let at = section.data_offset as usize;
+            assert_eq!(&bytes[at..at + section.data.len()], &section.data[..]);
+            assert_eq!(section.cid, blocks[n].0);
+            n += 1;
+        }
+        assert_eq!(n, blocks.len());
+        assert_eq!(reader.position(), bytes.len() as u64);
+    }
+
+    #[test]
+    fn zero_padding_ends_the_car_only_when_asked() {
+        let (mut bytes, blocks) = sample();
+        let len = bytes.len();
+        bytes.extend_from_slice(&[0u8; 300]);
+        let strict: Result<Vec<_>, _> = Reader::new(&bytes[..]).unwrap().collect();
+        assert!(matches!(strict, Err(Error::EmptySection)));
+        let mut padded = Reader::new(&bytes[..]).unwrap().zero_length_as_eof(true);
+        let mut read = Vec::new();
+        while let Some(b) = padded.next_block().unwrap() {
+            read.push(b);
+        }
+        assert_eq!(read, blocks);
+        assert_eq!(padded.position(), len as u64);
     }
 
     #[test]

@@ -69,7 +69,9 @@ pub mod traversal;
 pub mod unixfs;
 pub mod verifier;
 
-pub use blockstore::{Blockstore, FileBlockstore, MemoryBlockstore, RocksBlockstore};
+pub use blockstore::{
+    Blockstore, FileBlockstore, MemoryBlockstore, RocksBlockstore, ScratchBlockstore,
+};
 pub use reader::BlockReader;
 pub use selector::Selector;
 pub use traversal::Traversal;

@@ -65,7 +65,9 @@ struct Served {
 
 async fn serve(dir: &Path, file: &Path, preset: Preset, ask: Ask) -> Served {
     let node = Node::open(&dir.join("provider")).await.unwrap();
-    let root = node.import(file, preset).unwrap();
+    // Straight into the blockstore: these figures are for the transfer, not the unseal
+    // (rm-unseal's `pieces` bench measures that).
+    let root = node.import_blocks(file, preset).unwrap();
     let provider = node.provider(rm_provider::Config::default()).await.unwrap();
     provider.set_ask(ask).unwrap();
     provider.start();

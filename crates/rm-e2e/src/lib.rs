@@ -1,7 +1,8 @@
 //! End-to-end harness for rm: whole nodes (libp2p host, RocksDB, wallet, payment-channel
-//! ledger, blockstore, peer registry and DHT announcer) wired to a client and a provider,
-//! for the acceptance tests and benchmarks that need both sides of a deal. A node provides
-//! what it imports on the DHT ([`Node::import`]); [`Node::resolver`] finds providers.
+//! ledger, blockstore, pieces and sectors, peer registry and DHT announcer) wired to a
+//! client and a provider, for the acceptance tests and benchmarks that need both sides of
+//! a deal. A node provides what it imports on the DHT ([`Node::import`]);
+//! [`Node::resolver`] finds providers.
 //!
 //! `rm-e2e` sits at layer 4 (SPEC §2), above `rm-client` and `rm-provider`, which may not
 //! depend on each other. It is not published. Each [`Node`] has its own home directory,
@@ -46,6 +47,7 @@ use rm_network::libp2p::{Multiaddr, PeerId};
 use rm_paych::{Ledger, PaychNode, Wallet, ledger};
 use rm_provider::Provider;
 use rm_types::{Address, Cid};
+use rm_unseal::{FileSectorStore, Imported, PieceStore, Unsealer};
 
 /// Errors of the harness.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,9 @@ pub enum Error {
     /// Discovery (registry, announcer).
     #[error("discovery: {0}")]
     Discovery(#[from] rm_discovery::Error),
+    /// Pieces and sectors.
+    #[error("pieces: {0}")]
+    Pieces(#[from] rm_unseal::Error),
 }
 
 /// Every column family a node's database holds.
@@ -88,6 +93,7 @@ pub fn column_families() -> Vec<&'static str> {
     cfs.extend(rm_client::COLUMN_FAMILIES);
     cfs.extend(rm_provider::COLUMN_FAMILIES);
     cfs.extend(rm_discovery::COLUMN_FAMILIES);
+    cfs.extend(rm_unseal::COLUMN_FAMILIES);
     cfs
 }
 
@@ -127,6 +133,12 @@ pub struct Node {
     pub registry: Arc<Registry>,
     /// What the node provides, announced on the DHT ([`Node::import`] adds to it).
     pub announcer: Announcer,
+    /// The piece store.
+    pub pieces: Arc<PieceStore>,
+    /// Unsealed sector files in `sectors/`.
+    pub sectors: Arc<FileSectorStore>,
+    /// The unsealing loader (pieces into [`Node::blocks`]).
+    pub unsealer: Arc<Unsealer>,
 }
 
 impl std::fmt::Debug for Node {
@@ -183,6 +195,20 @@ impl Node {
             rm_discovery::announcer::DEFAULT_CF,
             AnnouncerConfig::default(),
         )?;
+        let pieces = Arc::new(PieceStore::open(Arc::clone(&db))?);
+        let sectors = Arc::new(FileSectorStore::open(
+            home.join("sectors"),
+            Arc::clone(&db),
+            FileSectorStore::DEFAULT_CF,
+            rm_unseal::sector::Config::default(),
+        )?);
+        let access: Arc<dyn rm_unseal::SectorAccess> = sectors.clone();
+        let unsealer = Arc::new(Unsealer::new(
+            Arc::clone(&pieces),
+            access,
+            Arc::clone(&db),
+            rm_unseal::unseal::LOADED_CF,
+        )?);
         Ok(Node {
             home: home.to_path_buf(),
             db,
@@ -194,6 +220,9 @@ impl Node {
             blocks,
             registry,
             announcer,
+            pieces,
+            sectors,
+            unsealer,
         })
     }
 
@@ -207,9 +236,29 @@ impl Node {
         Ok(self.network.listen_addrs().await?)
     }
 
-    /// Imports a file into the blockstore as UnixFS and provides it on the DHT; returns
-    /// the root CID.
+    /// Imports a file as UnixFS into a piece in a sector, as a storage provider holds
+    /// deal data, and provides the payload on the DHT; returns the payload root. Deals
+    /// unseal it before serving it.
     pub fn import(&self, path: &Path, preset: Preset) -> Result<Cid, Error> {
+        Ok(self.import_piece(path, preset)?.payload_cid)
+    }
+
+    /// Like [`Node::import`], returning what the import made (piece CID, sizes, sector).
+    pub fn import_piece(&self, path: &Path, preset: Preset) -> Result<Imported, Error> {
+        let imported = rm_unseal::import::import_path(
+            &self.pieces,
+            &self.sectors,
+            path,
+            preset,
+            &self.home.join("staging"),
+        )?;
+        self.announcer.provide(&imported.payload_cid)?;
+        Ok(imported)
+    }
+
+    /// Imports a file as UnixFS straight into the blockstore (no piece) and provides it on
+    /// the DHT; returns the root.
+    pub fn import_blocks(&self, path: &Path, preset: Preset) -> Result<Cid, Error> {
         let root = unixfs::import_path(self.blocks.as_ref(), preset, path)?.root;
         self.announcer.provide(&root)?;
         Ok(root)
@@ -228,10 +277,11 @@ impl Node {
         config: rm_provider::Config,
     ) -> Result<Provider<PaychNode>, Error> {
         let blocks: Arc<dyn Blockstore> = self.blocks.clone();
-        Ok(Provider::new(
+        Ok(Provider::with_pieces(
             self.network.clone(),
             self.paych.clone(),
             blocks,
+            Arc::clone(&self.unsealer),
             Arc::clone(&self.db),
             config,
         )

@@ -273,9 +273,9 @@ pub fn table() -> ProviderTable {
             r(
                 "DealAccepted",
                 of([D::WaitForAcceptance]),
-                Dest::To(s(D::Accepted)),
+                Dest::To(s(D::Unsealing)),
             )
-            .doc("writes Accepted"),
+            .doc("writes Accepted; the payload is unsealed before any data"),
             r(
                 "UnsealPaymentRequested",
                 of([D::WaitForAcceptance]),

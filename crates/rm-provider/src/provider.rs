@@ -12,6 +12,7 @@ use rm_types::{
     ProviderDealState, QueryItemStatus, QueryResponse, QueryResponseStatus, RetrievalProviderNode,
     TokenAmount, codec,
 };
+use rm_unseal::Unsealer;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -88,6 +89,8 @@ struct Inner<N> {
     network: Network,
     node: N,
     blockstore: Arc<dyn Blockstore>,
+    /// Pieces to unseal into the blockstore; `None` serves the blockstore alone.
+    unsealer: Option<Arc<Unsealer>>,
     deals: Deals,
     meta: RocksStore,
     ask: RwLock<Ask>,
@@ -101,8 +104,8 @@ struct Inner<N> {
     lanes: Mutex<HashMap<(rm_types::Address, u64), DealKey>>,
 }
 
-/// A retrieval provider: answers queries from its blockstore, decides on deals, streams
-/// blocks and collects vouchers.
+/// A retrieval provider: answers queries from its piece store and blockstore, decides on
+/// deals, unseals pieces, streams blocks and collects vouchers.
 ///
 /// Cheap to clone. [`Provider::start`] makes it the network's receiver of queries and
 /// deal streams.
@@ -161,12 +164,38 @@ fn dag_selector(params: &Params) -> Result<DagSelector, String> {
 
 impl<N: RetrievalProviderNode> Provider<N> {
     /// Opens the provider on `db` (which must have [`COLUMN_FAMILIES`]), serving blocks
-    /// from `blockstore` and saving vouchers through `node`. Deals left unfinished by an
-    /// earlier run wait [`Config::resume_window`] for their clients to come back.
+    /// from `blockstore` alone (no pieces) and saving vouchers through `node`. Deals left
+    /// unfinished by an earlier run wait [`Config::resume_window`] for their clients to come
+    /// back.
     pub async fn new(
         network: Network,
         node: N,
         blockstore: Arc<dyn Blockstore>,
+        db: Arc<DB>,
+        config: Config,
+    ) -> Result<Self, Error> {
+        Self::open(network, node, blockstore, None, db, config).await
+    }
+
+    /// Like [`Provider::new`], serving pieces: queries are answered from the piece store
+    /// of `unsealer`, and a deal unseals its piece into `blockstore` before any data is
+    /// sent (payloads found only in the blockstore are served from it as well).
+    pub async fn with_pieces(
+        network: Network,
+        node: N,
+        blockstore: Arc<dyn Blockstore>,
+        unsealer: Arc<Unsealer>,
+        db: Arc<DB>,
+        config: Config,
+    ) -> Result<Self, Error> {
+        Self::open(network, node, blockstore, Some(unsealer), db, config).await
+    }
+
+    async fn open(
+        network: Network,
+        node: N,
+        blockstore: Arc<dyn Blockstore>,
+        unsealer: Option<Arc<Unsealer>>,
         db: Arc<DB>,
         config: Config,
     ) -> Result<Self, Error> {
@@ -182,6 +211,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 network,
                 node,
                 blockstore,
+                unsealer,
                 deals,
                 meta,
                 ask: RwLock::new(ask),
@@ -320,7 +350,9 @@ impl<N: RetrievalProviderNode> Provider<N> {
         Ok(self.inner.deals.get(key)?)
     }
 
-    /// The answer to a query, from the blockstore (the piece store comes with rm-unseal).
+    /// The answer to a query: from the piece store (as go-fil-markets: `Size` is the
+    /// unpadded size of the first piece holding the payload), else from the blockstore
+    /// (`Size` is the DAG's block bytes).
     pub async fn answer(&self, query: &rm_types::Query) -> QueryResponse {
         let ask = self.ask();
         let mut answer = QueryResponse {
@@ -347,24 +379,103 @@ impl<N: RetrievalProviderNode> Provider<N> {
             Ok(a) => answer.payment_address = a,
             Err(e) => {
                 answer.status = QueryResponseStatus::Error;
-                answer.message = format!("getting payment address: {e}");
+                answer.message = format!("failed to look up payment address: {e}");
                 return answer;
             }
         }
-        match self.dag_size(&query.payload_cid) {
-            Ok(Some(size)) => {
-                answer.status = QueryResponseStatus::Available;
-                answer.size = size;
+        let located = self.locate(&query.payload_cid, query.params.piece_cid.as_ref());
+        match located {
+            Ok(Located::Pieces(infos)) => {
+                let length = infos.iter().flat_map(|i| &i.deals).next().map(|d| d.length);
+                match length.map(rm_unseal::PaddedPieceSize::new) {
+                    Some(Ok(size)) => {
+                        answer.status = QueryResponseStatus::Available;
+                        answer.piece_cid_found = QueryItemStatus::Available;
+                        answer.size = size.unpadded().get();
+                    }
+                    Some(Err(e)) => {
+                        answer.status = QueryResponseStatus::Error;
+                        answer.message = format!("invalid piece record: {e}");
+                    }
+                    None => {
+                        answer.status = QueryResponseStatus::Error;
+                        answer.message = format!(
+                            "failed to fetch storage deals containing payload [{}]",
+                            query.payload_cid
+                        );
+                    }
+                }
             }
-            Ok(None) => {
-                answer.message = "retrieval query offer not found".to_owned();
-            }
+            Ok(Located::Blockstore) => match self.dag_size(&query.payload_cid) {
+                Ok(Some(size)) => {
+                    answer.status = QueryResponseStatus::Available;
+                    answer.size = size;
+                }
+                Ok(None) => answer.message = NOT_FOUND_MESSAGE.to_owned(),
+                Err(e) => {
+                    answer.status = QueryResponseStatus::Error;
+                    answer.message = e;
+                }
+            },
+            Ok(Located::Nowhere) => answer.message = NOT_FOUND_MESSAGE.to_owned(),
             Err(e) => {
                 answer.status = QueryResponseStatus::Error;
-                answer.message = e;
+                answer.message = format!("failed to fetch piece to retrieve from: {e}");
             }
         }
         answer
+    }
+
+    /// Where the provider holds `payload`: in pieces (only `piece`, if named), or only in
+    /// its blockstore.
+    fn locate(&self, payload: &Cid, piece: Option<&Cid>) -> Result<Located, String> {
+        if let Some(unsealer) = &self.inner.unsealer {
+            match unsealer.pieces_for(payload, piece) {
+                Ok(infos) => return Ok(Located::Pieces(infos)),
+                Err(e) if e.is_not_found() => {
+                    if piece.is_some() {
+                        return Ok(Located::Nowhere);
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        match self.inner.blockstore.has(payload) {
+            Ok(true) => Ok(Located::Blockstore),
+            Ok(false) => Ok(Located::Nowhere),
+            Err(e) => Err(format!("blockstore: {e}")),
+        }
+    }
+
+    /// Makes the deal's payload readable from the blockstore: unseals and loads its piece
+    /// unless the blockstore alone serves it.
+    async fn unseal(&self, deal: &ProviderDeal) -> Result<(), String> {
+        let proposal = &deal.state.proposal;
+        let piece = proposal.params.piece_cid.as_ref();
+        match (
+            self.locate(&proposal.payload_cid, piece)?,
+            &self.inner.unsealer,
+        ) {
+            (Located::Pieces(_), Some(unsealer)) => {
+                let loaded = unsealer
+                    .load(
+                        &proposal.payload_cid,
+                        piece,
+                        Arc::clone(&self.inner.blockstore),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tracing::debug!(
+                    piece = %loaded.piece_cid,
+                    blocks = loaded.blocks,
+                    unsealed = loaded.unsealed,
+                    "payload ready"
+                );
+                Ok(())
+            }
+            (Located::Pieces(_), None) | (Located::Blockstore, _) => Ok(()),
+            (Located::Nowhere, _) => Err(NOT_FOUND_MESSAGE.to_owned()),
+        }
     }
 
     /// The total block bytes of the whole DAG under `root`, if the root is here.
@@ -802,6 +913,20 @@ impl<N: RetrievalProviderNode> Provider<N> {
     }
 }
 
+/// go-fil-markets' answer when no piece holds the payload.
+const NOT_FOUND_MESSAGE: &str =
+    "piece info for cid not found (deal has not been added to a piece yet)";
+
+/// Where a payload is held.
+enum Located {
+    /// In these pieces.
+    Pieces(Vec<rm_unseal::PieceInfo>),
+    /// In the blockstore only.
+    Blockstore,
+    /// Not here.
+    Nowhere,
+}
+
 /// How a resumed proposal continues.
 enum Resumed {
     /// Drive the deal, writing this response first.
@@ -923,8 +1048,11 @@ impl<N: RetrievalProviderNode> Run<N> {
                 self.receive_payment(deal).await
             }
             D::Unsealing => {
-                // Blockstore deals have nothing sealed; rm-unseal plugs in here.
-                self.emit(Event::UnsealComplete).await?;
+                let event = match self.provider.unseal(deal).await {
+                    Ok(()) => Event::UnsealComplete,
+                    Err(e) => Event::UnsealError(e),
+                };
+                self.emit(event).await?;
                 Ok(())
             }
             D::Finalizing => {
@@ -965,17 +1093,19 @@ impl<N: RetrievalProviderNode> Run<N> {
             r.message = message;
             r
         };
-        let found = self.inner().blockstore.has(&proposal.payload_cid);
+        let found = self
+            .provider
+            .locate(&proposal.payload_cid, proposal.params.piece_cid.as_ref());
         let (event, reply) = match found {
             Err(e) => (
-                Event::DecisioningError(format!("blockstore: {e}")),
-                refuse(DealStatus::Errored, format!("blockstore: {e}")),
+                Event::DecisioningError(e.clone()),
+                refuse(DealStatus::Errored, e),
             ),
-            Ok(false) => (
+            Ok(Located::Nowhere) => (
                 Event::DealNotFound("not found".into()),
                 refuse(DealStatus::DealNotFound, "not found".into()),
             ),
-            Ok(true) => match self.check_terms(deal) {
+            Ok(Located::Pieces(_) | Located::Blockstore) => match self.check_terms(deal) {
                 Err(reason) => (
                     Event::DealRejected(reason.clone()),
                     refuse(DealStatus::Rejected, reason),

@@ -1,0 +1,208 @@
+//! Import: a CAR becomes a piece in a sector, recorded in the piece store.
+//!
+//! [`import_car`] reads the CAR once to verify every block, note where each block lies and
+//! compute the piece commitment, then (unless the piece is stored already) writes it
+//! Fr32-padded into a sector and records the deal and the block locations.
+//! [`import_path`] first builds the UnixFS DAG of a file or directory (in a scratch
+//! blockstore that holds no more than an index in memory) and exports it as a CAR in
+//! traversal order, which is what a provider unseals and serves.
+
+use std::io::Read;
+use std::path::Path;
+
+use cid::Cid;
+use rm_blockio::blockstore::{Blockstore, ScratchBlockstore};
+use rm_blockio::unixfs::{self, Preset};
+use rm_blockio::{Selector, car};
+
+use crate::Error;
+use crate::commp::Hasher;
+use crate::fr32::PaddedPieceSize;
+use crate::piecestore::{BlockLocation, DealInfo, PieceStore};
+use crate::sector::{FileSectorStore, Placement};
+
+/// The deal id recorded for data imported locally (there is no storage deal).
+pub const LOCAL_DEAL_ID: u64 = 0;
+
+/// What an import produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// The payload root (the CAR's first root).
+    pub payload_cid: Cid,
+    /// The piece CID (CommP of the CAR).
+    pub piece_cid: Cid,
+    /// The CAR's size: the piece's data before padding.
+    pub car_size: u64,
+    /// The padded piece size.
+    pub piece_size: PaddedPieceSize,
+    /// Blocks in the CAR.
+    pub blocks: u64,
+    /// Where the piece lies.
+    pub placement: Placement,
+    /// False when the piece was stored already and nothing was written.
+    pub written: bool,
+}
+
+/// Feeds every byte read through to a CommP hasher.
+struct Hashing<R> {
+    inner: R,
+    hasher: Hasher,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+/// Imports the CAR file at `path` as a piece (see the module docs).
+pub fn import_car(
+    pieces: &PieceStore,
+    sectors: &FileSectorStore,
+    path: &Path,
+) -> Result<Imported, Error> {
+    let mut input = Hashing {
+        inner: std::fs::File::open(path)?,
+        hasher: Hasher::new(),
+    };
+    let mut reader = car::Reader::new(&mut input)?;
+    let payload_cid = *reader
+        .roots()
+        .first()
+        .ok_or_else(|| Error::Import("the CAR has no root".into()))?;
+    let mut locations = Vec::new();
+    let mut has_root = false;
+    while let Some(section) = reader.next_section()? {
+        has_root |= section.cid.hash() == payload_cid.hash();
+        locations.push((
+            section.cid,
+            BlockLocation {
+                rel_offset: section.data_offset,
+                block_size: section.data.len() as u64,
+            },
+        ));
+    }
+    let car_size = reader.position();
+    drop(reader);
+    if !has_root {
+        return Err(Error::Import(format!(
+            "the CAR does not hold its root {payload_cid}"
+        )));
+    }
+    if input.hasher.bytes() != car_size {
+        return Err(Error::Import("trailing bytes after the CAR".into()));
+    }
+    let commitment = input.hasher.finish()?;
+    let piece_cid = commitment.cid();
+    let piece_size = commitment.size;
+
+    let existing = match pieces.get_piece_info(&piece_cid) {
+        Ok(info) => Some(info),
+        Err(Error::PieceNotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let mut reuse = None;
+    for deal in existing.iter().flat_map(|i| &i.deals) {
+        let Ok(length) = PaddedPieceSize::new(deal.length) else {
+            continue;
+        };
+        let path = sectors.path(deal.sector_id);
+        let present = std::fs::metadata(&path)
+            .map(|m| m.len() >= deal.offset.saturating_add(deal.length))
+            .unwrap_or(false);
+        if present {
+            reuse = Some(Placement {
+                sector: deal.sector_id,
+                offset: deal.offset,
+                length,
+            });
+            break;
+        }
+    }
+    let written = reuse.is_none();
+    let placement = match reuse {
+        Some(p) => p,
+        None => {
+            let placement =
+                sectors.write_piece(std::fs::File::open(path)?, car_size, piece_size)?;
+            pieces.add_deal_for_piece(
+                &piece_cid,
+                DealInfo {
+                    deal_id: LOCAL_DEAL_ID,
+                    sector_id: placement.sector,
+                    offset: placement.offset,
+                    length: placement.length.get(),
+                },
+            )?;
+            placement
+        }
+    };
+    let blocks = locations.len() as u64;
+    pieces.add_piece_block_locations(&piece_cid, locations)?;
+    Ok(Imported {
+        payload_cid,
+        piece_cid,
+        car_size,
+        piece_size,
+        blocks,
+        placement,
+        written,
+    })
+}
+
+/// Exports the DAG under `root` from `store` as a CAR (explore-all, traversal order) into
+/// a temporary file in `staging`, and imports that as a piece.
+pub fn import_dag(
+    pieces: &PieceStore,
+    sectors: &FileSectorStore,
+    store: &dyn Blockstore,
+    root: Cid,
+    staging: &Path,
+) -> Result<Imported, Error> {
+    std::fs::create_dir_all(staging)?;
+    let file = tempfile_in(staging)?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file.0)?);
+    car::export(store, root, &Selector::explore_all_recursively(), out)?;
+    import_car(pieces, sectors, &file.0)
+}
+
+/// Imports a file or directory as UnixFS with `preset`, then as a piece ([`import_dag`]).
+/// The DAG is staged in `staging` and removed afterwards.
+pub fn import_path(
+    pieces: &PieceStore,
+    sectors: &FileSectorStore,
+    path: &Path,
+    preset: Preset,
+    staging: &Path,
+) -> Result<Imported, Error> {
+    std::fs::create_dir_all(staging)?;
+    let scratch = ScratchBlockstore::new_in(staging)?;
+    let root = unixfs::import_path(&scratch, preset, path)?.root;
+    import_dag(pieces, sectors, &scratch, root, staging)
+}
+
+/// A file removed on drop.
+struct TempPath(std::path::PathBuf);
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tempfile_in(dir: &Path) -> Result<TempPath, Error> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let name = format!(
+        "import-{}-{nanos}-{}.car",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    Ok(TempPath(dir.join(name)))
+}

@@ -1,0 +1,166 @@
+//! # rm-unseal: pieces, sectors and unsealing
+//!
+//! Layer 2 of the `rm` workspace (SPEC §2, §6): it depends on `rm-types` and `rm-blockio`
+//! and is used by `rm-provider`. Filecoin providers keep deal data as *pieces* inside
+//! *sectors*; a retrieval must find the piece that holds the payload, unseal it and load
+//! its blocks. This crate holds everything between a CAR and those blocks:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`fr32`] | Fr32 padding (127 bytes → 128) and padded/unpadded piece sizes |
+//! | [`commp`] | piece commitments (CommP) and piece CIDs (`baga…`), streaming |
+//! | [`piecestore`] | [`PieceStore`]: piece → deals/sectors/offsets; block → pieces (RocksDB) |
+//! | [`sector`] | [`SectorAccess`], the trait a node plugs in, and [`FileSectorStore`], unsealed sector files laid out as Lotus keeps them |
+//! | [`import`] | a CAR, file or directory → a piece in a sector, recorded in the piece store |
+//! | [`unseal`] | [`Unsealer`]: payload CID → unsealed, verified blocks in a blockstore |
+//!
+//! Storage follows the workspace rule: one RocksDB per node, each record kind in its own
+//! column family ([`COLUMN_FAMILIES`]); sector files live in a directory of the node home.
+//!
+//! ## Example
+//!
+//! Import a file as a piece, then load its blocks back from the sector:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use rm_blockio::{Blockstore, MemoryBlockstore, unixfs::Preset};
+//! use rm_unseal::{FileSectorStore, PieceStore, Unsealer, import, sector};
+//!
+//! let home = tempfile::tempdir()?;
+//! let db = rm_fsm::open_db(home.path().join("db"), &rm_unseal::COLUMN_FAMILIES)?;
+//! let pieces = Arc::new(PieceStore::open(db.clone())?);
+//! let sectors = Arc::new(FileSectorStore::open(
+//!     home.path().join("sectors"), db.clone(), FileSectorStore::DEFAULT_CF,
+//!     sector::Config::default())?);
+//!
+//! let file = home.path().join("hello.txt");
+//! std::fs::write(&file, b"hello, pieces")?;
+//! let imported = import::import_path(&pieces, &sectors, &file, Preset::KUBO_V1_RAW_LEAVES,
+//!     &home.path().join("staging"))?;
+//! assert!(imported.piece_cid.to_string().starts_with("baga"));
+//!
+//! let unsealer = Unsealer::new(pieces, sectors, db, rm_unseal::unseal::LOADED_CF)?;
+//! let blocks = Arc::new(MemoryBlockstore::new());
+//! let loaded = unsealer.load(&imported.payload_cid, None, blocks.clone()).await?;
+//! assert_eq!(loaded.piece_cid, imported.piece_cid);
+//! assert!(blocks.has(&imported.payload_cid)?);
+//! # Ok(()) }
+//! ```
+//!
+//! ## Errors
+//!
+//! One [`Error`] enum. Not-found answers are typed ([`Error::PieceNotFound`],
+//! [`Error::PayloadNotFound`], see [`Error::is_not_found`]); the loader's failures carry
+//! go-fil-markets' messages ("error looking up information on CID", "no sectors found to
+//! unseal from", "Unable to unseal piece", "attempting to read Car file"). Nothing read
+//! from disk is trusted: CAR sections are size-capped and every block is verified before
+//! it is stored.
+
+pub mod commp;
+pub mod fr32;
+pub mod import;
+pub mod piecestore;
+pub mod sector;
+pub mod unseal;
+
+pub use commp::{Commitment, Hasher, piece_cid};
+pub use fr32::{PaddedPieceSize, UnpaddedPieceSize};
+pub use import::Imported;
+pub use piecestore::{BlockLocation, CidInfo, DealInfo, PieceBlockLocation, PieceInfo, PieceStore};
+pub use sector::{FileSectorStore, SectorAccess};
+pub use unseal::{Loaded, Unsealer};
+
+use cid::Cid;
+
+/// Every column family the crate's stores use by default.
+pub const COLUMN_FAMILIES: [&str; 4] = [
+    piecestore::PIECES_CF,
+    piecestore::CIDS_CF,
+    FileSectorStore::DEFAULT_CF,
+    unseal::LOADED_CF,
+];
+
+/// Errors of pieces, sectors and unsealing.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A piece size is not valid.
+    #[error("invalid size: {0}")]
+    InvalidSize(String),
+    /// A CID is not a piece CID (fil-commitment-unsealed, sha2-256-trunc254-padded).
+    #[error("not a piece CID: {0}")]
+    NotAPieceCid(String),
+    /// The piece store does not know the piece.
+    #[error("piece with CID {0}: not found")]
+    PieceNotFound(Box<Cid>),
+    /// The piece store does not know the payload block.
+    #[error("payload CID {0}: not found")]
+    PayloadNotFound(Box<Cid>),
+    /// Looking up the payload's pieces failed.
+    #[error("error looking up information on CID: {0}")]
+    Lookup(#[source] Box<Error>),
+    /// The piece is in no sector.
+    #[error("no sectors found to unseal from")]
+    NoSectors,
+    /// No sector holding the piece could be read.
+    #[error("Unable to unseal piece: {0}")]
+    UnsealPiece(#[source] Box<Error>),
+    /// A sector could not be read.
+    #[error("unseal: {0}")]
+    Unseal(String),
+    /// The unsealed piece is not a valid CAR.
+    #[error("attempting to read Car file: {0}")]
+    ReadCar(#[source] Box<rm_blockio::car::Error>),
+    /// An imported CAR is not valid.
+    #[error("CAR: {0}")]
+    Car(#[source] Box<rm_blockio::car::Error>),
+    /// An import could not be done.
+    #[error("import: {0}")]
+    Import(String),
+    /// Building a UnixFS DAG failed.
+    #[error(transparent)]
+    UnixFs(#[from] rm_blockio::unixfs::Error),
+    /// A piece is larger than a sector.
+    #[error("a piece of {piece} bytes does not fit a sector of {sector} bytes")]
+    PieceTooLarge {
+        /// Padded piece size.
+        piece: u64,
+        /// Sector size.
+        sector: u64,
+    },
+    /// The blockstore failed.
+    #[error(transparent)]
+    Blockstore(#[from] rm_blockio::blockstore::Error),
+    /// RocksDB failed.
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    /// A column family does not exist in the shared database.
+    #[error("column family {0:?} does not exist")]
+    MissingColumnFamily(String),
+    /// A stored record does not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// File system.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<rm_blockio::car::Error> for Error {
+    fn from(e: rm_blockio::car::Error) -> Self {
+        Error::Car(Box::new(e))
+    }
+}
+
+impl Error {
+    /// Whether this says the piece or payload is unknown (rather than that a lookup
+    /// failed).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Error::PieceNotFound(_) | Error::PayloadNotFound(_) => true,
+            Error::Lookup(inner) => inner.is_not_found(),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The piece store: which sectors hold a piece, and which pieces hold a block.
+//!
+//! Two records, as go-fil-markets' `piecestore` keeps them (reference §5.4):
+//!
+//! - [`PieceInfo`] by piece CID: the deals (sector, offset, length) holding the piece;
+//! - [`CidInfo`] by block: where the block lies in each piece that holds it.
+//!
+//! Both live in RocksDB column families of the node's shared database, encoded as
+//! DAG-CBOR maps with go-fil-markets' field names. Block records are keyed by multihash, so
+//! a CIDv0 and a CIDv1 of the same bytes share one (as the blockstore does). Adds are
+//! idempotent; each block keeps at most [`MAX_LOCATIONS_PER_CID`] locations.
+
+use std::sync::{Arc, Mutex};
+
+use cid::Cid;
+use rocksdb::DB;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Column family of [`PieceInfo`] records.
+pub const PIECES_CF: &str = "piece-infos";
+/// Column family of [`CidInfo`] records.
+pub const CIDS_CF: &str = "cid-infos";
+
+/// Most piece locations kept for one block; further ones are ignored (a block common to
+/// many pieces, such as an empty directory, must not grow one record without bound).
+pub const MAX_LOCATIONS_PER_CID: usize = 1024;
+
+/// Largest record decoded (a record with [`MAX_LOCATIONS_PER_CID`] entries is ~100 KiB).
+const MAX_RECORD: usize = 1 << 20;
+
+/// One deal holding a piece: where in which sector it lies.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealInfo {
+    /// The storage deal's id (0 for data imported locally, with no storage deal).
+    #[serde(rename = "DealID")]
+    pub deal_id: u64,
+    /// The sector number.
+    #[serde(rename = "SectorID")]
+    pub sector_id: u64,
+    /// Padded offset of the piece in the sector.
+    #[serde(rename = "Offset")]
+    pub offset: u64,
+    /// Padded length of the piece.
+    #[serde(rename = "Length")]
+    pub length: u64,
+}
+
+/// What the store knows of a piece.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceInfo {
+    /// The piece CID.
+    #[serde(rename = "PieceCID")]
+    pub piece_cid: Cid,
+    /// The deals holding the piece.
+    #[serde(rename = "Deals")]
+    pub deals: Vec<DealInfo>,
+}
+
+/// Where a block lies inside a piece's unpadded bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockLocation {
+    /// Offset of the block's bytes from the start of the piece (the CAR).
+    #[serde(rename = "RelOffset")]
+    pub rel_offset: u64,
+    /// The block's size.
+    #[serde(rename = "BlockSize")]
+    pub block_size: u64,
+}
+
+/// A block's location in one piece.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceBlockLocation {
+    /// Where in the piece.
+    #[serde(rename = "BlockLocation")]
+    pub location: BlockLocation,
+    /// The piece.
+    #[serde(rename = "PieceCID")]
+    pub piece_cid: Cid,
+}
+
+/// Which pieces hold a block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CidInfo {
+    /// The block's CID (as first recorded).
+    #[serde(rename = "CID")]
+    pub cid: Cid,
+    /// Its locations.
+    #[serde(rename = "PieceBlockLocations")]
+    pub piece_block_locations: Vec<PieceBlockLocation>,
+}
+
+/// The piece store on a shared database.
+pub struct PieceStore {
+    db: Arc<DB>,
+    pieces_cf: String,
+    cids_cf: String,
+    /// Serialises read-modify-write of records.
+    write: Mutex<()>,
+}
+
+impl std::fmt::Debug for PieceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PieceStore")
+            .field("pieces_cf", &self.pieces_cf)
+            .field("cids_cf", &self.cids_cf)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PieceStore {
+    /// The store in column families [`PIECES_CF`] and [`CIDS_CF`] of `db`.
+    pub fn open(db: Arc<DB>) -> Result<Self, Error> {
+        Self::with_column_families(db, PIECES_CF, CIDS_CF)
+    }
+
+    /// The store in the given column families of `db` (which must exist).
+    pub fn with_column_families(
+        db: Arc<DB>,
+        pieces_cf: &str,
+        cids_cf: &str,
+    ) -> Result<Self, Error> {
+        for cf in [pieces_cf, cids_cf] {
+            if db.cf_handle(cf).is_none() {
+                return Err(Error::MissingColumnFamily(cf.to_owned()));
+            }
+        }
+        Ok(Self {
+            db,
+            pieces_cf: pieces_cf.to_owned(),
+            cids_cf: cids_cf.to_owned(),
+            write: Mutex::new(()),
+        })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, Error> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::MissingColumnFamily(name.to_owned()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read<T: for<'de> Deserialize<'de>>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, Error> {
+        match self.db.get_pinned_cf(self.cf(cf)?, key)? {
+            None => Ok(None),
+            Some(bytes) => rm_types::codec::from_slice_limited(&bytes, MAX_RECORD)
+                .map(Some)
+                .map_err(|e| Error::Corrupt(format!("{cf} record: {e}"))),
+        }
+    }
+
+    /// Records that `deal` holds `piece_cid` (nothing changes if it is known already).
+    pub fn add_deal_for_piece(&self, piece_cid: &Cid, deal: DealInfo) -> Result<(), Error> {
+        let _guard = self.lock();
+        let key = piece_cid.to_bytes();
+        let mut info = self
+            .read::<PieceInfo>(&self.pieces_cf, &key)?
+            .unwrap_or_else(|| PieceInfo {
+                piece_cid: *piece_cid,
+                deals: Vec::new(),
+            });
+        if info.deals.contains(&deal) {
+            return Ok(());
+        }
+        info.deals.push(deal);
+        let bytes = rm_types::codec::to_vec(&info).map_err(|e| Error::Corrupt(e.to_string()))?;
+        Ok(self.db.put_cf(self.cf(&self.pieces_cf)?, key, bytes)?)
+    }
+
+    /// Records where each block lies in `piece_cid` (locations already known are kept
+    /// once), in one atomic batch.
+    pub fn add_piece_block_locations(
+        &self,
+        piece_cid: &Cid,
+        locations: impl IntoIterator<Item = (Cid, BlockLocation)>,
+    ) -> Result<(), Error> {
+        let _guard = self.lock();
+        let cf = self.cf(&self.cids_cf)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        // A block listed twice in one call is read once, from the pending batch copy.
+        let mut pending: std::collections::HashMap<Vec<u8>, CidInfo> = Default::default();
+        for (cid, location) in locations {
+            let key = cid.hash().to_bytes();
+            let info = match pending.remove(&key) {
+                Some(info) => info,
+                None => self
+                    .read::<CidInfo>(&self.cids_cf, &key)?
+                    .unwrap_or(CidInfo {
+                        cid,
+                        piece_block_locations: Vec::new(),
+                    }),
+            };
+            let mut info = info;
+            let entry = PieceBlockLocation {
+                location,
+                piece_cid: *piece_cid,
+            };
+            if !info.piece_block_locations.contains(&entry)
+                && info.piece_block_locations.len() < MAX_LOCATIONS_PER_CID
+            {
+                info.piece_block_locations.push(entry);
+            }
+            pending.insert(key, info);
+        }
+        for (key, info) in pending {
+            let bytes =
+                rm_types::codec::to_vec(&info).map_err(|e| Error::Corrupt(e.to_string()))?;
+            batch.put_cf(cf, key, bytes);
+        }
+        Ok(self.db.write(batch)?)
+    }
+
+    /// The piece's record; [`Error::PieceNotFound`] when unknown.
+    pub fn get_piece_info(&self, piece_cid: &Cid) -> Result<PieceInfo, Error> {
+        self.read(&self.pieces_cf, &piece_cid.to_bytes())?
+            .ok_or_else(|| Error::PieceNotFound(Box::new(*piece_cid)))
+    }
+
+    /// The block's record; [`Error::PayloadNotFound`] when unknown.
+    pub fn get_cid_info(&self, cid: &Cid) -> Result<CidInfo, Error> {
+        self.read(&self.cids_cf, &cid.hash().to_bytes())?
+            .ok_or_else(|| Error::PayloadNotFound(Box::new(*cid)))
+    }
+
+    /// Every piece CID the store knows (for listings; reads the whole column family).
+    pub fn list_pieces(&self) -> Result<Vec<Cid>, Error> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(&self.pieces_cf)?, rocksdb::IteratorMode::Start)
+        {
+            let (key, _) = item?;
+            match Cid::try_from(&key[..]) {
+                Ok(cid) => out.push(cid),
+                Err(e) => tracing::warn!(error = %e, "piece store: skipping a malformed key"),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commp;
+
+    fn store() -> (tempfile::TempDir, Arc<DB>, PieceStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF, CIDS_CF]).unwrap();
+        let store = PieceStore::open(Arc::clone(&db)).unwrap();
+        (dir, db, store)
+    }
+
+    fn block_cid(version: cid::Version, data: &[u8]) -> Cid {
+        let codec = if version == cid::Version::V0 {
+            0x70
+        } else {
+            0x55
+        };
+        rm_blockio::codec::cid_of(version, codec, rm_blockio::codec::SHA2_256, data).unwrap()
+    }
+
+    #[test]
+    fn pieces_and_deals() {
+        let (_dir, _db, store) = store();
+        let piece = commp::commp(b"piece one").unwrap().cid();
+        assert!(
+            matches!(store.get_piece_info(&piece), Err(Error::PieceNotFound(c)) if *c == piece)
+        );
+        let deal = DealInfo {
+            deal_id: 7,
+            sector_id: 1,
+            offset: 0,
+            length: 128,
+        };
+        store.add_deal_for_piece(&piece, deal.clone()).unwrap();
+        store.add_deal_for_piece(&piece, deal.clone()).unwrap();
+        let second = DealInfo {
+            sector_id: 2,
+            ..deal.clone()
+        };
+        store.add_deal_for_piece(&piece, second.clone()).unwrap();
+        let info = store.get_piece_info(&piece).unwrap();
+        assert_eq!(info.piece_cid, piece);
+        assert_eq!(info.deals, vec![deal, second]);
+        assert_eq!(store.list_pieces().unwrap(), vec![piece]);
+    }
+
+    #[test]
+    fn block_locations_are_keyed_by_multihash() {
+        let (_dir, _db, store) = store();
+        let piece = commp::commp(b"piece").unwrap().cid();
+        let v0 = block_cid(cid::Version::V0, b"block");
+        let v1 = Cid::new_v1(0x70, *v0.hash());
+        assert!(matches!(
+            store.get_cid_info(&v1),
+            Err(Error::PayloadNotFound(_))
+        ));
+        let loc = BlockLocation {
+            rel_offset: 100,
+            block_size: 5,
+        };
+        store
+            .add_piece_block_locations(&piece, [(v0, loc), (v0, loc)])
+            .unwrap();
+        store
+            .add_piece_block_locations(&piece, [(v1, loc)])
+            .unwrap();
+        let info = store.get_cid_info(&v1).unwrap();
+        assert_eq!(info.cid, v0);
+        assert_eq!(
+            info.piece_block_locations,
+            vec![PieceBlockLocation {
+                location: loc,
+                piece_cid: piece
+            }]
+        );
+    }
+
+    #[test]
+    fn locations_per_block_are_bounded() {
+        let (_dir, _db, store) = store();
+        let cid = block_cid(cid::Version::V1, b"common");
+        for i in 0..(MAX_LOCATIONS_PER_CID as u64 + 10) {
+            let loc = BlockLocation {
+                rel_offset: i,
+                block_size: 6,
+            };
+            let piece = commp::commp(&i.to_be_bytes()).unwrap().cid();
+            store
+                .add_piece_block_locations(&piece, [(cid, loc)])
+                .unwrap();
+        }
+        let info = store.get_cid_info(&cid).unwrap();
+        assert_eq!(info.piece_block_locations.len(), MAX_LOCATIONS_PER_CID);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_a_typed_error_and_survives_reopen() {
+        let (dir, db, store) = store();
+        let piece = commp::commp(b"x").unwrap().cid();
+        db.put_cf(
+            db.cf_handle(PIECES_CF).unwrap(),
+            piece.to_bytes(),
+            b"\xff\x00garbage",
+        )
+        .unwrap();
+        assert!(matches!(
+            store.get_piece_info(&piece),
+            Err(Error::Corrupt(_))
+        ));
+        // Records persist across reopen.
+        let good = commp::commp(b"y").unwrap().cid();
+        let deal = DealInfo {
+            deal_id: 0,
+            sector_id: 3,
+            offset: 256,
+            length: 128,
+        };
+        store.add_deal_for_piece(&good, deal.clone()).unwrap();
+        drop(store);
+        drop(db);
+        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF, CIDS_CF]).unwrap();
+        let store = PieceStore::open(db).unwrap();
+        assert_eq!(store.get_piece_info(&good).unwrap().deals, vec![deal]);
+    }
+
+    #[test]
+    fn a_missing_column_family_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF]).unwrap();
+        assert!(matches!(
+            PieceStore::open(db),
+            Err(Error::MissingColumnFamily(cf)) if cf == CIDS_CF
+        ));
+    }
+}

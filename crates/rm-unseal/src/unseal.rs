@@ -1,0 +1,265 @@
+//! The unsealing loader: from a payload CID to its blocks in a blockstore.
+//!
+//! As go-fil-markets' `blockunsealing` (reference §5.2): find the pieces that hold the
+//! payload (only the one the deal names, if it names one), unseal the first that works —
+//! trying each sector that holds it, preferring sectors that need no unseal — read the
+//! piece as a CAR, verify every block against its CID, and put them all in the
+//! destination blockstore.
+//!
+//! A piece loaded into the node's blockstore is remembered (in its own column family), so
+//! the next deal for the same payload starts at once. Concurrent loads of one piece wait
+//! for each other instead of unsealing twice.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use cid::Cid;
+use rm_blockio::Blockstore;
+use rm_blockio::car;
+use rocksdb::DB;
+use tokio::io::AsyncReadExt;
+
+use crate::Error;
+use crate::fr32::PaddedPieceSize;
+use crate::piecestore::{PieceInfo, PieceStore};
+use crate::sector::{PieceReader, SectorAccess};
+
+/// Column family of the pieces already loaded into the node's blockstore.
+pub const LOADED_CF: &str = "unsealed-pieces";
+
+/// What a load did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// The piece the blocks came from.
+    pub piece_cid: Cid,
+    /// Blocks put into the blockstore (0 when it held the piece already).
+    pub blocks: u64,
+    /// Bytes of block data put.
+    pub bytes: u64,
+    /// False when nothing had to be unsealed.
+    pub unsealed: bool,
+}
+
+/// Finds, unseals and loads pieces.
+pub struct Unsealer {
+    pieces: Arc<PieceStore>,
+    sectors: Arc<dyn SectorAccess>,
+    db: Arc<DB>,
+    cf: String,
+    /// One lock per piece being loaded; entries are removed when no load holds them.
+    locks: Mutex<HashMap<Cid, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Unsealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsealer")
+            .field("pieces", &self.pieces)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A blocking `Read` over an async reader, for the CAR parser on a blocking thread.
+struct Blocking {
+    inner: PieceReader,
+    handle: tokio::runtime::Handle,
+}
+
+impl Read for Blocking {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.handle.block_on(self.inner.read(buf))
+    }
+}
+
+impl Unsealer {
+    /// A loader over `pieces` and `sectors`, remembering loaded pieces in column family
+    /// `cf` of `db` (which must exist; [`LOADED_CF`] by convention).
+    pub fn new(
+        pieces: Arc<PieceStore>,
+        sectors: Arc<dyn SectorAccess>,
+        db: Arc<DB>,
+        cf: &str,
+    ) -> Result<Self, Error> {
+        if db.cf_handle(cf).is_none() {
+            return Err(Error::MissingColumnFamily(cf.to_owned()));
+        }
+        Ok(Self {
+            pieces,
+            sectors,
+            db,
+            cf: cf.to_owned(),
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The piece store.
+    pub fn piece_store(&self) -> &PieceStore {
+        &self.pieces
+    }
+
+    /// The pieces holding `payload` (only `piece`, if given, and only if it holds it), in
+    /// the piece store's order. Not found is an error ([`Error::is_not_found`]).
+    pub fn pieces_for(&self, payload: &Cid, piece: Option<&Cid>) -> Result<Vec<PieceInfo>, Error> {
+        let lookup = |e: Error| Error::Lookup(Box::new(e));
+        let cid_info = self.pieces.get_cid_info(payload).map_err(lookup)?;
+        let mut out: Vec<PieceInfo> = Vec::new();
+        for location in &cid_info.piece_block_locations {
+            if piece.is_some_and(|p| *p != location.piece_cid)
+                || out.iter().any(|i| i.piece_cid == location.piece_cid)
+            {
+                continue;
+            }
+            out.push(
+                self.pieces
+                    .get_piece_info(&location.piece_cid)
+                    .map_err(lookup)?,
+            );
+        }
+        match (out.is_empty(), piece) {
+            (true, Some(p)) => Err(lookup(Error::PieceNotFound(Box::new(*p)))),
+            (true, None) => Err(lookup(Error::PayloadNotFound(Box::new(*payload)))),
+            _ => Ok(out),
+        }
+    }
+
+    fn loaded(&self, piece: &Cid) -> Result<bool, Error> {
+        let cf = self
+            .db
+            .cf_handle(&self.cf)
+            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))?;
+        Ok(self.db.get_pinned_cf(cf, piece.to_bytes())?.is_some())
+    }
+
+    fn mark_loaded(&self, piece: &Cid) -> Result<(), Error> {
+        let cf = self
+            .db
+            .cf_handle(&self.cf)
+            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))?;
+        Ok(self.db.put_cf(cf, piece.to_bytes(), [])?)
+    }
+
+    fn lock_for(&self, piece: &Cid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget locks nobody holds or waits for.
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        Arc::clone(locks.entry(*piece).or_default())
+    }
+
+    /// Unseals the piece of `info` from the first of its sectors that works, preferring
+    /// sectors that hold it unsealed.
+    pub async fn unseal_piece(&self, info: &PieceInfo) -> Result<PieceReader, Error> {
+        if info.deals.is_empty() {
+            return Err(Error::NoSectors);
+        }
+        let mut deals = Vec::new();
+        for deal in &info.deals {
+            let length = PaddedPieceSize::new(deal.length)?;
+            let fast = self
+                .sectors
+                .is_unsealed(deal.sector_id, deal.offset, length)
+                .await
+                .unwrap_or(false);
+            deals.push((!fast, deal.sector_id, deal.offset, length));
+        }
+        deals.sort_by_key(|d| d.0);
+        let mut last = Error::NoSectors;
+        for (_, sector, offset, length) in deals {
+            match self.sectors.unseal(sector, offset, length).await {
+                Ok(reader) => return Ok(reader),
+                Err(e) => {
+                    tracing::debug!(sector, error = %e, "unseal failed; trying the next sector");
+                    last = e;
+                }
+            }
+        }
+        Err(Error::UnsealPiece(Box::new(last)))
+    }
+
+    /// Loads the blocks of a piece holding `payload` into `into` (see the module docs).
+    pub async fn load(
+        &self,
+        payload: &Cid,
+        piece: Option<&Cid>,
+        into: Arc<dyn Blockstore>,
+    ) -> Result<Loaded, Error> {
+        let infos = self.pieces_for(payload, piece)?;
+        let mut last = Error::NoSectors;
+        for info in infos {
+            let lock = self.lock_for(&info.piece_cid);
+            let _held = lock.lock().await;
+            if self.loaded(&info.piece_cid)? && into.has(payload)? {
+                return Ok(Loaded {
+                    piece_cid: info.piece_cid,
+                    blocks: 0,
+                    bytes: 0,
+                    unsealed: false,
+                });
+            }
+            let reader = match self.unseal_piece(&info).await {
+                Ok(r) => r,
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            };
+            match load_car(reader, Arc::clone(&into), *payload).await {
+                Ok((blocks, bytes)) => {
+                    self.mark_loaded(&info.piece_cid)?;
+                    return Ok(Loaded {
+                        piece_cid: info.piece_cid,
+                        blocks,
+                        bytes,
+                        unsealed: true,
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(piece = %info.piece_cid, error = %e, "piece did not load");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// Reads a CAR from `reader` on a blocking thread, putting its verified blocks into
+/// `into` in batches; the payload must be among them. Returns (blocks, bytes).
+async fn load_car(
+    reader: PieceReader,
+    into: Arc<dyn Blockstore>,
+    payload: Cid,
+) -> Result<(u64, u64), Error> {
+    let handle = tokio::runtime::Handle::current();
+    let work = move || -> Result<(u64, u64), Error> {
+        let input = Blocking {
+            inner: reader,
+            handle,
+        };
+        let mut car = car::Reader::new(input)
+            .map_err(|e| Error::ReadCar(Box::new(e)))?
+            .zero_length_as_eof(true);
+        let (mut blocks, mut bytes, mut has_payload) = (0u64, 0u64, false);
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0usize;
+        while let Some((cid, data)) = car.next_block().map_err(|e| Error::ReadCar(Box::new(e)))? {
+            has_payload |= cid.hash() == payload.hash();
+            blocks += 1;
+            bytes += data.len() as u64;
+            batch_bytes += data.len();
+            batch.push((cid, data));
+            if batch_bytes >= 8 << 20 || batch.len() >= 1024 {
+                into.put_many(&batch)?;
+                batch.clear();
+                batch_bytes = 0;
+            }
+        }
+        into.put_many(&batch)?;
+        if !has_payload {
+            return Err(Error::Import(format!("the piece does not hold {payload}")));
+        }
+        Ok((blocks, bytes))
+    };
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Unseal(format!("loader task: {e}")))?
+}

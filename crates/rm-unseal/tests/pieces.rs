@@ -1,0 +1,324 @@
+//! Pieces against published values, and the import → unseal → load round trip.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rm_blockio::unixfs::{self, Preset};
+use rm_blockio::{Blockstore, MemoryBlockstore};
+use rm_types::Cid;
+use rm_unseal::commp::{self, Hasher};
+use rm_unseal::{
+    Error, FileSectorStore, PaddedPieceSize, PieceStore, Unsealer, import, sector, unseal,
+};
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
+}
+
+/// The published zero-piece commitments for 128 B << i.
+fn zero_table() -> Vec<[u8; 32]> {
+    std::fs::read_to_string(testdata("zero_commitments.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| hex::decode(l.trim()).unwrap().try_into().unwrap())
+        .collect()
+}
+
+#[test]
+fn zero_piece_commitments_match_the_published_table() {
+    let table = zero_table();
+    assert_eq!(table.len(), 35);
+    for (i, expected) in table.iter().enumerate() {
+        let size = PaddedPieceSize::new(128u64 << i).unwrap();
+        assert_eq!(
+            &commp::zero_commitment(size),
+            expected,
+            "zero piece of {size} bytes"
+        );
+    }
+    // Hashing actual zeros agrees, up to 1 MiB pieces.
+    for (i, expected) in table.iter().enumerate().take(14) {
+        let size = PaddedPieceSize::new(128u64 << i).unwrap();
+        let mut h = Hasher::new();
+        h.update(&vec![0u8; size.unpadded().get() as usize]);
+        let c = h.finish().unwrap();
+        assert_eq!(
+            (&c.comm, c.size),
+            (expected, size),
+            "hashed zeros, {size} bytes"
+        );
+    }
+}
+
+#[test]
+fn a_published_commp_of_real_data() {
+    // go-commp-utils commp_test.go TestZeroPadding: the text in a 127-byte piece.
+    let content = b"i am the biggest cat, what do you think about that";
+    let mut data = vec![0u8; 127];
+    data[..content.len()].copy_from_slice(content);
+    let c = commp::commp(&data).unwrap();
+    assert_eq!(
+        c.cid().to_string(),
+        "baga6ea4seaqozp3abki6vgdf7ztbipcycmxfyt2o64cpuyvdkczsjxsg7bqmioi"
+    );
+    assert_eq!(c.size.get(), 128);
+    // The same commitment zero-padded to 4 × the size equals hashing 4 × the bytes.
+    let mut h = Hasher::new();
+    h.update(&data);
+    let padded = h
+        .finish_with_size(PaddedPieceSize::new(512).unwrap())
+        .unwrap();
+    let mut wide = vec![0u8; 127 * 4];
+    wide[..content.len()].copy_from_slice(content);
+    assert_eq!(padded, commp::commp(&wide).unwrap());
+    // A piece CID parses back to its commitment.
+    let parsed: Cid = "baga6ea4seaqozp3abki6vgdf7ztbipcycmxfyt2o64cpuyvdkczsjxsg7bqmioi"
+        .parse()
+        .unwrap();
+    assert_eq!(commp::commitment(&parsed).unwrap(), c.comm);
+}
+
+struct Home {
+    dir: tempfile::TempDir,
+    db: Arc<rocksdb::DB>,
+    pieces: Arc<PieceStore>,
+    sectors: Arc<FileSectorStore>,
+}
+
+impl Home {
+    fn new() -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let db = rm_fsm::open_db(dir.path().join("db"), &rm_unseal::COLUMN_FAMILIES).unwrap();
+        let pieces = Arc::new(PieceStore::open(Arc::clone(&db)).unwrap());
+        let sectors = Arc::new(
+            FileSectorStore::open(
+                dir.path().join("sectors"),
+                Arc::clone(&db),
+                FileSectorStore::DEFAULT_CF,
+                sector::Config::default(),
+            )
+            .unwrap(),
+        );
+        Home {
+            dir,
+            db,
+            pieces,
+            sectors,
+        }
+    }
+
+    fn import(&self, path: &Path) -> rm_unseal::Imported {
+        import::import_path(
+            &self.pieces,
+            &self.sectors,
+            path,
+            Preset::GO_FIL_MARKETS,
+            &self.dir.path().join("staging"),
+        )
+        .unwrap()
+    }
+
+    fn unsealer(&self) -> Unsealer {
+        let sectors: Arc<dyn rm_unseal::SectorAccess> = self.sectors.clone();
+        Unsealer::new(
+            Arc::clone(&self.pieces),
+            sectors,
+            Arc::clone(&self.db),
+            unseal::LOADED_CF,
+        )
+        .unwrap()
+    }
+}
+
+/// lorem.txt as a go-fil-markets DAG in a CAR: this piece CID. Cross-checked with an
+/// independent Python implementation of Fr32 + CommP over the same CAR bytes.
+const LOREM_PIECE_CID: &str = "baga6ea4seaqfuolhqhanwfpvi74zcd2jxvrktjrrpczhiz2tenm6fzvibvzmoky";
+
+#[tokio::test]
+async fn lorem_becomes_a_stable_piece_and_unseals_back() {
+    let lorem = testdata("lorem.txt");
+    let home = Home::new();
+    let first = home.import(&lorem);
+    assert!(first.written);
+    assert_eq!(first.piece_cid.to_string(), LOREM_PIECE_CID);
+    assert_eq!(first.car_size, 20_819);
+    assert_eq!(first.piece_size.get(), 32 << 10);
+    assert_eq!(first.placement.offset, 0);
+    // The staging area is left empty.
+    assert_eq!(
+        std::fs::read_dir(home.dir.path().join("staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // Importing again changes nothing; a fresh home gives the same piece.
+    let again = home.import(&lorem);
+    assert!(!again.written);
+    assert_eq!(
+        (again.piece_cid, again.placement),
+        (first.piece_cid, first.placement)
+    );
+    assert_eq!(Home::new().import(&lorem).piece_cid, first.piece_cid);
+
+    // The piece store knows the piece and every block.
+    let info = home.pieces.get_piece_info(&first.piece_cid).unwrap();
+    assert_eq!(info.deals.len(), 1);
+    assert_eq!(info.deals[0].length, 32 << 10);
+    let root_info = home.pieces.get_cid_info(&first.payload_cid).unwrap();
+    assert_eq!(
+        root_info.piece_block_locations[0].piece_cid,
+        first.piece_cid
+    );
+
+    // Block locations point at the block bytes inside the unpadded piece.
+    let unsealer = home.unsealer();
+    let mut piece = Vec::new();
+    {
+        use tokio::io::AsyncReadExt;
+        let mut r = unsealer.unseal_piece(&info).await.unwrap();
+        r.read_to_end(&mut piece).await.unwrap();
+    }
+    assert_eq!(piece.len() as u64, first.piece_size.unpadded().get());
+    let loc = root_info.piece_block_locations[0].location;
+    let root_bytes = &piece[loc.rel_offset as usize..(loc.rel_offset + loc.block_size) as usize];
+    rm_blockio::codec::verify(&first.payload_cid, root_bytes).unwrap();
+
+    // Load into a blockstore and export the file again.
+    let blocks = Arc::new(MemoryBlockstore::new());
+    let loaded = unsealer
+        .load(&first.payload_cid, Some(&first.piece_cid), blocks.clone())
+        .await
+        .unwrap();
+    assert!(loaded.unsealed);
+    assert_eq!(loaded.blocks, first.blocks);
+    let mut out = Vec::new();
+    unixfs::export_file(blocks.as_ref(), &first.payload_cid, &mut out).unwrap();
+    assert_eq!(out, std::fs::read(&lorem).unwrap());
+    // A second load into the same store needs no unseal.
+    let again = unsealer
+        .load(&first.payload_cid, None, blocks.clone())
+        .await
+        .unwrap();
+    assert!(!again.unsealed);
+}
+
+#[tokio::test]
+async fn loader_failures_are_typed_with_go_messages() {
+    let home = Home::new();
+    let imported = home.import(&testdata("lorem.txt"));
+    let unsealer = home.unsealer();
+    let blocks: Arc<dyn Blockstore> = Arc::new(MemoryBlockstore::new());
+
+    // An unknown payload.
+    let unknown = commp::commp(b"nothing").unwrap().cid();
+    let e = unsealer
+        .load(&unknown, None, Arc::clone(&blocks))
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("error looking up information on CID"),
+        "{e}"
+    );
+
+    // The payload, restricted to a piece that does not hold it.
+    let e = unsealer
+        .load(&imported.payload_cid, Some(&unknown), Arc::clone(&blocks))
+        .await
+        .unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+
+    // The sector file is gone.
+    let path = home.sectors.path(imported.placement.sector);
+    let saved = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let e = unsealer
+        .load(&imported.payload_cid, None, Arc::clone(&blocks))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::UnsealPiece(_)), "{e}");
+    assert!(e.to_string().starts_with("Unable to unseal piece"), "{e}");
+    assert!(!blocks.has(&imported.payload_cid).unwrap());
+
+    // The sector holds other bytes: blocks fail verification, nothing is loaded.
+    let mut corrupt = saved.clone();
+    for b in corrupt.iter_mut().skip(2000).take(100) {
+        *b = !*b & 0x3f;
+    }
+    std::fs::write(&path, &corrupt).unwrap();
+    let e = unsealer
+        .load(&imported.payload_cid, None, Arc::clone(&blocks))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::ReadCar(_)), "{e}");
+    assert!(
+        e.to_string().starts_with("attempting to read Car file"),
+        "{e}"
+    );
+
+    // Restored, it loads.
+    std::fs::write(&path, &saved).unwrap();
+    unsealer
+        .load(&imported.payload_cid, None, Arc::clone(&blocks))
+        .await
+        .unwrap();
+    assert!(blocks.has(&imported.payload_cid).unwrap());
+}
+
+#[tokio::test]
+async fn a_car_file_imports_and_many_pieces_share_sectors() {
+    let home = Home::new();
+    let staging = home.dir.path().join("staging");
+    let mut pieces = Vec::new();
+    for i in 0..5u8 {
+        let file = home.dir.path().join(format!("f{i}"));
+        std::fs::write(&file, vec![i; 3000 + usize::from(i) * 5000]).unwrap();
+        pieces.push(
+            import::import_path(
+                &home.pieces,
+                &home.sectors,
+                &file,
+                Preset::KUBO_V1_RAW_LEAVES,
+                &staging,
+            )
+            .unwrap(),
+        );
+    }
+    for w in pieces.windows(2) {
+        assert_eq!(w[0].placement.sector, w[1].placement.sector);
+        assert!(w[1].placement.offset >= w[0].placement.offset + w[0].piece_size.get());
+        assert_eq!(w[1].placement.offset % w[1].piece_size.get(), 0);
+    }
+    let mut listed = home.pieces.list_pieces().unwrap();
+    listed.sort();
+    let mut expected: Vec<Cid> = pieces.iter().map(|p| p.piece_cid).collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let unsealer = home.unsealer();
+    for p in &pieces {
+        let blocks = Arc::new(MemoryBlockstore::new());
+        unsealer
+            .load(&p.payload_cid, None, blocks.clone())
+            .await
+            .unwrap();
+        assert_eq!(blocks.len() as u64, p.blocks);
+    }
+    // A CAR that does not hold its root is refused.
+    let car = home.dir.path().join("bad.car");
+    let other = rm_blockio::codec::cid_of(cid::Version::V1, 0x55, 0x12, b"x").unwrap();
+    let block = b"y".to_vec();
+    let bcid = rm_blockio::codec::cid_of(cid::Version::V1, 0x55, 0x12, &block).unwrap();
+    let mut w =
+        rm_blockio::car::Writer::new(std::fs::File::create(&car).unwrap(), &[other]).unwrap();
+    w.write(&bcid, &block).unwrap();
+    w.finish().unwrap();
+    assert!(matches!(
+        import::import_car(&home.pieces, &home.sectors, &car),
+        Err(Error::Import(_))
+    ));
+}
