@@ -198,7 +198,10 @@ impl<N: RetrievalClientNode> Client<N> {
         &self.inner.wallet
     }
 
-    /// Providers that may hold `payload_cid`, from `resolver`.
+    /// Providers that may hold `payload_cid`, from `resolver`: e.g. rm-discovery's
+    /// `Resolver` (the node's local registry first, then DHT provider records; it leaves the
+    /// providers' addresses in the network's address book, so [`Client::query`] and
+    /// [`Client::retrieve`] can reach them by peer id), or its `Registry` alone.
     pub async fn find_providers(
         &self,
         resolver: &impl PeerResolver,

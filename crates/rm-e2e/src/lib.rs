@@ -1,6 +1,8 @@
 //! End-to-end harness for rm: whole nodes (libp2p host, RocksDB, wallet, payment-channel
-//! ledger, blockstore, pieces and sectors) wired to a client and a provider, for the acceptance tests and
-//! benchmarks that need both sides of a deal.
+//! ledger, blockstore, pieces and sectors, peer registry and DHT announcer) wired to a
+//! client and a provider, for the acceptance tests and benchmarks that need both sides of
+//! a deal. A node provides what it imports on the DHT ([`Node::import`]);
+//! [`Node::resolver`] finds providers.
 //!
 //! `rm-e2e` sits at layer 4 (SPEC §2), above `rm-client` and `rm-provider`, which may not
 //! depend on each other. It is not published. Each [`Node`] has its own home directory,
@@ -38,6 +40,7 @@ use std::sync::Arc;
 use rm_blockio::unixfs::{self, Preset};
 use rm_blockio::{Blockstore, FileBlockstore};
 use rm_client::Client;
+use rm_discovery::{Announcer, AnnouncerConfig, Registry, Resolver, ResolverConfig};
 use rm_fsm::rocksdb::DB;
 use rm_network::Network;
 use rm_network::libp2p::{Multiaddr, PeerId};
@@ -76,6 +79,9 @@ pub enum Error {
     /// Provider.
     #[error("provider: {0}")]
     Provider(#[from] rm_provider::Error),
+    /// Discovery (registry, announcer).
+    #[error("discovery: {0}")]
+    Discovery(#[from] rm_discovery::Error),
     /// Pieces and sectors.
     #[error("pieces: {0}")]
     Pieces(#[from] rm_unseal::Error),
@@ -86,6 +92,7 @@ pub fn column_families() -> Vec<&'static str> {
     let mut cfs = vec![FileBlockstore::DEFAULT_CF, ledger::DEFAULT_COLUMN_FAMILY];
     cfs.extend(rm_client::COLUMN_FAMILIES);
     cfs.extend(rm_provider::COLUMN_FAMILIES);
+    cfs.extend(rm_discovery::COLUMN_FAMILIES);
     cfs.extend(rm_unseal::COLUMN_FAMILIES);
     cfs
 }
@@ -122,6 +129,10 @@ pub struct Node {
     pub paych: PaychNode,
     /// The blockstore: block data in `blocks.dat`, indexed in the database.
     pub blocks: Arc<FileBlockstore>,
+    /// The local peer registry.
+    pub registry: Arc<Registry>,
+    /// What the node provides, announced on the DHT ([`Node::import`] adds to it).
+    pub announcer: Announcer,
     /// The piece store.
     pub pieces: Arc<PieceStore>,
     /// Unsealed sector files in `sectors/`.
@@ -174,6 +185,16 @@ impl Node {
             Arc::clone(&db),
             FileBlockstore::DEFAULT_CF,
         )?);
+        let registry = Arc::new(Registry::open(
+            Arc::clone(&db),
+            rm_discovery::registry::DEFAULT_CF,
+        )?);
+        let announcer = Announcer::open(
+            network.clone(),
+            Arc::clone(&db),
+            rm_discovery::announcer::DEFAULT_CF,
+            AnnouncerConfig::default(),
+        )?;
         let pieces = Arc::new(PieceStore::open(Arc::clone(&db))?);
         let sectors = Arc::new(FileSectorStore::open(
             home.join("sectors"),
@@ -197,6 +218,8 @@ impl Node {
             ledger,
             paych,
             blocks,
+            registry,
+            announcer,
             pieces,
             sectors,
             unsealer,
@@ -214,25 +237,38 @@ impl Node {
     }
 
     /// Imports a file as UnixFS into a piece in a sector, as a storage provider holds
-    /// deal data; returns the payload root. Deals unseal it before serving it.
+    /// deal data, and provides the payload on the DHT; returns the payload root. Deals
+    /// unseal it before serving it.
     pub fn import(&self, path: &Path, preset: Preset) -> Result<Cid, Error> {
         Ok(self.import_piece(path, preset)?.payload_cid)
     }
 
     /// Like [`Node::import`], returning what the import made (piece CID, sizes, sector).
     pub fn import_piece(&self, path: &Path, preset: Preset) -> Result<Imported, Error> {
-        Ok(rm_unseal::import::import_path(
+        let imported = rm_unseal::import::import_path(
             &self.pieces,
             &self.sectors,
             path,
             preset,
             &self.home.join("staging"),
-        )?)
+        )?;
+        self.announcer.provide(&imported.payload_cid)?;
+        Ok(imported)
     }
 
-    /// Imports a file as UnixFS straight into the blockstore (no piece); returns the root.
+    /// Imports a file as UnixFS straight into the blockstore (no piece) and provides it on
+    /// the DHT; returns the root.
     pub fn import_blocks(&self, path: &Path, preset: Preset) -> Result<Cid, Error> {
-        Ok(unixfs::import_path(self.blocks.as_ref(), preset, path)?.root)
+        let root = unixfs::import_path(self.blocks.as_ref(), preset, path)?.root;
+        self.announcer.provide(&root)?;
+        Ok(root)
+    }
+
+    /// A resolver over this node's registry and the DHT.
+    pub fn resolver(&self, config: ResolverConfig) -> Resolver {
+        Resolver::new(config)
+            .with_registry(Arc::clone(&self.registry))
+            .with_network(self.network.clone())
     }
 
     /// A provider on this node.

@@ -1,5 +1,5 @@
-//! The swarm's behaviour: identify, ping, inbound retrieval streams, raw streams and an
-//! address book.
+//! The swarm's behaviour: identify, ping, inbound retrieval streams, raw streams, an
+//! address book and the Kademlia DHT.
 
 use std::{
     convert::Infallible,
@@ -19,7 +19,7 @@ use libp2p::{
     },
 };
 
-use crate::{Config, inbound::Inbound};
+use crate::{Config, dht, inbound::Inbound};
 
 /// The identify protocol version string (the one go-libp2p and rust-libp2p peers use).
 const IDENTIFY_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
@@ -32,10 +32,12 @@ pub(crate) struct Behaviour {
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) stream: libp2p_stream::Behaviour,
+    pub(crate) kad: dht::Kad,
 }
 
 impl Behaviour {
     pub(crate) fn new(public: PublicKey, config: &Config, inbound: Inbound) -> Self {
+        let local_peer_id = public.to_peer_id();
         Self {
             addresses: AddressBook::new(config.address_book_size),
             inbound,
@@ -45,6 +47,7 @@ impl Behaviour {
             ),
             ping: ping::Behaviour::default(),
             stream: libp2p_stream::Behaviour::new(),
+            kad: dht::behaviour(local_peer_id, config),
         }
     }
 }

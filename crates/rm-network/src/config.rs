@@ -2,12 +2,15 @@
 
 use std::time::Duration;
 
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, StreamProtocol};
 
 use crate::query::QueryProtocol;
 
 /// 1 MiB.
 const MIB: usize = 1 << 20;
+
+/// The default Kademlia protocol id ([`Config::dht_protocol`]).
+pub const DEFAULT_DHT_PROTOCOL: &str = "/ipfs/kad/1.0.0";
 
 /// Host configuration. Every limit has a documented default ([`Config::default`]); tests
 /// and tools change fields directly or with the `with_*` methods.
@@ -83,6 +86,26 @@ pub struct Config {
     pub address_book_size: usize,
     /// The identify agent version. Default: `rm/<crate version>`.
     pub agent_version: String,
+    /// The Kademlia DHT protocol id. Default: `/ipfs/kad/1.0.0` (the IPFS DHT's). Only peers
+    /// speaking the same id share provider records. A host with listen addresses runs the
+    /// DHT in server mode (answers lookups, stores other peers' provider records); a
+    /// client-only host runs it in client mode.
+    pub dht_protocol: StreamProtocol,
+    /// Longest a DHT query (bootstrap, announcing a provider record, a provider lookup) may
+    /// run. Default: 30 s.
+    pub dht_query_timeout: Duration,
+    /// How long this host keeps provider records that other peers put on it. Default: 48 h
+    /// (the IPFS DHT's). The announcer above (rm-discovery) re-announces well before this.
+    pub dht_provider_record_ttl: Duration,
+    /// Most keys with provider records in the host's store, its own and other peers'
+    /// (announcing beyond it fails; further records from peers are dropped).
+    /// Default: 65,536.
+    pub dht_max_provider_keys: usize,
+    /// Most providers kept per key, and most a lookup returns. Default: 20 (Kademlia's K).
+    pub dht_max_providers_per_key: usize,
+    /// Most DHT operations (bootstraps, announces, lookups) in progress at once; beyond it a
+    /// call fails at once with [`crate::Error::Dht`]. Default: 64.
+    pub dht_max_queries: usize,
 }
 
 impl Default for Config {
@@ -109,6 +132,12 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             address_book_size: 1024,
             agent_version: concat!("rm/", env!("CARGO_PKG_VERSION")).to_owned(),
+            dht_protocol: StreamProtocol::new(DEFAULT_DHT_PROTOCOL),
+            dht_query_timeout: Duration::from_secs(30),
+            dht_provider_record_ttl: Duration::from_secs(48 * 60 * 60),
+            dht_max_provider_keys: 65_536,
+            dht_max_providers_per_key: 20,
+            dht_max_queries: 64,
         }
     }
 }
@@ -141,6 +170,18 @@ impl Config {
     /// Sets [`Config::read_timeout`].
     pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::dht_query_timeout`].
+    pub fn with_dht_query_timeout(mut self, timeout: Duration) -> Self {
+        self.dht_query_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Config::dht_provider_record_ttl`].
+    pub fn with_dht_provider_record_ttl(mut self, ttl: Duration) -> Self {
+        self.dht_provider_record_ttl = ttl;
         self
     }
 

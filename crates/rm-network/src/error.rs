@@ -118,6 +118,10 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A DHT operation could not run or failed (no known DHT peers, too many operations in
+    /// progress, the provider store is full).
+    #[error("DHT: {0}")]
+    Dht(String),
     /// Bytes that should be a peer id are not one.
     #[error("invalid peer id bytes")]
     InvalidPeerId,

@@ -13,6 +13,11 @@
 //! | `/fil/retrieval/qry/0.0.1` (tuple encoding) | the same; the client falls back to it when the peer lacks 1.0.0 |
 //! | `/fil/retrieval/0.0.1` (deal stream) | [`Network::open_deal_stream`] (client), [`Event::Deal`] (provider), both a [`DealStream`] |
 //!
+//! The same swarm runs a Kademlia DHT (`/ipfs/kad/1.0.0` by default) for provider
+//! records keyed by a payload CID's multihash ([`record_key`]): [`Network::add_dht_peer`],
+//! [`Network::bootstrap`], [`Network::start_providing`], [`Network::get_providers`]
+//! (providers with addresses to dial). rm-discovery builds announcing and resolving on it.
+//!
 //! The provider side follows the seed's delegate pattern: [`Network::set_delegate`] takes
 //! the sending half of a bounded channel of [`Event`]s. Every limit (message and block
 //! sizes, blocks per response, inbound streams per peer and in total, read, write and idle
@@ -80,6 +85,7 @@
 mod behaviour;
 mod config;
 mod deal;
+mod dht;
 mod error;
 mod framing;
 mod idle;
@@ -90,8 +96,9 @@ mod metrics;
 mod network;
 mod query;
 
-pub use config::Config;
+pub use config::{Config, DEFAULT_DHT_PROTOCOL};
 pub use deal::{DealStream, Role};
+pub use dht::record_key;
 pub use error::Error;
 pub use keys::{from_rm_peer, to_rm_peer};
 /// Re-exported so that users name the same libp2p types (`PeerId`, `Multiaddr`,

@@ -6,6 +6,7 @@ use std::{
     time::Duration,
 };
 
+use cid::Cid;
 use futures::StreamExt;
 use libp2p::{
     Multiaddr, PeerId, Stream, StreamProtocol, SwarmBuilder,
@@ -30,6 +31,7 @@ use crate::{
     Config, DealStream, Error, Metrics,
     behaviour::{Behaviour, BehaviourEvent},
     deal::Role,
+    dht::{self, Dht},
     inbound::{Inbound, InboundStream},
     limiter::Limiter,
     metrics::{Counters, bump},
@@ -121,8 +123,13 @@ enum Command {
         peer: PeerId,
         reply: oneshot::Sender<bool>,
     },
+    Dht(dht::Command),
     Shutdown,
 }
+
+/// How often the swarm task looks for DHT callers that gave up and lookups whose dials
+/// take too long.
+const DHT_TICK: Duration = Duration::from_secs(1);
 
 /// A libp2p host speaking the retrieval protocols, and a cheap, cloneable handle to it.
 ///
@@ -182,6 +189,12 @@ impl Network {
             .build();
 
         listen(&mut swarm, &config.listen_addrs).await?;
+        // What a listening host puts in its provider records (kad sends its external
+        // addresses along with each record it announces).
+        for addr in swarm.listeners().cloned().collect::<Vec<_>>() {
+            swarm.add_external_address(addr);
+        }
+        let dht = Dht::new(&config);
 
         let control = swarm.behaviour().stream.new_control();
         let shared = Arc::new(Shared {
@@ -198,7 +211,13 @@ impl Network {
         let tasks = vec![tokio::spawn(dispatch(Arc::clone(&shared), queued))];
 
         let (commands, receiver) = mpsc::channel(COMMAND_BUFFER);
-        tokio::spawn(run(swarm, receiver, tasks, shared.disconnected.clone()));
+        tokio::spawn(run(
+            swarm,
+            receiver,
+            tasks,
+            dht,
+            shared.disconnected.clone(),
+        ));
         tracing::debug!(%local_peer_id, "network started");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -292,6 +311,102 @@ impl Network {
     /// was one.
     pub async fn disconnect(&self, peer: PeerId) -> Result<bool, Error> {
         self.command(|reply| Command::Disconnect { peer, reply })
+            .await
+    }
+
+    /// Sends a DHT command and waits for its reply, at most `after`.
+    async fn dht<T>(
+        &self,
+        what: &'static str,
+        after: Duration,
+        make: impl FnOnce(oneshot::Sender<T>) -> dht::Command,
+    ) -> Result<T, Error> {
+        let command = self.command(|reply| Command::Dht(make(reply)));
+        match tokio::time::timeout(after, command).await {
+            Ok(result) => result,
+            Err(_) => {
+                bump(&self.inner.shared.counters.timeouts);
+                Err(Error::Timeout { what, after })
+            }
+        }
+    }
+
+    /// The longest a DHT call waits: the query timeout, plus the open timeout for the
+    /// dials that follow a lookup.
+    fn dht_deadline(&self) -> Duration {
+        self.config().dht_query_timeout + self.config().open_timeout
+    }
+
+    /// Adds a DHT peer (a bootstrap node, say) to the routing table and the address book.
+    pub async fn add_dht_peer(&self, peer: PeerId, addr: Multiaddr) -> Result<(), Error> {
+        self.command(|reply| Command::Dht(dht::Command::AddPeer { peer, addr, reply }))
+            .await
+    }
+
+    /// Joins the DHT through the peers known so far ([`Network::add_dht_peer`], peers
+    /// identified on a connection): looks up this host's own id and refreshes the routing
+    /// table's buckets. Returns when done; [`Error::Dht`] when no peer is known. Kad also
+    /// bootstraps by itself every 5 minutes and when its routing table gains a peer.
+    pub async fn bootstrap(&self) -> Result<(), Error> {
+        let after = self.dht_deadline();
+        self.dht("DHT bootstrap", after, |reply| dht::Command::Bootstrap {
+            reply,
+        })
+        .await?
+    }
+
+    /// Announces on the DHT that this host provides `payload`: stores a provider record
+    /// under [`crate::record_key`] locally and on the peers closest to the key, and returns
+    /// when they have been asked (with no DHT peers, at once). Records expire after
+    /// [`Config::dht_provider_record_ttl`] on the peers that hold them: announce again
+    /// before that (rm-discovery's announcer does).
+    pub async fn start_providing(&self, payload: &Cid) -> Result<(), Error> {
+        let key = dht::record_key(payload);
+        let after = self.dht_deadline();
+        self.dht("announcing a provider record", after, |reply| {
+            dht::Command::StartProviding { key, reply }
+        })
+        .await?
+    }
+
+    /// Stops announcing `payload` (a local operation: peers keep the record until it
+    /// expires).
+    pub async fn stop_providing(&self, payload: &Cid) -> Result<(), Error> {
+        let key = dht::record_key(payload);
+        self.command(|reply| Command::Dht(dht::Command::StopProviding { key, reply }))
+            .await
+    }
+
+    /// Looks up providers of `payload` on the DHT: at most `limit` (and at most
+    /// [`Config::dht_max_providers_per_key`]), never this host, each with the addresses
+    /// known for it (from its provider record, the routing table, identify, or the
+    /// connection the lookup opened to it; empty when none worked). Those addresses are
+    /// also in the address book, so a stream can be opened to the provider by id. A
+    /// lookup that times out ([`Config::dht_query_timeout`]) returns what it found.
+    pub async fn get_providers(
+        &self,
+        payload: &Cid,
+        limit: usize,
+    ) -> Result<Vec<(PeerId, Vec<Multiaddr>)>, Error> {
+        let key = dht::record_key(payload);
+        let after = self.dht_deadline();
+        self.dht("looking up providers", after, |reply| {
+            dht::Command::GetProviders { key, limit, reply }
+        })
+        .await?
+    }
+
+    /// The providers of `payload` whose records this host stores (its own included).
+    /// For diagnostics and tests.
+    pub async fn stored_providers(&self, payload: &Cid) -> Result<Vec<PeerId>, Error> {
+        let key = dht::record_key(payload);
+        self.command(|reply| Command::Dht(dht::Command::StoredProviders { key, reply }))
+            .await
+    }
+
+    /// The peers in the DHT routing table.
+    pub async fn dht_peers(&self) -> Result<Vec<PeerId>, Error> {
+        self.command(|reply| Command::Dht(dht::Command::RoutingTable { reply }))
             .await
     }
 
@@ -518,16 +633,23 @@ async fn run(
     mut swarm: Swarm<Behaviour>,
     mut commands: mpsc::Receiver<Command>,
     tasks: Vec<JoinHandle<()>>,
+    mut dht: Dht,
     disconnected: broadcast::Sender<PeerId>,
 ) {
     let mut dials = Dials::new();
+    let mut tick = tokio::time::interval(DHT_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             command = commands.recv() => match command {
                 None | Some(Command::Shutdown) => break,
+                Some(Command::Dht(command)) => dht.on_command(&mut swarm, command),
                 Some(command) => on_command(&mut swarm, command, &mut dials),
             },
-            event = swarm.select_next_some() => on_event(event, &mut dials, &disconnected),
+            event = swarm.select_next_some() => {
+                on_event(&mut swarm, event, &mut dials, &mut dht, &disconnected);
+            }
+            _ = tick.tick() => dht.on_tick(&mut swarm),
         }
     }
     for task in tasks {
@@ -578,25 +700,29 @@ fn on_command(swarm: &mut Swarm<Behaviour>, command: Command, dials: &mut Dials)
         Command::Disconnect { peer, reply } => {
             let _ = reply.send(swarm.disconnect_peer_id(peer).is_ok());
         }
-        Command::Shutdown => {}
+        Command::Dht(_) | Command::Shutdown => {}
     }
 }
 
 fn on_event(
+    swarm: &mut Swarm<Behaviour>,
     event: SwarmEvent<BehaviourEvent>,
     dials: &mut Dials,
+    dht: &mut Dht,
     disconnected: &broadcast::Sender<PeerId>,
 ) {
     match event {
         SwarmEvent::ConnectionEstablished {
             peer_id,
             connection_id,
+            endpoint,
             ..
         } => {
             tracing::debug!(peer = %peer_id, "connected");
             if let Some((_, reply)) = dials.remove(&connection_id) {
                 let _ = reply.send(Ok(()));
             }
+            dht.on_connected(swarm, peer_id, &endpoint);
         }
         SwarmEvent::OutgoingConnectionError {
             connection_id,
@@ -610,7 +736,15 @@ fn on_event(
                     reason: error.to_string(),
                 }));
             }
+            if let Some(peer) = peer_id {
+                dht.dial_ended(swarm, peer);
+            }
         }
+        SwarmEvent::NewListenAddr { address, .. } => swarm.add_external_address(address),
+        SwarmEvent::ExpiredListenAddr { address, .. } => {
+            swarm.remove_external_address(&address);
+        }
+        SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => dht.on_kad_event(swarm, event),
         SwarmEvent::ConnectionClosed {
             peer_id,
             cause,
@@ -629,6 +763,7 @@ fn on_event(
             ..
         })) => {
             tracing::debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+            dht.on_identified(swarm, peer_id, &info);
         }
         _ => {}
     }
