@@ -1083,7 +1083,11 @@ impl<N: RetrievalProviderNode> Run<N> {
     /// instead, the client resumes and is sent the rest of a completed deal (nothing, or
     /// the blocks it lacks) and `Completed` again.
     async fn complete(&mut self) -> Step {
-        self.emit(Event::Complete).await?;
+        let deal = self.emit(Event::Complete).await?;
+        if deal.status() != DealStatus::Completed {
+            // The machine refused (and recorded an error instead): say nothing of success.
+            return Ok(());
+        }
         self.write(&response(self.id(), DealStatus::Completed))
             .await
     }

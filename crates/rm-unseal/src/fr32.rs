@@ -61,7 +61,11 @@ impl PaddedPieceSize {
 impl UnpaddedPieceSize {
     /// Checks `size`: `padded - padded / 128` for some valid padded size.
     pub fn new(size: u64) -> Result<Self, Error> {
-        let ok = size >= 127 && size.is_multiple_of(127) && (size / 127).is_power_of_two();
+        // The padded size (size + size / 127) must fit a u64.
+        let ok = size >= 127
+            && size.is_multiple_of(127)
+            && (size / 127).is_power_of_two()
+            && size / 127 <= 1 << 56;
         if !ok {
             return Err(Error::InvalidSize(format!(
                 "unpadded piece size {size} is not 127 × a power of two"
@@ -284,6 +288,11 @@ mod tests {
         assert_eq!(UnpaddedPieceSize::new(1016).unwrap().padded().get(), 1024);
         assert!(UnpaddedPieceSize::new(1000).is_err());
         assert!(UnpaddedPieceSize::new(381).is_err());
+        assert!(UnpaddedPieceSize::new(127 << 57).is_err());
+        assert_eq!(
+            UnpaddedPieceSize::new(127 << 56).unwrap().padded().get(),
+            1 << 63
+        );
         for (len, padded) in [
             (0, 128),
             (1, 128),

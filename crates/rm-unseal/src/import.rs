@@ -57,7 +57,15 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// Block locations recorded per piece-store write while importing.
+const LOCATION_BATCH: usize = 8192;
+
 /// Imports the CAR file at `path` as a piece (see the module docs).
+///
+/// The file is read three times: to verify it and compute its commitment; to write it
+/// into a sector (hashed again: a file that changed in between is refused); and to record
+/// where each block lies, in batches, so memory does not grow with the number of blocks.
+/// The piece's deal is recorded last: a piece is found only once everything is in place.
 pub fn import_car(
     pieces: &PieceStore,
     sectors: &FileSectorStore,
@@ -72,17 +80,11 @@ pub fn import_car(
         .roots()
         .first()
         .ok_or_else(|| Error::Import("the CAR has no root".into()))?;
-    let mut locations = Vec::new();
+    let mut blocks = 0u64;
     let mut has_root = false;
     while let Some(section) = reader.next_section()? {
         has_root |= section.cid.hash() == payload_cid.hash();
-        locations.push((
-            section.cid,
-            BlockLocation {
-                rel_offset: section.data_offset,
-                block_size: section.data.len() as u64,
-            },
-        ));
+        blocks += 1;
     }
     let car_size = reader.position();
     drop(reader);
@@ -98,49 +100,51 @@ pub fn import_car(
     let piece_cid = commitment.cid();
     let piece_size = commitment.size;
 
-    let existing = match pieces.get_piece_info(&piece_cid) {
-        Ok(info) => Some(info),
-        Err(Error::PieceNotFound(_)) => None,
-        Err(e) => return Err(e),
-    };
-    let mut reuse = None;
-    for deal in existing.iter().flat_map(|i| &i.deals) {
-        let Ok(length) = PaddedPieceSize::new(deal.length) else {
-            continue;
-        };
-        let path = sectors.path(deal.sector_id);
-        let present = std::fs::metadata(&path)
-            .map(|m| m.len() >= deal.offset.saturating_add(deal.length))
-            .unwrap_or(false);
-        if present {
-            reuse = Some(Placement {
-                sector: deal.sector_id,
-                offset: deal.offset,
-                length,
-            });
-            break;
-        }
-    }
+    let reuse = stored_placement(pieces, sectors, &piece_cid)?;
     let written = reuse.is_none();
     let placement = match reuse {
         Some(p) => p,
         None => {
-            let placement =
-                sectors.write_piece(std::fs::File::open(path)?, car_size, piece_size)?;
-            pieces.add_deal_for_piece(
-                &piece_cid,
-                DealInfo {
-                    deal_id: LOCAL_DEAL_ID,
-                    sector_id: placement.sector,
-                    offset: placement.offset,
-                    length: placement.length.get(),
-                },
-            )?;
+            let mut again = Hashing {
+                inner: std::fs::File::open(path)?,
+                hasher: Hasher::new(),
+            };
+            let placement = sectors.write_piece(&mut again, car_size, piece_size)?;
+            if again.hasher.finish_with_size(piece_size)? != commitment {
+                return Err(Error::Import(
+                    "the CAR changed while it was being imported".into(),
+                ));
+            }
             placement
         }
     };
-    let blocks = locations.len() as u64;
-    pieces.add_piece_block_locations(&piece_cid, locations)?;
+    pieces.set_data_size(&piece_cid, car_size)?;
+    let mut reader = car::Reader::new(std::fs::File::open(path)?)?;
+    let mut batch = Vec::with_capacity(LOCATION_BATCH);
+    while let Some(section) = reader.next_section()? {
+        batch.push((
+            section.cid,
+            BlockLocation {
+                rel_offset: section.data_offset,
+                block_size: section.data.len() as u64,
+            },
+        ));
+        if batch.len() == LOCATION_BATCH {
+            pieces.add_piece_block_locations(&piece_cid, batch.drain(..))?;
+        }
+    }
+    pieces.add_piece_block_locations(&piece_cid, batch)?;
+    if written {
+        pieces.add_deal_for_piece(
+            &piece_cid,
+            DealInfo {
+                deal_id: LOCAL_DEAL_ID,
+                sector_id: placement.sector,
+                offset: placement.offset,
+                length: placement.length.get(),
+            },
+        )?;
+    }
     Ok(Imported {
         payload_cid,
         piece_cid,
@@ -150,6 +154,35 @@ pub fn import_car(
         placement,
         written,
     })
+}
+
+/// Where the piece is stored already, in a sector file that still holds it.
+fn stored_placement(
+    pieces: &PieceStore,
+    sectors: &FileSectorStore,
+    piece_cid: &Cid,
+) -> Result<Option<Placement>, Error> {
+    let info = match pieces.get_piece_info(piece_cid) {
+        Ok(info) => info,
+        Err(Error::PieceNotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for deal in &info.deals {
+        let Ok(length) = PaddedPieceSize::new(deal.length) else {
+            continue;
+        };
+        let present = std::fs::metadata(sectors.path(deal.sector_id))
+            .map(|m| m.len() >= deal.offset.saturating_add(deal.length))
+            .unwrap_or(false);
+        if present {
+            return Ok(Some(Placement {
+                sector: deal.sector_id,
+                offset: deal.offset,
+                length,
+            }));
+        }
+    }
+    Ok(None)
 }
 
 /// Exports the DAG under `root` from `store` as a CAR (explore-all, traversal order) into

@@ -10,7 +10,7 @@
 //! | [`fr32`] | Fr32 padding (127 bytes → 128) and padded/unpadded piece sizes |
 //! | [`commp`] | piece commitments (CommP) and piece CIDs (`baga…`), streaming |
 //! | [`piecestore`] | [`PieceStore`]: piece → deals/sectors/offsets; block → pieces (RocksDB) |
-//! | [`sector`] | [`SectorAccess`], the trait a node plugs in, and [`FileSectorStore`], unsealed sector files laid out as Lotus keeps them |
+//! | [`sector`] | [`SectorAccess`], the trait a node plugs in, and [`FileSectorStore`], unsealed sector files with Lotus's data layout |
 //! | [`import`] | a CAR, file or directory → a piece in a sector, recorded in the piece store |
 //! | [`unseal`] | [`Unsealer`]: payload CID → unsealed, verified blocks in a blockstore |
 //!
@@ -75,9 +75,10 @@ pub use unseal::{Loaded, Unsealer};
 use cid::Cid;
 
 /// Every column family the crate's stores use by default.
-pub const COLUMN_FAMILIES: [&str; 4] = [
+pub const COLUMN_FAMILIES: [&str; 5] = [
     piecestore::PIECES_CF,
     piecestore::CIDS_CF,
+    piecestore::SIZES_CF,
     FileSectorStore::DEFAULT_CF,
     unseal::LOADED_CF,
 ];
@@ -98,6 +99,12 @@ pub enum Error {
     /// The piece store does not know the payload block.
     #[error("payload CID {0}: not found")]
     PayloadNotFound(Box<Cid>),
+    /// The piece has [`piecestore::MAX_DEALS_PER_PIECE`] deals already.
+    #[error("piece {0} has too many deals")]
+    TooManyDeals(Box<Cid>),
+    /// An unsealed piece does not hold the payload it was unsealed for.
+    #[error("the piece does not hold payload {0}")]
+    PayloadNotInPiece(Box<Cid>),
     /// Looking up the payload's pieces failed.
     #[error("error looking up information on CID: {0}")]
     Lookup(#[source] Box<Error>),

@@ -5,7 +5,8 @@
 //! - [`PieceInfo`] by piece CID: the deals (sector, offset, length) holding the piece;
 //! - [`CidInfo`] by block: where the block lies in each piece that holds it.
 //!
-//! Both live in RocksDB column families of the node's shared database, encoded as
+//! Both live in RocksDB column families of the node's shared database (with a third, for
+//! the data size of pieces whose size is known), encoded as
 //! DAG-CBOR maps with go-fil-markets' field names. Block records are keyed by multihash, so
 //! a CIDv0 and a CIDv1 of the same bytes share one (as the blockstore does). Adds are
 //! idempotent; each block keeps at most [`MAX_LOCATIONS_PER_CID`] locations.
@@ -22,6 +23,12 @@ use crate::Error;
 pub const PIECES_CF: &str = "piece-infos";
 /// Column family of [`CidInfo`] records.
 pub const CIDS_CF: &str = "cid-infos";
+/// Column family of the data size (unpadded bytes before the zero fill: the CAR's length)
+/// of pieces whose size is known, such as those imported here.
+pub const SIZES_CF: &str = "piece-data-sizes";
+
+/// Most deals kept for one piece; adding more is an error ([`Error::TooManyDeals`]).
+pub const MAX_DEALS_PER_PIECE: usize = 256;
 
 /// Most piece locations kept for one block; further ones are ignored (a block common to
 /// many pieces, such as an empty directory, must not grow one record without bound).
@@ -96,6 +103,7 @@ pub struct PieceStore {
     db: Arc<DB>,
     pieces_cf: String,
     cids_cf: String,
+    sizes_cf: String,
     /// Serialises read-modify-write of records.
     write: Mutex<()>,
 }
@@ -110,9 +118,9 @@ impl std::fmt::Debug for PieceStore {
 }
 
 impl PieceStore {
-    /// The store in column families [`PIECES_CF`] and [`CIDS_CF`] of `db`.
+    /// The store in column families [`PIECES_CF`], [`CIDS_CF`] and [`SIZES_CF`] of `db`.
     pub fn open(db: Arc<DB>) -> Result<Self, Error> {
-        Self::with_column_families(db, PIECES_CF, CIDS_CF)
+        Self::with_column_families(db, PIECES_CF, CIDS_CF, SIZES_CF)
     }
 
     /// The store in the given column families of `db` (which must exist).
@@ -120,8 +128,9 @@ impl PieceStore {
         db: Arc<DB>,
         pieces_cf: &str,
         cids_cf: &str,
+        sizes_cf: &str,
     ) -> Result<Self, Error> {
-        for cf in [pieces_cf, cids_cf] {
+        for cf in [pieces_cf, cids_cf, sizes_cf] {
             if db.cf_handle(cf).is_none() {
                 return Err(Error::MissingColumnFamily(cf.to_owned()));
             }
@@ -130,6 +139,7 @@ impl PieceStore {
             db,
             pieces_cf: pieces_cf.to_owned(),
             cids_cf: cids_cf.to_owned(),
+            sizes_cf: sizes_cf.to_owned(),
             write: Mutex::new(()),
         })
     }
@@ -165,6 +175,9 @@ impl PieceStore {
             });
         if info.deals.contains(&deal) {
             return Ok(());
+        }
+        if info.deals.len() >= MAX_DEALS_PER_PIECE {
+            return Err(Error::TooManyDeals(Box::new(*piece_cid)));
         }
         info.deals.push(deal);
         let bytes = rm_types::codec::to_vec(&info).map_err(|e| Error::Corrupt(e.to_string()))?;
@@ -226,6 +239,28 @@ impl PieceStore {
             .ok_or_else(|| Error::PayloadNotFound(Box::new(*cid)))
     }
 
+    /// Records the data size of a piece: its unpadded bytes before the zero fill.
+    pub fn set_data_size(&self, piece_cid: &Cid, size: u64) -> Result<(), Error> {
+        Ok(self.db.put_cf(
+            self.cf(&self.sizes_cf)?,
+            piece_cid.to_bytes(),
+            size.to_be_bytes(),
+        )?)
+    }
+
+    /// The piece's data size, if recorded.
+    pub fn data_size(&self, piece_cid: &Cid) -> Result<Option<u64>, Error> {
+        match self
+            .db
+            .get_pinned_cf(self.cf(&self.sizes_cf)?, piece_cid.to_bytes())?
+        {
+            None => Ok(None),
+            Some(v) => <[u8; 8]>::try_from(&v[..])
+                .map(|b| Some(u64::from_be_bytes(b)))
+                .map_err(|_| Error::Corrupt("piece data size".into())),
+        }
+    }
+
     /// Every piece CID the store knows (for listings; reads the whole column family).
     pub fn list_pieces(&self) -> Result<Vec<Cid>, Error> {
         let mut out = Vec::new();
@@ -250,7 +285,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Arc<DB>, PieceStore) {
         let dir = tempfile::tempdir().unwrap();
-        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF, CIDS_CF]).unwrap();
+        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF, CIDS_CF, SIZES_CF]).unwrap();
         let store = PieceStore::open(Arc::clone(&db)).unwrap();
         (dir, db, store)
     }
@@ -288,6 +323,39 @@ mod tests {
         assert_eq!(info.piece_cid, piece);
         assert_eq!(info.deals, vec![deal, second]);
         assert_eq!(store.list_pieces().unwrap(), vec![piece]);
+        assert_eq!(store.data_size(&piece).unwrap(), None);
+        store.set_data_size(&piece, 100).unwrap();
+        assert_eq!(store.data_size(&piece).unwrap(), Some(100));
+    }
+
+    #[test]
+    fn deals_per_piece_are_bounded() {
+        let (_dir, _db, store) = store();
+        let piece = commp::commp(b"popular").unwrap().cid();
+        for sector_id in 0..MAX_DEALS_PER_PIECE as u64 {
+            let deal = DealInfo {
+                deal_id: 0,
+                sector_id,
+                offset: 0,
+                length: 128,
+            };
+            store.add_deal_for_piece(&piece, deal).unwrap();
+        }
+        let one_more = DealInfo {
+            deal_id: 0,
+            sector_id: 9999,
+            offset: 0,
+            length: 128,
+        };
+        assert!(matches!(
+            store.add_deal_for_piece(&piece, one_more),
+            Err(Error::TooManyDeals(_))
+        ));
+        // Still readable and re-adding a known deal is fine.
+        assert_eq!(
+            store.get_piece_info(&piece).unwrap().deals.len(),
+            MAX_DEALS_PER_PIECE
+        );
     }
 
     #[test]
@@ -364,7 +432,7 @@ mod tests {
         store.add_deal_for_piece(&good, deal.clone()).unwrap();
         drop(store);
         drop(db);
-        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF, CIDS_CF]).unwrap();
+        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF, CIDS_CF, SIZES_CF]).unwrap();
         let store = PieceStore::open(db).unwrap();
         assert_eq!(store.get_piece_info(&good).unwrap().deals, vec![deal]);
     }

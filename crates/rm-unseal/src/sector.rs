@@ -2,13 +2,16 @@
 //!
 //! [`SectorAccess`] is what a node plugs in: a Lotus or Curio node unseals through its
 //! miner API; the embedded default is [`FileSectorStore`], which keeps *unsealed sector
-//! files* laid out as Lotus keeps them — `unsealed/s-t0<miner>-<sector>`, each piece
+//! files* named and laid out as Lotus keeps its data — `unsealed/s-t0<miner>-<sector>`, each piece
 //! Fr32-padded at its padded offset, pieces aligned to their padded size. There is no
 //! sealing (no replication, no proofs): the embedded store is for providers that keep
 //! unsealed copies, and for development and tests.
 //!
 //! Reads go through a thread that reads padded chunks and unpads them, feeding a bounded
 //! channel; the reader the caller gets is async and holds at most a few MiB.
+//!
+//! Lotus also appends a trailer to a partially unsealed file (a bitfield of the ranges that
+//! hold data); these files have the same data layout without it.
 
 use std::future::Future;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -34,6 +37,8 @@ pub type PieceReader = Pin<Box<dyn AsyncRead + Send>>;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Access to sectors: how the unsealing loader gets a piece's bytes.
+///
+/// Implementations must return exactly `length.unpadded()` bytes, or an error.
 pub trait SectorAccess: Send + Sync + 'static {
     /// The unpadded bytes of the piece at padded `offset` and padded `length` in `sector`
     /// (`length.unpadded()` bytes: the piece's data followed by its zero fill).
@@ -236,6 +241,7 @@ impl FileSectorStore {
         }
         let placement = self.allocate(length)?;
         let path = self.path(placement.sector);
+        let created = !path.exists();
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -260,15 +266,24 @@ impl FileSectorStore {
             file.write_all(&output[..whole * PADDED_CHUNK])?;
             written += (whole * PADDED_CHUNK) as u64;
         }
-        // The rest of the piece is zeros: a hole, unless the file already extends past it.
+        // The rest of the piece is zeros: bytes the file already has there are overwritten,
+        // the rest is a hole.
         let end = placement.offset + length.get();
-        if file.metadata()?.len() < end {
+        let data_end = placement.offset + written;
+        let old_len = file.metadata()?.len();
+        if old_len > data_end {
+            let stale = old_len.min(end) - data_end;
+            file.seek(SeekFrom::Start(data_end))?;
+            io::copy(&mut io::repeat(0).take(stale), &mut file)?;
+        }
+        if old_len < end {
             file.set_len(end)?;
-        } else if written < length.get() {
-            file.seek(SeekFrom::Start(placement.offset + written))?;
-            io::copy(&mut io::repeat(0).take(length.get() - written), &mut file)?;
         }
         file.sync_all()?;
+        if created {
+            // The new file's directory entry must reach the disk too.
+            std::fs::File::open(self.dir.join("unsealed"))?.sync_all()?;
+        }
         Ok(placement)
     }
 }
@@ -317,19 +332,22 @@ impl SectorAccess for FileSectorStore {
 }
 
 /// Reads `length` padded bytes at `offset` of `file` on a blocking thread, unpadding them
-/// in chunks of `chunk` padded bytes into a channel of four chunks.
-pub fn unpadding_reader(
+/// in chunks of `chunk` padded bytes (rounded to whole 128-byte chunks) into a channel of
+/// four chunks. `length` must be a whole number of 128-byte chunks.
+pub(crate) fn unpadding_reader(
     file: std::fs::File,
     offset: u64,
     length: u64,
     chunk: usize,
 ) -> PieceReader {
+    let chunk = (chunk / PADDED_CHUNK).max(1) * PADDED_CHUNK;
+    let expected = length / PADDED_CHUNK as u64 * UNPADDED_CHUNK as u64;
     let (tx, rx) = mpsc::channel::<io::Result<Vec<u8>>>(4);
     tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::FileExt;
         let mut padded = vec![0u8; chunk];
         let mut at = offset;
-        let end = offset + length;
+        let end = offset.saturating_add(length);
         while at < end {
             let n = ((end - at) as usize).min(chunk);
             let result = file.read_exact_at(&mut padded[..n], at).and_then(|()| {
@@ -350,14 +368,18 @@ pub fn unpadding_reader(
         rx,
         current: Vec::new(),
         pos: 0,
+        remaining: expected,
     })
 }
 
-/// An `AsyncRead` over a channel of byte chunks.
+/// An `AsyncRead` over a channel of byte chunks that must add up to `remaining` bytes: a
+/// producer that stops early (it failed, or the runtime is shutting down) is an
+/// `UnexpectedEof`, never a short piece read as a whole one.
 struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Vec<u8>>>,
     current: Vec<u8>,
     pos: usize,
+    remaining: u64,
 }
 
 impl AsyncRead for ChannelReader {
@@ -376,10 +398,17 @@ impl AsyncRead for ChannelReader {
             }
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
+                    self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
                     self.current = chunk;
                     self.pos = 0;
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                Poll::Ready(None) if self.remaining > 0 => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the sector reader stopped {} bytes short", self.remaining),
+                    )));
+                }
                 Poll::Ready(None) => return Poll::Ready(Ok(())),
                 Poll::Pending => return Poll::Pending,
             }
@@ -501,6 +530,18 @@ mod tests {
             384,
         );
         assert_eq!(read_all(r).await, data(127 * 100, 5));
+    }
+
+    #[tokio::test]
+    async fn a_reader_cut_short_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, fr32::pad(&data(127 * 10, 1))).unwrap();
+        // Ask for more than the file holds: the thread fails, the reader says so.
+        let mut r = unpadding_reader(std::fs::File::open(&path).unwrap(), 0, 128 * 20, 256);
+        let mut out = Vec::new();
+        let e = r.read_to_end(&mut out).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
     }
 
     #[test]

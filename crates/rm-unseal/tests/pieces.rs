@@ -261,6 +261,42 @@ async fn loader_failures_are_typed_with_go_messages() {
         "{e}"
     );
 
+    // A zero byte where a section starts ends the CAR early: the piece's recorded data
+    // size catches it, and without a recorded size the data after the end does.
+    let info = home.pieces.get_piece_info(&imported.piece_cid).unwrap();
+    let mut piece = Vec::new();
+    {
+        use tokio::io::AsyncReadExt;
+        std::fs::write(&path, &saved).unwrap();
+        let mut r = unsealer.unseal_piece(&info).await.unwrap();
+        r.read_to_end(&mut piece).await.unwrap();
+    }
+    let mut reader = rm_blockio::car::Reader::new(&piece[..imported.car_size as usize]).unwrap();
+    reader.next_section().unwrap().unwrap();
+    let boundary = reader.position() as usize; // where the second section's length is
+    piece[boundary] = 0;
+    let mut cut = rm_unseal::fr32::pad(&piece);
+    cut.resize(saved.len(), 0);
+    std::fs::write(&path, &cut).unwrap();
+    let e = unsealer
+        .load(&imported.payload_cid, None, Arc::clone(&blocks))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("ends at byte"), "{e}");
+    let bare = Home::new();
+    let copy = bare.import(&testdata("lorem.txt"));
+    // The same damage in a piece whose data size nobody recorded (as from another node).
+    let sizes = bare.db.cf_handle(rm_unseal::piecestore::SIZES_CF).unwrap();
+    bare.db.delete_cf(sizes, copy.piece_cid.to_bytes()).unwrap();
+    std::fs::write(bare.sectors.path(copy.placement.sector), &cut).unwrap();
+    let bare_blocks: Arc<dyn Blockstore> = Arc::new(MemoryBlockstore::new());
+    let e = bare
+        .unsealer()
+        .load(&copy.payload_cid, None, bare_blocks)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("data follows"), "{e}");
+
     // Restored, it loads.
     std::fs::write(&path, &saved).unwrap();
     unsealer
