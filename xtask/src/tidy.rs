@@ -28,7 +28,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("rm-client", 3),
     ("rm-provider", 3),
     ("rm-cli", 4),
-    ("rm-e2e", 4),
+    ("rm-e2e", 5),
 ];
 
 /// Crates allowed to use `anyhow`.

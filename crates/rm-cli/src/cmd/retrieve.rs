@@ -1,0 +1,285 @@
+//! `rm retrieve`: a paid, verified retrieval with a progress bar, resumable.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use rm_blockio::Blockstore;
+use rm_client::{Client, ClientDeal, Retrieval};
+use rm_network::libp2p::PeerId;
+use rm_paych::PaychNode;
+use rm_types::{Cid, DealId, DealStatus, Ipld, QueryResponseStatus};
+use serde_json::json;
+
+use crate::cmd::{ipld_from_json, parse_amount, parse_cid, parse_target, query};
+use crate::node::Node;
+use crate::output::{self, Output};
+use crate::{Global, exit, home};
+
+/// What to retrieve from whom, and where to put it.
+#[derive(Debug, Args)]
+pub struct RetrieveArgs {
+    /// The provider: a multiaddr ending in /p2p/<peer id>, or a peer id (found on the DHT).
+    pub provider: String,
+    /// The payload CID.
+    pub cid: String,
+    /// Where to write the file or directory (or the CAR with --car).
+    #[arg(short = 'o', long, value_name = "PATH")]
+    pub output: PathBuf,
+    /// Write the retrieved blocks as a CAR file instead of the UnixFS file/directory.
+    #[arg(long)]
+    pub car: bool,
+    /// Refuse a provider asking more than this per byte (attoFIL, or "0.5 FIL").
+    #[arg(long, value_name = "AMOUNT")]
+    pub max_price: Option<String>,
+    /// Retrieve only what this IPLD selector (DAG-JSON) selects; use with --car.
+    #[arg(long, value_name = "JSON")]
+    pub selector: Option<String>,
+    /// Retrieve from this piece only.
+    #[arg(long, value_name = "PIECE_CID")]
+    pub piece: Option<String>,
+}
+
+/// Retrieves, writes the output, prints a summary. An interrupted run (Ctrl-C, a crash,
+/// SIGKILL) leaves the deal in the node's database: the same command resumes it.
+pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<ExitCode> {
+    let home = home::resolve(global.home.as_deref())?;
+    let config = home::load(&home)?;
+    let (peer, addr) = parse_target(&args.provider)?;
+    let payload = parse_cid(&args.cid)?;
+    let selector = args.selector.as_deref().map(ipld_from_json).transpose()?;
+    let piece = args.piece.as_deref().map(parse_cid).transpose()?;
+    let max_price = args.max_price.as_deref().map(parse_amount).transpose()?;
+    if selector.is_some() && !args.car {
+        bail!("a partial retrieval (--selector) can only be written as a CAR: add --car");
+    }
+
+    let node = home::open(&home, &config, &[]).await?;
+    let client = node.client(config.client_config()?).await?;
+    let mut events = client.subscribe_to_events();
+    let started = Instant::now();
+    let rm_peer = rm_network::to_rm_peer(&peer);
+    let same = |d: &ClientDeal| {
+        d.state.proposal.payload_cid == payload
+            && d.state.sender == rm_peer
+            && d.state.proposal.params.selector == selector
+    };
+    let deals = client.list_deals()?;
+    let unfinished = deals
+        .iter()
+        .find(|(_, d)| same(d) && !d.status().is_terminal())
+        .map(|(id, _)| *id);
+    let done_before = deals
+        .iter()
+        .rev()
+        .find(|(_, d)| same(d) && d.status() == DealStatus::Completed)
+        .map(|(id, _)| *id);
+    let (id, how) = match (unfinished, done_before) {
+        (Some(id), _) => (id, "resumed"),
+        (None, Some(id)) if node.blocks.has(&payload)? => (id, "retrieved before"),
+        _ => {
+            let addrs = query::provider_addrs(&node, &config, peer, addr, &payload).await?;
+            let terms = query::query(&node, peer, addrs.clone(), payload, piece).await?;
+            if terms.status != QueryResponseStatus::Available {
+                out.result(
+                    &json!({"status": format!("{:?}", terms.status), "message": terms.message}),
+                    &format!(
+                        "the provider cannot serve it: {:?}: {}\n",
+                        terms.status, terms.message
+                    ),
+                );
+                return finish(&node, client, exit::NOT_DONE).await;
+            }
+            if let Some(max) = &max_price
+                && terms.min_price_per_byte > *max
+            {
+                bail!(
+                    "the provider asks {} per byte, more than --max-price {}",
+                    terms.min_price_per_byte.display_atto(),
+                    max.display_atto()
+                );
+            }
+            let mut retrieval = Retrieval::from_query(payload, peer, addrs, &terms);
+            retrieval.params.selector = selector.clone();
+            retrieval.params.piece_cid = piece;
+            (client.retrieve(retrieval).await?, "new")
+        }
+    };
+    if how != "new" && !out.is_json() {
+        eprintln!("{how} deal {}", id.0);
+    }
+
+    let Some(deal) = follow(&client, &mut events, id, out, started).await? else {
+        let msg = format!(
+            "interrupted: deal {} is kept; run the same command again to resume it",
+            id.0
+        );
+        out.result(
+            &json!({"event": "interrupted", "deal_id": id.0}),
+            &format!("{msg}\n"),
+        );
+        return Ok(exit::code(exit::INTERRUPTED));
+    };
+    if deal.status() != DealStatus::Completed {
+        out.result(
+            &summary_json(id, &deal, started, None),
+            &format!(
+                "deal {} ended {}: {}\n",
+                id.0,
+                deal.status().short_name(),
+                deal.state.message
+            ),
+        );
+        return finish(&node, client, exit::NOT_DONE).await;
+    }
+    write_output(&node, &payload, selector.as_ref(), &args.output, args.car)?;
+    let summary = summary_json(id, &deal, started, Some(&args.output));
+    let elapsed = started.elapsed().as_secs_f64();
+    out.result(
+        &summary,
+        &format!(
+            "retrieved {} in {} blocks ({}) to {}\n  paid {} in {} vouchers; {:.2} s, {}/s\n",
+            payload,
+            output::thousands(deal.state.blocks_received),
+            output::bytes(deal.state.total_received),
+            args.output.display(),
+            deal.state.funds_spent.display_atto(),
+            deal.vouchers.len(),
+            elapsed,
+            output::bytes((deal.state.total_received as f64 / elapsed.max(1e-9)) as u64),
+        ),
+    );
+    finish(&node, client, exit::OK).await
+}
+
+/// Follows deal `id` until it ends (`Some`) or Ctrl-C (`None`), drawing progress.
+async fn follow(
+    client: &Client<PaychNode>,
+    events: &mut rm_client::ClientSubscription,
+    id: DealId,
+    out: &Output,
+    started: Instant,
+) -> Result<Option<ClientDeal>> {
+    let bar = if out.is_json() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    };
+    let mut last_bytes = u64::MAX;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let current = client
+            .retrieval_status(id)?
+            .with_context(|| format!("deal {} is not in this node's database", id.0))?;
+        let bytes = current.state.total_received;
+        if bytes != last_bytes {
+            last_bytes = bytes;
+            let rate = bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "{} received, {}/s, {} paid, {}",
+                output::bytes(bytes),
+                output::bytes(rate as u64),
+                current.state.funds_spent.display_atto(),
+                current.status().short_name()
+            ));
+            out.event(&json!({
+                "event": "progress",
+                "deal_id": id.0,
+                "status": current.status().short_name(),
+                "bytes": bytes,
+                "paid": current.state.funds_spent.atto().to_string(),
+            }));
+        }
+        if current.status().is_terminal() {
+            bar.finish_and_clear();
+            return Ok(Some(current));
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                bar.abandon();
+                return Ok(None);
+            }
+            _ = tick.tick() => {}
+            note = events.recv() => {
+                if note.is_err() {
+                    // Lagged or closed: the status read at the top of the loop is the truth.
+                    tick.tick().await;
+                }
+            }
+        }
+    }
+}
+
+/// Writes the retrieved DAG: the UnixFS file or directory, or a CAR of what `selector`
+/// selects.
+fn write_output(
+    node: &Node,
+    payload: &Cid,
+    selector: Option<&Ipld>,
+    path: &Path,
+    car: bool,
+) -> Result<()> {
+    if car {
+        let selector = match selector {
+            Some(s) => {
+                let bytes = rm_types::codec::to_vec(s)?;
+                rm_blockio::Selector::from_dag_cbor(&bytes)?
+            }
+            None => rm_blockio::Selector::explore_all_recursively(),
+        };
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        rm_blockio::car::export(
+            node.blocks.as_ref(),
+            *payload,
+            &selector,
+            std::io::BufWriter::new(file),
+        )
+        .with_context(|| format!("writing the CAR {}", path.display()))?;
+    } else {
+        rm_blockio::unixfs::export_path(node.blocks.as_ref(), payload, path).with_context(
+            || format!("writing {} (use --car for non-UnixFS data)", path.display()),
+        )?;
+    }
+    Ok(())
+}
+
+fn summary_json(
+    id: DealId,
+    deal: &ClientDeal,
+    started: Instant,
+    output: Option<&Path>,
+) -> serde_json::Value {
+    json!({
+        "deal_id": id.0,
+        "status": deal.status().short_name(),
+        "message": deal.state.message,
+        "bytes": deal.state.total_received,
+        "blocks": deal.state.blocks_received,
+        "vouchers": deal.vouchers.iter().map(|v| v.atto().to_string()).collect::<Vec<_>>(),
+        "total_paid": deal.state.funds_spent.atto().to_string(),
+        "elapsed_ms": started.elapsed().as_millis() as u64,
+        "output": output,
+    })
+}
+
+async fn finish(node: &Node, client: Client<PaychNode>, code: u8) -> Result<ExitCode> {
+    client.close().await;
+    node.network.shutdown().await;
+    Ok(exit::code(code))
+}
+
+/// The provider peer of a stored deal, for listings.
+pub fn provider_of(deal: &ClientDeal) -> String {
+    rm_network::from_rm_peer(&deal.state.sender)
+        .map(|p: PeerId| p.to_string())
+        .unwrap_or_else(|_| "?".into())
+}

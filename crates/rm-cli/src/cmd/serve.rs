@@ -1,0 +1,132 @@
+//! `rm serve`: run the provider and the DHT until Ctrl-C.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde_json::json;
+
+use crate::cmd::full_addr;
+use crate::output::{self, Output};
+use crate::{Global, exit, home};
+
+/// Where to listen.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A multiaddr to listen on, e.g. /ip4/0.0.0.0/tcp/24001 (repeatable)
+    /// [default: config's network.listen].
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<String>,
+}
+
+/// Serves queries and deals, announces what the node holds, prints one line per deal
+/// status change, and stops cleanly on Ctrl-C or SIGTERM.
+pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitCode> {
+    let home = home::resolve(global.home.as_deref())?;
+    let config = home::load(&home)?;
+    let listen = if args.listen.is_empty() {
+        config.network.listen.clone()
+    } else {
+        args.listen
+    };
+    let node = home::open(&home, &config, &listen).await?;
+    let provider = node.provider(config.provider_config()?).await?;
+    let mut events = provider.subscribe_to_events();
+    provider.start();
+    let peer = node.peer_id();
+    let addrs: Vec<String> = node
+        .addrs()
+        .await?
+        .iter()
+        .map(|a| full_addr(a, peer).to_string())
+        .collect();
+    let joined = home::join_dht(&node, &config).await?;
+    // Announce everything held now that the DHT has peers.
+    let provided = node.announcer.provided()?;
+    for payload in &provided {
+        node.announcer.provide(payload)?;
+    }
+    let ask = provider.ask();
+    let mut text = format!("rm serve: provider {peer}\n");
+    for a in &addrs {
+        text.push_str(&format!("  listening on {a}\n"));
+    }
+    text.push_str(&format!(
+        "  ask: {}/byte, unseal {}, interval {} + {} bytes\n  \
+         serving {} payloads; DHT bootstrap peers {}\n  Ctrl-C stops\n",
+        ask.price_per_byte.display_atto(),
+        ask.unseal_price.display_atto(),
+        output::thousands(ask.payment_interval),
+        output::thousands(ask.payment_interval_increase),
+        provided.len(),
+        joined
+    ));
+    out.result(
+        &json!({
+            "event": "listening",
+            "peer_id": peer.to_string(),
+            "addrs": addrs,
+            "payloads": provided.len(),
+            "bootstrap_peers": joined,
+        }),
+        &text,
+    );
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let mut last: HashMap<(Vec<u8>, u64), rm_types::DealStatus> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            note = events.recv() => {
+                let Ok(note) = note else { break };
+                let rm_fsm::Notification::Applied { id: key, snapshot, .. } = note else { continue };
+                let status = snapshot.state.status();
+                if last.get(&key) == Some(&status) {
+                    continue;
+                }
+                let client = rm_network::libp2p::PeerId::from_bytes(&key.0)
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|_| "?".into());
+                let deal = &snapshot.state.state;
+                out.result(
+                    &json!({
+                        "event": "deal",
+                        "client": client,
+                        "deal_id": key.1,
+                        "payload_cid": deal.proposal.payload_cid.to_string(),
+                        "status": status.short_name(),
+                        "bytes_sent": deal.total_sent,
+                        "funds_received": deal.funds_received.atto().to_string(),
+                        "message": deal.message,
+                    }),
+                    &format!(
+                        "deal {}/{}: {} ({} sent, {} received){}\n",
+                        short(&client),
+                        key.1,
+                        status.short_name(),
+                        output::bytes(deal.total_sent),
+                        deal.funds_received.display_atto(),
+                        if deal.message.is_empty() { String::new() } else { format!(": {}", deal.message) }
+                    ),
+                );
+                if status.is_terminal() {
+                    last.remove(&key);
+                } else {
+                    last.insert(key, status);
+                }
+            }
+        }
+    }
+    provider.stop().await;
+    node.network.shutdown().await;
+    out.result(&json!({"event": "stopped"}), "rm serve: stopped\n");
+    Ok(exit::code(exit::OK))
+}
+
+/// The last 8 characters of a peer id, for log lines.
+fn short(peer: &str) -> &str {
+    peer.get(peer.len().saturating_sub(8)..).unwrap_or(peer)
+}

@@ -1,0 +1,320 @@
+//! `config.toml`: a node's settings, every one optional.
+//!
+//! `rm init` writes [`DEFAULT_TOML`] (every key with its default and what it does); a key
+//! left out takes its default, an unknown key is an error (a typo must not be ignored).
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The file `rm init` writes: the defaults, documented.
+pub const DEFAULT_TOML: &str = r#"# rm node settings. Every key is optional: a key left out takes the value shown here.
+
+[network]
+# Where `rm serve` listens (libp2p multiaddrs). Port 0 picks a free port.
+listen = ["/ip4/0.0.0.0/tcp/24001"]
+# Peers to join the DHT through: multiaddrs ending in /p2p/<peer id>.
+bootstrap = []
+# Deal streams served at once, in all and per client peer.
+max_inbound_deals = 64
+max_inbound_deals_per_peer = 8
+
+[provider]
+# Bytes of block data per second sent on one deal; 0 = no limit.
+max_bytes_per_second = 0
+# How long a deal waits for a payment, and for a client that lost its stream to resume.
+payment_timeout_secs = 600
+resume_window_secs = 600
+
+[client]
+# How many times in a row a lost deal stream is re-established before the deal fails.
+max_reconnects = 5
+
+[storage]
+# When deal state reaches the disk: "process" (write-ahead log, no fsync: survives a
+# crash of rm, not of the machine; fastest) or "machine" (fsync, grouped: survives power
+# loss).
+durability = "process"
+# Unsealed sector files: the miner actor id in their names, and the largest sector.
+miner_id = 1000
+sector_size = "32GiB"
+
+[import]
+# UnixFS layout of `rm import`: "v1-1mib" (CIDv1, raw leaves, 1 MiB chunks, 1024 links),
+# "kubo-v1" (CIDv1, raw leaves, 256 KiB chunks) or "kubo-v0" (CIDv0, 256 KiB chunks).
+preset = "v1-1mib"
+"#;
+
+/// A node's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The libp2p host.
+    pub network: Network,
+    /// Serving deals.
+    pub provider: Provider,
+    /// Making deals.
+    pub client: Client,
+    /// Durability and sectors.
+    pub storage: Storage,
+    /// `rm import`.
+    pub import: Import,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Network {
+    /// Listen multiaddrs of `rm serve`.
+    pub listen: Vec<String>,
+    /// DHT bootstrap peers (multiaddrs with `/p2p/<peer>`).
+    pub bootstrap: Vec<String>,
+    /// Deal streams served at once.
+    pub max_inbound_deals: usize,
+    /// Deal streams served at once per client peer.
+    pub max_inbound_deals_per_peer: usize,
+}
+
+/// `[provider]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Provider {
+    /// Block bytes per second per deal; 0 = unlimited.
+    pub max_bytes_per_second: u64,
+    /// Seconds a deal waits for a payment.
+    pub payment_timeout_secs: u64,
+    /// Seconds a deal waits for its client to resume a lost stream.
+    pub resume_window_secs: u64,
+}
+
+/// `[client]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Client {
+    /// Reconnects in a row before a deal fails.
+    pub max_reconnects: u32,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// `"process"` or `"machine"`.
+    pub durability: String,
+    /// Miner actor id in sector file names.
+    pub miner_id: u64,
+    /// Largest sector, e.g. `"32GiB"`.
+    pub sector_size: String,
+}
+
+/// `[import]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Import {
+    /// `"v1-1mib"`, `"kubo-v1"` or `"kubo-v0"`.
+    pub preset: String,
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            listen: vec!["/ip4/0.0.0.0/tcp/24001".into()],
+            bootstrap: Vec::new(),
+            max_inbound_deals: 64,
+            max_inbound_deals_per_peer: 8,
+        }
+    }
+}
+
+impl Default for Provider {
+    fn default() -> Self {
+        Self {
+            max_bytes_per_second: 0,
+            payment_timeout_secs: 600,
+            resume_window_secs: 600,
+        }
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self { max_reconnects: 5 }
+    }
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            durability: "process".into(),
+            miner_id: 1000,
+            sector_size: "32GiB".into(),
+        }
+    }
+}
+
+impl Default for Import {
+    fn default() -> Self {
+        Self {
+            preset: "v1-1mib".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `config.toml` from `home`.
+    pub fn load(home: &Path) -> Result<Config> {
+        let path = home.join("config.toml");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        config
+            .check()
+            .with_context(|| format!("in {}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks the values that have a fixed set of choices or a format.
+    pub fn check(&self) -> Result<()> {
+        self.durability()?;
+        self.sector_size()?;
+        preset(&self.import.preset)?;
+        for addr in self.network.listen.iter().chain(&self.network.bootstrap) {
+            addr.parse::<rm_network::libp2p::Multiaddr>()
+                .with_context(|| format!("{addr:?} is not a multiaddr"))?;
+        }
+        Ok(())
+    }
+
+    /// The deal machines' durability.
+    pub fn durability(&self) -> Result<rm_fsm::Durability> {
+        match self.storage.durability.as_str() {
+            "process" => Ok(rm_fsm::Durability::NoSync),
+            "machine" => Ok(rm_fsm::Durability::GroupCommit {
+                max_batch: 256,
+                max_delay: Duration::from_millis(2),
+            }),
+            other => bail!("durability must be \"process\" or \"machine\", not {other:?}"),
+        }
+    }
+
+    /// The sector size.
+    pub fn sector_size(&self) -> Result<rm_unseal::PaddedPieceSize> {
+        let bytes = parse_size(&self.storage.sector_size)?;
+        rm_unseal::PaddedPieceSize::new(bytes)
+            .with_context(|| format!("sector_size {:?}", self.storage.sector_size))
+    }
+
+    /// The network settings for `listen` (none for a node that only dials out).
+    pub fn network_config(&self, listen: &[String]) -> Result<rm_network::Config> {
+        let mut addrs = Vec::new();
+        for a in listen {
+            addrs.push(
+                a.parse::<rm_network::libp2p::Multiaddr>()
+                    .with_context(|| format!("{a:?} is not a multiaddr"))?,
+            );
+        }
+        let mut config = rm_network::Config::default().with_listen_addrs(addrs);
+        config.max_inbound_deals = self.network.max_inbound_deals;
+        config.max_inbound_deals_per_peer = self.network.max_inbound_deals_per_peer;
+        Ok(config)
+    }
+
+    /// The deal machines' settings.
+    pub fn fsm(&self) -> Result<rm_fsm::Config> {
+        Ok(rm_fsm::Config::default().with_durability(self.durability()?))
+    }
+
+    /// The provider's settings.
+    pub fn provider_config(&self) -> Result<rm_provider::Config> {
+        let mut c = rm_provider::Config::default();
+        c.fsm = self.fsm()?;
+        c.payment_timeout = Duration::from_secs(self.provider.payment_timeout_secs);
+        c.resume_window = Duration::from_secs(self.provider.resume_window_secs);
+        if self.provider.max_bytes_per_second > 0 {
+            c.max_bytes_per_second = Some(self.provider.max_bytes_per_second);
+            // Small responses, so a limited deal moves (and can be paid) steadily.
+            c.max_blocks_per_response = 1;
+        }
+        Ok(c)
+    }
+
+    /// The client's settings.
+    pub fn client_config(&self) -> Result<rm_client::Config> {
+        let mut c = rm_client::Config::default();
+        c.fsm = self.fsm()?;
+        c.max_reconnects = self.client.max_reconnects;
+        Ok(c)
+    }
+}
+
+/// A UnixFS preset by name.
+pub fn preset(name: &str) -> Result<rm_blockio::unixfs::Preset> {
+    use rm_blockio::unixfs::Preset;
+    match name {
+        "v1-1mib" => Ok(Preset::UNIXFS_V1_2025),
+        "kubo-v1" => Ok(Preset::KUBO_V1_RAW_LEAVES),
+        "kubo-v0" => Ok(Preset::KUBO_V0),
+        other => bail!("unknown preset {other:?}: use v1-1mib, kubo-v1 or kubo-v0"),
+    }
+}
+
+/// Parses `"32GiB"`, `"512MiB"`, `"8 KiB"`, `"1000"` (bytes).
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .with_context(|| format!("{text:?} is not a size such as 32GiB"))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        "TiB" => 40,
+        other => bail!("unknown unit {other:?} in {text:?}: use B, KiB, MiB, GiB or TiB"),
+    };
+    n.checked_mul(1 << shift)
+        .with_context(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_written_file_is_the_defaults() {
+        let parsed: Config = toml::from_str(DEFAULT_TOML).unwrap();
+        assert_eq!(parsed, Config::default());
+        parsed.check().unwrap();
+        let empty: Config = toml::from_str("").unwrap();
+        assert_eq!(empty, Config::default());
+    }
+
+    #[test]
+    fn mistakes_are_errors() {
+        assert!(toml::from_str::<Config>("[network]\nlisten_on = []").is_err());
+        let mut c = Config::default();
+        c.storage.durability = "sometimes".into();
+        assert!(c.check().is_err());
+        let mut c = Config::default();
+        c.storage.sector_size = "3GiB".into();
+        assert!(c.check().is_err());
+        let mut c = Config::default();
+        c.network.bootstrap = vec!["not an address".into()];
+        assert!(c.check().is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("32GiB").unwrap(), 32 << 30);
+        assert_eq!(parse_size("8 KiB").unwrap(), 8 << 10);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("1 GB").is_err());
+        assert!(parse_size("GiB").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
+    }
+}

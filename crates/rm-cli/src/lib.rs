@@ -1,0 +1,124 @@
+//! # rm-cli: the `rm` command-line node
+//!
+//! Layer 4 of the workspace (SPEC §2, §8), on top of every other crate: it puts a whole
+//! node in one home directory ([`node::Node`]) and drives it from the shell.
+//!
+//! | command | what |
+//! |---|---|
+//! | `rm init` | create a node home: `config.toml`, libp2p key, wallet key, database |
+//! | `rm import <file\|dir>` | store it as a piece in a sector; print payload and piece CIDs |
+//! | `rm serve` | run the provider and the DHT until Ctrl-C; print the multiaddrs |
+//! | `rm ask` | show or set the provider's prices and payment intervals |
+//! | `rm query <addr\|peer> <cid>` | ask a provider about a payload |
+//! | `rm retrieve <addr\|peer> <cid> -o <path>` | a paid, verified retrieval with a progress bar; run again to resume |
+//! | `rm deals` | client and provider deals with their status |
+//! | `rm fund` | payment channels in the local ledger; add funds |
+//! | `rm demo` | everything on 127.0.0.1 in one process, with a summary |
+//!
+//! Every command takes `--json` (one JSON object per result, for scripts) and `--home`
+//! (default `$RM_HOME`, else `~/.rm`). Errors print one sentence and the chain of causes;
+//! [`exit`] lists the exit codes.
+//!
+//! The binary is named `rm` as the design asks; do not put it in `PATH` ahead of coreutils'
+//! `rm`. Run it by path (`./target/release/rm`) or through `cargo run --bin rm --`.
+//!
+//! ## Example
+//!
+//! The library is what the binary runs; [`node::Node`] is the piece other tools reuse:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use rm_cli::node::Node;
+//! let node = Node::open(std::path::Path::new("/tmp/rm-home")).await?;
+//! let imported = node.import_piece(std::path::Path::new("README.md"),
+//!     rm_blockio::unixfs::Preset::UNIXFS_V1_2025)?;
+//! println!("payload {} in piece {}", imported.payload_cid, imported.piece_cid);
+//! # Ok(()) }
+//! ```
+
+pub mod cmd;
+pub mod config;
+pub mod exit;
+pub mod home;
+pub mod node;
+pub mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The `rm` command line.
+#[derive(Debug, Parser)]
+#[command(name = "rm", version, about = "A Filecoin retrieval market node", long_about = None)]
+pub struct Cli {
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// The node home [default: $RM_HOME, else ~/.rm].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Print results as JSON (one object per line) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a node home: config.toml, libp2p key, wallet key, database.
+    Init(cmd::init::InitArgs),
+    /// Store a file or directory (or a CAR) as a piece in a sector.
+    Import(cmd::import::ImportArgs),
+    /// Run the provider (and the DHT) until Ctrl-C.
+    Serve(cmd::serve::ServeArgs),
+    /// Show or set the provider's ask (prices and payment intervals).
+    Ask(cmd::ask::AskArgs),
+    /// Ask a provider about a payload.
+    Query(cmd::query::QueryArgs),
+    /// Retrieve a payload, paying as it arrives; run again to resume.
+    Retrieve(cmd::retrieve::RetrieveArgs),
+    /// List client and provider deals.
+    Deals(cmd::deals::DealsArgs),
+    /// Payment channels in the local ledger: list them, add funds.
+    Fund(cmd::fund::FundArgs),
+    /// A provider and a client on 127.0.0.1 in one process: import, query, retrieve, check.
+    Demo(cmd::demo::DemoArgs),
+}
+
+/// Runs the command line of this process and returns its exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = output::Output::new(cli.global.json);
+    init_logs();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return out.fail(&anyhow::Error::new(e).context("starting the async runtime")),
+    };
+    match runtime.block_on(cmd::run(cli, &out)) {
+        Ok(code) => code,
+        Err(e) => out.fail(&e),
+    }
+}
+
+/// Logs go to stderr, quiet unless `RUST_LOG` says otherwise.
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,libp2p_kad=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

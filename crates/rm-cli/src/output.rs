@@ -1,0 +1,138 @@
+//! Printing results: text for people, one JSON object per line with `--json`.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::exit;
+
+/// Where results go.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    json: bool,
+}
+
+impl Output {
+    /// Text, or JSON with `json`.
+    pub fn new(json: bool) -> Self {
+        Self { json }
+    }
+
+    /// Whether results are JSON.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Prints a result: `value` as one JSON line, or `text` (already formatted).
+    pub fn result(&self, value: &Value, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = if self.json {
+            writeln!(stdout, "{value}")
+        } else {
+            write!(stdout, "{text}")
+        };
+        let _ = stdout.flush();
+    }
+
+    /// Prints an event line (JSON only; text mode shows progress otherwise).
+    pub fn event(&self, value: &Value) {
+        if self.json {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "{value}");
+            let _ = stdout.flush();
+        }
+    }
+
+    /// Prints an error — one sentence, then its causes — and returns exit code 1.
+    pub fn fail(&self, error: &anyhow::Error) -> ExitCode {
+        let causes: Vec<String> = error.chain().skip(1).map(|c| c.to_string()).collect();
+        if self.json {
+            let v = json!({"error": error.to_string(), "causes": causes});
+            let _ = writeln!(std::io::stdout().lock(), "{v}");
+        } else {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "error: {error}");
+            for c in &causes {
+                let _ = writeln!(stderr, "  caused by: {c}");
+            }
+        }
+        exit::code(exit::ERROR)
+    }
+}
+
+/// A table as text: a header row, then rows, columns padded to their widest cell.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            s.push_str(cell);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(pad));
+            }
+        }
+        s.push('\n');
+        s
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// `n` bytes for people: `19,958 B`, `1.5 MiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{} B", thousands(n));
+    }
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `19958000` → `19,958,000`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(thousands(19_958_000), "19,958,000");
+        assert_eq!(thousands(7), "7");
+        assert_eq!(bytes(410), "410 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(256 << 20), "256.0 MiB");
+        let t = table(&["a", "bb"], &[vec!["xxx".into(), "y".into()]]);
+        assert_eq!(t, "a    bb\nxxx  y\n");
+    }
+}
