@@ -5,6 +5,7 @@
 //! cargo xtask preflight   # check (and as root, install) the system pieces the build needs
 //! cargo xtask tidy        # layout rules: crate docs, no stubs, layering, lock-file duplicates
 //! cargo xtask fsm-docs    # regenerate docs/state-machines/*.md from the transition tables
+//! cargo xtask demo [ARGS]  # preflight, then `rm demo [ARGS]` in a release build
 //! ```
 //!
 //! `cargo xtask ci` fails when the generated state-machine docs are stale (their check is a
@@ -20,7 +21,7 @@ mod tidy;
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <ci | preflight | tidy | fsm-docs>"
+    "usage: cargo xtask <ci | preflight | tidy | fsm-docs | demo [rm demo arguments]>"
 }
 
 fn main() -> ExitCode {
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         Some("preflight") => preflight::run(),
         Some("tidy") => tidy::run(&project_root()),
         Some("fsm-docs") => fsm_docs::run(),
+        Some("demo") => demo(&args[1..]),
         _ => {
             eprintln!("{}", usage());
             return ExitCode::from(2);
@@ -42,6 +44,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The README's first command: the system pieces the build needs, then the demo in a
+/// release build (the first one compiles RocksDB: 12–17 minutes on 2 cores).
+fn demo(args: &[String]) -> anyhow::Result<()> {
+    preflight::run()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["run", "--release", "--locked", "--bin", "rm", "--", "demo"])
+        .args(args)
+        .current_dir(project_root())
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("rm demo failed ({status})");
+    }
+    Ok(())
 }
 
 /// The workspace root (the parent of `xtask/`).

@@ -192,10 +192,7 @@ impl Config {
     pub fn durability(&self) -> Result<rm_fsm::Durability> {
         match self.storage.durability.as_str() {
             "process" => Ok(rm_fsm::Durability::NoSync),
-            "machine" => Ok(rm_fsm::Durability::GroupCommit {
-                max_batch: 256,
-                max_delay: Duration::from_millis(2),
-            }),
+            "machine" => Ok(rm_fsm::Durability::group_commit()),
             other => bail!("durability must be \"process\" or \"machine\", not {other:?}"),
         }
     }

@@ -85,6 +85,8 @@ pub struct Options {
     pub sectors: rm_unseal::sector::Config,
     /// DHT announcements.
     pub announcer: AnnouncerConfig,
+    /// fsync every payment-channel ledger write (durability "machine").
+    pub sync_ledger: bool,
 }
 
 /// One node: what an `rm` process has, in one home directory.
@@ -160,10 +162,10 @@ impl Node {
             None => wallet.new_key()?,
         };
         let wallet = Arc::new(wallet);
-        let ledger = Arc::new(Ledger::open(
-            Arc::clone(&db),
-            ledger::DEFAULT_COLUMN_FAMILY,
-        )?);
+        let ledger = Arc::new(
+            Ledger::open(Arc::clone(&db), ledger::DEFAULT_COLUMN_FAMILY)?
+                .with_sync_writes(options.sync_ledger),
+        );
         let paych = PaychNode::new(Arc::clone(&ledger), Arc::clone(&wallet));
         let blocks = Arc::new(FileBlockstore::open(
             home.join("blocks.dat"),

@@ -108,6 +108,15 @@ pub fn bytes(n: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
+/// `n word`/`n words`, with thousands separators: `1 block`, `1,024 blocks`.
+pub fn count(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{} {word}s", thousands(n))
+    }
+}
+
 /// `19958000` → `19,958,000`.
 pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
@@ -129,6 +138,8 @@ mod tests {
     fn formats() {
         assert_eq!(thousands(19_958_000), "19,958,000");
         assert_eq!(thousands(7), "7");
+        assert_eq!(count(1, "block"), "1 block");
+        assert_eq!(count(1024, "block"), "1,024 blocks");
         assert_eq!(bytes(410), "410 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(256 << 20), "256.0 MiB");

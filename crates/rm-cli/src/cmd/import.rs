@@ -55,11 +55,11 @@ pub async fn run(global: &Global, out: &Output, args: ImportArgs) -> Result<Exit
             "preset": if args.car { None } else { Some(preset_name) },
         }),
         &format!(
-            "payload  {}\npiece    {}\n  {} in {} blocks; piece of {} in sector {} at offset {}{}\n",
+            "payload  {}\npiece    {}\n  {} in {}; piece of {} in sector {} at offset {}{}\n",
             imported.payload_cid,
             imported.piece_cid,
             output::bytes(imported.car_size),
-            output::thousands(imported.blocks),
+            output::count(imported.blocks, "block"),
             output::bytes(imported.piece_size.get()),
             p.sector,
             p.offset,

@@ -16,7 +16,7 @@ use crate::{Global, exit, home};
 /// Whom to ask about what.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// The provider: a multiaddr ending in /p2p/<peer id>, or a peer id (found on the DHT).
+    /// The provider: a multiaddr ending in /p2p/PEER_ID, or a peer id (found on the DHT).
     pub provider: String,
     /// The payload CID.
     pub cid: String,

@@ -21,7 +21,7 @@ use crate::{Global, exit, home};
 /// What to retrieve from whom, and where to put it.
 #[derive(Debug, Args)]
 pub struct RetrieveArgs {
-    /// The provider: a multiaddr ending in /p2p/<peer id>, or a peer id (found on the DHT).
+    /// The provider: a multiaddr ending in /p2p/PEER_ID, or a peer id (found on the DHT).
     pub provider: String,
     /// The payload CID.
     pub cid: String,
@@ -140,13 +140,13 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     out.result(
         &summary,
         &format!(
-            "retrieved {} in {} blocks ({}) to {}\n  paid {} in {} vouchers; {:.2} s, {}/s\n",
+            "retrieved {} in {} ({}) to {}\n  paid {} in {}; {:.2} s, {}/s\n",
             payload,
-            output::thousands(deal.state.blocks_received),
+            output::count(deal.state.blocks_received, "block"),
             output::bytes(deal.state.total_received),
             args.output.display(),
             deal.state.funds_spent.display_atto(),
-            deal.vouchers.len(),
+            output::count(deal.vouchers.len() as u64, "voucher"),
             elapsed,
             output::bytes((deal.state.total_received as f64 / elapsed.max(1e-9)) as u64),
         ),

@@ -54,12 +54,12 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
     }
     text.push_str(&format!(
         "  ask: {}/byte, unseal {}, interval {} + {} bytes\n  \
-         serving {} payloads; DHT bootstrap peers {}\n  Ctrl-C stops\n",
+         serving {}; DHT bootstrap peers: {}\n  Ctrl-C stops\n",
         ask.price_per_byte.display_atto(),
         ask.unseal_price.display_atto(),
         output::thousands(ask.payment_interval),
         output::thousands(ask.payment_interval_increase),
-        provided.len(),
+        output::count(provided.len() as u64, "payload"),
         joined
     ));
     out.result(
