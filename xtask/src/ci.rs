@@ -95,6 +95,26 @@ fn run_step(step: &Step) -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// The README's first command, small: the `rm` binary `cargo test` just built runs the
+/// demo (a provider and a client on 127.0.0.1, a paid retrieval, output compared).
+fn demo() -> Result<Duration> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    let rm = target.join("debug").join("rm");
+    println!("\n==> demo: {} demo --size 8MiB", rm.display());
+    let start = Instant::now();
+    let status = Command::new(&rm)
+        .args(["demo", "--size", "8MiB"])
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("could not start {}", rm.display()))?;
+    if !status.success() {
+        bail!("step 'demo' failed ({status}); run `cargo xtask demo` to reproduce");
+    }
+    Ok(start.elapsed())
+}
+
 pub(crate) fn run() -> Result<()> {
     let total = Instant::now();
     let mut times = Vec::new();
@@ -107,6 +127,9 @@ pub(crate) fn run() -> Result<()> {
     for step in CARGO_STEPS {
         let elapsed = run_step(step)?;
         times.push((step.name, elapsed));
+        if step.name == "test" {
+            times.push(("rm demo --size 8MiB", demo()?));
+        }
     }
 
     println!("\n==> tidy");

@@ -8,7 +8,8 @@
 //! cargo xtask demo [ARGS]  # preflight, then `rm demo [ARGS]` in a release build
 //! ```
 //!
-//! `cargo xtask ci` fails when the generated state-machine docs are stale (their check is a
+//! `cargo xtask ci` also runs `rm demo --size 8MiB` with the binary the tests built, and
+//! fails when the generated state-machine docs are stale (their check is a
 //! test in rm-client and rm-provider).
 //!
 //! `.ci/run` and `.github/workflows/ci.yml` call `cargo xtask ci`.
