@@ -104,11 +104,23 @@ fn demo() -> Result<Duration> {
     let rm = target.join("debug").join("rm");
     println!("\n==> demo: {} demo --size 8MiB", rm.display());
     let start = Instant::now();
-    let status = Command::new(&rm)
-        .args(["demo", "--size", "8MiB"])
+    let mut child = Command::new(&rm)
+        .args(["demo", "--size", "8MiB", "--timeout-secs", "240"])
         .current_dir(project_root())
-        .status()
+        .spawn()
         .with_context(|| format!("could not start {}", rm.display()))?;
+    // The demo gives up by itself after 240 s; this is the backstop.
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("step 'demo' did not finish in 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     if !status.success() {
         bail!("step 'demo' failed ({status}); run `cargo xtask demo` to reproduce");
     }

@@ -153,9 +153,11 @@ impl Node {
     /// Opens (or creates) a node in `home` with every setting given.
     pub async fn open_options(home: &Path, options: Options) -> Result<Node, Error> {
         std::fs::create_dir_all(home)?;
+        // The database first: its lock tells a second process on the same home to stop
+        // before it touches the network.
+        let db = rm_fsm::open_db(home.join("db"), &column_families())?;
         let keypair = rm_network::keys::load_or_generate(&home.join("libp2p.key"))?;
         let network = Network::new(keypair, options.network).await?;
-        let db = rm_fsm::open_db(home.join("db"), &column_families())?;
         let wallet = Wallet::open(home.join("wallet"))?;
         let address = match wallet.default_address() {
             Some(a) => a,

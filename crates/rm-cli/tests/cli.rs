@@ -139,12 +139,33 @@ async fn the_readme_walkthrough_works() {
     let (code, out, _) = run(&client, &["--json", "query", &addr, missing]).await;
     assert_eq!(code, 3, "{out}");
 
+    // A provider known by its peer id only is found on the DHT, joined through the
+    // bootstrap peers of config.toml (here the provider itself).
+    let config = client.join("config.toml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("bootstrap = []", &format!("bootstrap = [\"{addr}\"]"));
+    std::fs::write(&config, text).unwrap();
+    let peer_id = addr.rsplit('/').next().unwrap();
+    let q = json(&client, &["query", peer_id, &payload]).await;
+    assert_eq!(q["status"], "Available", "{q}");
+
     // While serving, the provider's home is in use: a clear error.
     let (code, _, err) = run(&provider, &["ask"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("in use by another rm process"), "{err}");
-    server.kill().await.unwrap();
-    let _ = server.wait().await;
+    // Ctrl-C (SIGINT) stops the server cleanly.
+    let pid = server.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), server.wait())
+        .await
+        .expect("rm serve stops within 30 s of Ctrl-C")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
     let provider_deals = json(&provider, &["deals", "--provider"]).await;
     assert_eq!(provider_deals["deals"][0]["status"], "Completed");
     assert_eq!(provider_deals["deals"][0]["paid"], "38000");

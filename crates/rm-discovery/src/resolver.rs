@@ -17,8 +17,11 @@ use crate::Registry;
 #[non_exhaustive]
 pub struct ResolverConfig {
     /// The longest a lookup takes in all (the DHT lookup, and for
-    /// [`PeerResolver::get_peers`] the queries to DHT providers); when it runs out, what
-    /// was found so far is returned. Default: 20 s.
+    /// [`PeerResolver::get_peers`] the queries to DHT providers); when it runs out, the
+    /// registry's entries are returned, and the DHT's only if its lookup had finished.
+    /// Default: 45 s, longer than the network's own DHT lookup limit (query timeout 30 s
+    /// plus the open timeout for dials, 10 s), so a slow lookup still returns what it
+    /// found.
     pub timeout: Duration,
     /// Most providers returned. Default: 16.
     pub max_results: usize,
@@ -27,7 +30,7 @@ pub struct ResolverConfig {
 impl Default for ResolverConfig {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(20),
+            timeout: Duration::from_secs(45),
             max_results: 16,
         }
     }

@@ -28,6 +28,9 @@ pub struct DemoArgs {
     /// Keep the temporary homes (printed) instead of removing them.
     #[arg(long)]
     pub keep: bool,
+    /// Give up (and cancel the deal) after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
 }
 
 /// The provider's terms in the demo: 1 attoFIL per byte, an unseal price, 1 MiB intervals.
@@ -107,7 +110,10 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
     }
     say(&format!(
         "queried {}: {}/byte, unseal {}; retrieving",
-        crate::cmd::full_addr(&addrs[0], peer),
+        addrs
+            .first()
+            .map(|a| crate::cmd::full_addr(a, peer).to_string())
+            .unwrap_or_default(),
         terms.min_price_per_byte.display_atto(),
         terms.unseal_price.display_atto()
     ));
@@ -116,7 +122,15 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
         .retrieve(Retrieval::from_query(root, peer, addrs, &terms))
         .await?;
     let mut first_byte = None;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let deal = loop {
+        if Instant::now() > deadline {
+            client.cancel_deal(id).await?;
+            bail!(
+                "the retrieval took longer than --timeout-secs {}; cancelled",
+                args.timeout_secs
+            );
+        }
         if first_byte.is_none()
             && let Some(d) = client.retrieval_status(id)?
             && d.state.total_received > 0

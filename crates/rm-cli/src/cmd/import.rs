@@ -23,8 +23,9 @@ pub struct ImportArgs {
     pub car: bool,
 }
 
-/// Imports, prints the payload and piece CIDs, and provides the payload on the DHT (now
-/// if `rm serve` is not running elsewhere on this home, else when it next starts).
+/// Imports, prints the payload and piece CIDs, and adds the payload to what the node
+/// provides: `rm serve` announces it on the DHT when it starts (import while the server
+/// is stopped: one process owns a home).
 pub async fn run(global: &Global, out: &Output, args: ImportArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
     let config = home::load(&home)?;

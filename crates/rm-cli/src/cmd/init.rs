@@ -33,7 +33,7 @@ pub async fn run(global: &Global, out: &Output, _args: InitArgs) -> Result<ExitC
     let verb = if created { "created" } else { "exists:" };
     out.result(
         &json!({
-            "home": home,
+            "home": home.display().to_string(),
             "created": created,
             "peer_id": peer.to_string(),
             "wallet": wallet,

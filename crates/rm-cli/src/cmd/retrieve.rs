@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use rm_blockio::Blockstore;
 use rm_client::{Client, ClientDeal, Retrieval};
 use rm_network::libp2p::PeerId;
 use rm_paych::PaychNode;
@@ -40,6 +39,9 @@ pub struct RetrieveArgs {
     /// Retrieve from this piece only.
     #[arg(long, value_name = "PIECE_CID")]
     pub piece: Option<String>,
+    /// Add this much (attoFIL) to a resumed deal that ran out of funds.
+    #[arg(long, value_name = "AMOUNT")]
+    pub add_funds: Option<String>,
 }
 
 /// Retrieves, writes the output, prints a summary. An interrupted run (Ctrl-C, a crash,
@@ -52,6 +54,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     let selector = args.selector.as_deref().map(ipld_from_json).transpose()?;
     let piece = args.piece.as_deref().map(parse_cid).transpose()?;
     let max_price = args.max_price.as_deref().map(parse_amount).transpose()?;
+    let add_funds = args.add_funds.as_deref().map(parse_amount).transpose()?;
     if selector.is_some() && !args.car {
         bail!("a partial retrieval (--selector) can only be written as a CAR: add --car");
     }
@@ -65,6 +68,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         d.state.proposal.payload_cid == payload
             && d.state.sender == rm_peer
             && d.state.proposal.params.selector == selector
+            && (piece.is_none() || d.state.proposal.params.piece_cid == piece)
     };
     let deals = client.list_deals()?;
     let unfinished = deals
@@ -77,8 +81,27 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         .find(|(_, d)| same(d) && d.status() == DealStatus::Completed)
         .map(|(id, _)| *id);
     let (id, how) = match (unfinished, done_before) {
-        (Some(id), _) => (id, "resumed"),
-        (None, Some(id)) if node.blocks.has(&payload)? => (id, "retrieved before"),
+        (Some(id), _) => {
+            if let Some((_, d)) = deals.iter().find(|(i, _)| *i == id)
+                && let Some(max) = &max_price
+                && d.state.proposal.params.price_per_byte > *max
+            {
+                bail!(
+                    "deal {} was made at {} per byte, more than --max-price {}",
+                    id.0,
+                    d.state.proposal.params.price_per_byte.display_atto(),
+                    max.display_atto()
+                );
+            }
+            // The provider may be back at another address: the one given is tried too.
+            if let Some(a) = &addr {
+                node.network.add_address(peer, a.clone()).await?;
+            }
+            (id, "resumed")
+        }
+        (None, Some(id)) if dag_complete(&node, &payload, selector.as_ref()) => {
+            (id, "retrieved before")
+        }
         _ => {
             let addrs = query::provider_addrs(&node, &config, peer, addr, &payload).await?;
             let terms = query::query(&node, peer, addrs.clone(), payload, piece).await?;
@@ -108,7 +131,19 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         }
     };
     if how != "new" && !out.is_json() {
-        eprintln!("{how} deal {}", id.0);
+        eprintln!("{how}: deal {}", id.0);
+    }
+    if let Some(amount) = &add_funds {
+        let stuck = client
+            .retrieval_status(id)?
+            .is_some_and(|d| d.status() == DealStatus::InsufficientFunds);
+        if !stuck {
+            bail!(
+                "deal {} is not waiting for funds: --add-funds is not needed",
+                id.0
+            );
+        }
+        client.add_more_funds(id, amount.clone()).await?;
     }
 
     let Some(deal) = follow(&client, &mut events, id, out, started).await? else {
@@ -122,9 +157,22 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         );
         return Ok(exit::code(exit::INTERRUPTED));
     };
+    if deal.status() == DealStatus::InsufficientFunds {
+        out.result(
+            &summary_json(id, &deal, how, started, None),
+            &format!(
+                "deal {} ran out of funds ({} spent, {} more owed): run the same command \
+                 with --add-funds AMOUNT to go on\n",
+                id.0,
+                deal.state.funds_spent.display_atto(),
+                deal.state.voucher_shortfall.display_atto()
+            ),
+        );
+        return finish(&node, client, exit::NOT_DONE).await;
+    }
     if deal.status() != DealStatus::Completed {
         out.result(
-            &summary_json(id, &deal, started, None),
+            &summary_json(id, &deal, how, started, None),
             &format!(
                 "deal {} ended {}: {}\n",
                 id.0,
@@ -135,7 +183,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         return finish(&node, client, exit::NOT_DONE).await;
     }
     write_output(&node, &payload, selector.as_ref(), &args.output, args.car)?;
-    let summary = summary_json(id, &deal, started, Some(&args.output));
+    let summary = summary_json(id, &deal, how, started, Some(&args.output));
     let elapsed = started.elapsed().as_secs_f64();
     out.result(
         &summary,
@@ -173,6 +221,8 @@ async fn follow(
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     };
+    // Registered once, before the loop: a Ctrl-C between two turns is not lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut last_bytes = u64::MAX;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -198,12 +248,12 @@ async fn follow(
                 "paid": current.state.funds_spent.atto().to_string(),
             }));
         }
-        if current.status().is_terminal() {
+        if current.status().is_terminal() || current.status() == DealStatus::InsufficientFunds {
             bar.finish_and_clear();
             return Ok(Some(current));
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupt.recv() => {
                 bar.abandon();
                 return Ok(None);
             }
@@ -255,10 +305,13 @@ fn write_output(
 fn summary_json(
     id: DealId,
     deal: &ClientDeal,
+    how: &str,
     started: Instant,
     output: Option<&Path>,
 ) -> serde_json::Value {
     json!({
+        "event": "done",
+        "deal": how,
         "deal_id": id.0,
         "status": deal.status().short_name(),
         "message": deal.state.message,
@@ -267,7 +320,7 @@ fn summary_json(
         "vouchers": deal.vouchers.iter().map(|v| v.atto().to_string()).collect::<Vec<_>>(),
         "total_paid": deal.state.funds_spent.atto().to_string(),
         "elapsed_ms": started.elapsed().as_millis() as u64,
-        "output": output,
+        "output": output.map(|p| p.display().to_string()),
     })
 }
 
@@ -275,6 +328,25 @@ async fn finish(node: &Node, client: Client<PaychNode>, code: u8) -> Result<Exit
     client.close().await;
     node.network.shutdown().await;
     Ok(exit::code(code))
+}
+
+/// Whether every block `selector` (all, by default) reaches under `payload` is in the
+/// node's blockstore: after a power loss a retrieved DAG may have lost its tail.
+fn dag_complete(node: &Node, payload: &Cid, selector: Option<&Ipld>) -> bool {
+    let selector = match selector {
+        Some(s) => match rm_types::codec::to_vec(s)
+            .ok()
+            .and_then(|b| rm_blockio::Selector::from_dag_cbor(&b).ok())
+        {
+            Some(s) => s,
+            None => return false,
+        },
+        None => rm_blockio::Selector::explore_all_recursively(),
+    };
+    match rm_blockio::BlockReader::new(node.blocks.as_ref(), *payload, &selector) {
+        Ok(reader) => reader.into_iter().all(|b| b.is_ok()),
+        Err(_) => false,
+    }
 }
 
 /// The provider peer of a stored deal, for listings.

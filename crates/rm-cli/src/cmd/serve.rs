@@ -73,15 +73,25 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
         &text,
     );
 
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
+    use tokio::signal::unix::{SignalKind, signal};
+    // Registered once, before the loop: a signal between two turns is not lost.
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let mut last: HashMap<(Vec<u8>, u64), rm_types::DealStatus> = HashMap::new();
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
             note = events.recv() => {
-                let Ok(note) = note else { break };
+                let note = match note {
+                    Ok(note) => note,
+                    Err(rm_fsm::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "deal notifications missed; the log skips them");
+                        continue;
+                    }
+                    // Closed: the provider is gone.
+                    Err(_) => break,
+                };
                 let rm_fsm::Notification::Applied { id: key, snapshot, .. } = note else { continue };
                 let status = snapshot.state.status();
                 if last.get(&key) == Some(&status) {
