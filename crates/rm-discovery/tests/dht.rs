@@ -140,9 +140,17 @@ async fn five_nodes_a_provider_is_found_by_a_node_that_only_knows_the_bootstrap_
     announcer.provide(&payload()).unwrap();
     wait_stats(&mut stats, |s| s.announced >= 1).await;
 
-    // find: the provider with addresses to dial.
+    // find: the provider with addresses to dial. ADD_PROVIDER is fire-and-forget, so the
+    // first lookups may run before the records are stored: a few tries, bounded.
     let resolver = Resolver::new(ResolverConfig::default()).with_network(client.clone());
-    let found = within(resolver.find(&payload())).await;
+    let mut found = Vec::new();
+    for _ in 0..20 {
+        found = within(resolver.find(&payload())).await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].peer_id, provider.local_peer_id());
     assert_eq!(found[0].source, Source::Dht);
