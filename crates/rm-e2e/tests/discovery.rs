@@ -74,7 +74,7 @@ async fn a_client_that_knows_only_a_bootstrap_node_finds_queries_and_retrieves()
         if !peers.is_empty() {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(peers.len(), 1, "{peers:?}");
     let peer = rm_network::from_rm_peer(&peers[0].id).unwrap();
