@@ -52,6 +52,10 @@ pub struct AnnouncerConfig {
     /// Most payloads provided. Default: 65,536 (the network's default
     /// `dht_max_provider_keys`).
     pub max_provided: usize,
+    /// How often the announcer checks, after announcing while the node had no DHT peers
+    /// (its records then reached nobody), whether peers have appeared; it then announces
+    /// everything again at once instead of at the next round. Default: 30 s.
+    pub peerless_retry: Duration,
 }
 
 impl Default for AnnouncerConfig {
@@ -60,11 +64,18 @@ impl Default for AnnouncerConfig {
             reannounce_interval: Duration::from_secs(12 * 60 * 60),
             concurrency: 8,
             max_provided: 65_536,
+            peerless_retry: Duration::from_secs(30),
         }
     }
 }
 
 impl AnnouncerConfig {
+    /// Sets [`AnnouncerConfig::peerless_retry`].
+    pub fn with_peerless_retry(mut self, retry: Duration) -> Self {
+        self.peerless_retry = retry;
+        self
+    }
+
     /// Sets [`AnnouncerConfig::reannounce_interval`].
     pub fn with_reannounce_interval(mut self, interval: Duration) -> Self {
         self.reannounce_interval = interval;
@@ -217,6 +228,8 @@ impl Announcer {
             stats: stats_tx,
             interval: config.reannounce_interval,
             concurrency: config.concurrency.max(1),
+            peerless_retry: config.peerless_retry.max(Duration::from_millis(10)),
+            announced_alone: AtomicBool::new(false),
         }));
         Ok(Self {
             inner: Arc::new(Inner {
@@ -325,15 +338,26 @@ struct Task {
     stats: watch::Sender<AnnouncerStats>,
     interval: Duration,
     concurrency: usize,
+    peerless_retry: Duration,
+    /// Something was announced while the node had no DHT peers.
+    announced_alone: AtomicBool,
 }
 
 async fn run(mut task: Task) {
     // The first tick fires at once: the round at start.
     let mut tick = tokio::time::interval(task.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut retry = tokio::time::interval(task.peerless_retry);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => task.round().await,
+            _ = retry.tick() => {
+                if task.announced_alone.load(Ordering::Acquire) && task.has_peers().await {
+                    tracing::debug!("DHT peers appeared: announcing everything again");
+                    task.round().await;
+                }
+            }
             first = task.queued.recv() => {
                 let Some(first) = first else { break };
                 let mut batch = vec![first];
@@ -355,6 +379,8 @@ async fn run(mut task: Task) {
 impl Task {
     /// Announces every provided payload once.
     async fn round(&self) {
+        // A whole round announced with peers reaches them all: nothing is owed any more.
+        let with_peers = self.has_peers().await;
         let mut after: Option<Vec<u8>> = None;
         loop {
             let (cids, last) = match self.set.batch(after.as_deref(), ROUND_BATCH) {
@@ -370,11 +396,29 @@ impl Task {
                 None => break,
             }
         }
+        if with_peers {
+            self.announced_alone.store(false, Ordering::Release);
+        }
         self.stats.send_modify(|s| s.rounds += 1);
         tracing::debug!(stats = ?*self.stats.borrow(), "announce round done");
     }
 
+    async fn has_peers(&self) -> bool {
+        self.network
+            .dht_peers()
+            .await
+            .is_ok_and(|peers| !peers.is_empty())
+    }
+
     async fn announce_all(&self, cids: Vec<Cid>) {
+        if cids.is_empty() {
+            return;
+        }
+        // Announcing to nobody succeeds but reaches nobody: remember it, so the
+        // payloads are announced again once peers appear.
+        if !self.has_peers().await {
+            self.announced_alone.store(true, Ordering::Release);
+        }
         futures::stream::iter(cids)
             .for_each_concurrent(self.concurrency, |cid| async move {
                 match self.network.start_providing(&cid).await {

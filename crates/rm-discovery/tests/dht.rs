@@ -464,3 +464,40 @@ async fn a_dht_that_does_not_answer_is_cut_off_by_the_timeout() {
     hold.abort();
     network.shutdown().await;
 }
+
+// A provider that announced before it had any DHT peer announces again as soon as peers
+// appear, not 12 hours later.
+#[tokio::test]
+async fn announces_made_without_peers_are_repeated_when_peers_appear() {
+    let (bootstrap, nodes) = dht(2).await;
+    let client = &nodes[0];
+    let provider = host().await;
+    let (_dir, pdb) = db();
+    let announcer = Announcer::open(
+        provider.clone(),
+        Arc::clone(&pdb),
+        announcer::DEFAULT_CF,
+        AnnouncerConfig::default()
+            .with_reannounce_interval(HOUR)
+            .with_peerless_retry(Duration::from_millis(100)),
+    )
+    .unwrap();
+    let mut stats = announcer.subscribe();
+    announcer.provide(&payload()).unwrap();
+    // Announced to nobody (the provider knows no peer yet): only its own store has it.
+    let before = wait_stats(&mut stats, |s| s.announced >= 1).await;
+    join(&provider, &bootstrap).await;
+    // Within a few retry periods, a round runs again now that there are peers.
+    wait_stats(&mut stats, |s| s.rounds > before.rounds).await;
+    let resolver = Resolver::new(ResolverConfig::default()).with_network(client.clone());
+    let mut found = Vec::new();
+    for _ in 0..20 {
+        found = within(resolver.find(&payload())).await;
+        if !found.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].peer_id, provider.local_peer_id());
+}
