@@ -130,8 +130,8 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
             (client.retrieve(retrieval).await?, "new")
         }
     };
-    if how != "new" && !out.is_json() {
-        eprintln!("{how}: deal {}", id.0);
+    if how == "resumed" && !out.is_json() {
+        eprintln!("resuming deal {}", id.0);
     }
     if let Some(amount) = &add_funds {
         let stuck = client
@@ -185,20 +185,41 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     write_output(&node, &payload, selector.as_ref(), &args.output, args.car)?;
     let summary = summary_json(id, &deal, how, started, Some(&args.output));
     let elapsed = started.elapsed().as_secs_f64();
-    out.result(
-        &summary,
-        &format!(
-            "retrieved {} in {} ({}) to {}\n  paid {} in {}; {:.2} s, {}/s\n",
+    let paid = format!(
+        "paid {} in {}",
+        deal.state.funds_spent.display_atto(),
+        output::count(deal.vouchers.len() as u64, "voucher")
+    );
+    let text = if how == "retrieved before" {
+        // Nothing moved now: no rate to report.
+        format!(
+            "already retrieved in deal {} ({} in {}; {paid}); wrote {}\n",
+            id.0,
+            output::bytes(deal.state.total_received),
+            output::count(deal.state.blocks_received, "block"),
+            args.output.display(),
+        )
+    } else {
+        // A resumed deal counts the bytes of earlier runs too: the rate is this run's
+        // share only when the deal is new.
+        let rate = if how == "new" {
+            format!(
+                ", {}/s",
+                output::bytes((deal.state.total_received as f64 / elapsed.max(1e-9)) as u64)
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "retrieved {} in {} ({}) to {}\n  {paid}; {:.2} s{rate}\n",
             payload,
             output::count(deal.state.blocks_received, "block"),
             output::bytes(deal.state.total_received),
             args.output.display(),
-            deal.state.funds_spent.display_atto(),
-            output::count(deal.vouchers.len() as u64, "voucher"),
             elapsed,
-            output::bytes((deal.state.total_received as f64 / elapsed.max(1e-9)) as u64),
-        ),
-    );
+        )
+    };
+    out.result(&summary, &text);
     finish(&node, client, exit::OK).await
 }
 
