@@ -33,9 +33,9 @@ resume_window_secs = 600
 max_reconnects = 5
 
 [storage]
-# When deal state reaches the disk: "process" (write-ahead log, no fsync: survives a
-# crash of rm, not of the machine; fastest) or "machine" (fsync, grouped: survives power
-# loss).
+# When deal state, payments and retrieved blocks reach the disk: "process" (no fsync:
+# survives a crash of rm, not of the machine; fastest) or "machine" (fsync, grouped for
+# deal state: survives power loss).
 durability = "process"
 # Unsealed sector files: the miner actor id in their names, and the largest sector.
 miner_id = 1000

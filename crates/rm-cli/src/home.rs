@@ -39,7 +39,7 @@ pub async fn open(home: &Path, config: &Config, listen: &[String]) -> Result<Nod
         sectors: rm_unseal::sector::Config::default()
             .with_miner_id(config.storage.miner_id)
             .with_sector_size(config.sector_size()?),
-        sync_ledger: config.storage.durability == "machine",
+        sync_writes: config.storage.durability == "machine",
         ..Options::default()
     };
     match Node::open_options(home, options).await {

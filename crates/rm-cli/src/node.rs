@@ -85,8 +85,9 @@ pub struct Options {
     pub sectors: rm_unseal::sector::Config,
     /// DHT announcements.
     pub announcer: AnnouncerConfig,
-    /// fsync every payment-channel ledger write (durability "machine").
-    pub sync_ledger: bool,
+    /// fsync every payment-channel ledger write and every block write before it is
+    /// counted (durability "machine").
+    pub sync_writes: bool,
 }
 
 /// One node: what an `rm` process has, in one home directory.
@@ -166,14 +167,17 @@ impl Node {
         let wallet = Arc::new(wallet);
         let ledger = Arc::new(
             Ledger::open(Arc::clone(&db), ledger::DEFAULT_COLUMN_FAMILY)?
-                .with_sync_writes(options.sync_ledger),
+                .with_sync_writes(options.sync_writes),
         );
         let paych = PaychNode::new(Arc::clone(&ledger), Arc::clone(&wallet));
-        let blocks = Arc::new(FileBlockstore::open(
-            home.join("blocks.dat"),
-            Arc::clone(&db),
-            FileBlockstore::DEFAULT_CF,
-        )?);
+        let blocks = Arc::new(
+            FileBlockstore::open(
+                home.join("blocks.dat"),
+                Arc::clone(&db),
+                FileBlockstore::DEFAULT_CF,
+            )?
+            .with_sync(options.sync_writes),
+        );
         let registry = Arc::new(Registry::open(
             Arc::clone(&db),
             rm_discovery::registry::DEFAULT_CF,
