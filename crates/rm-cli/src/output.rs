@@ -25,6 +25,9 @@ impl Output {
     }
 
     /// Prints a result: `value` as one JSON line, or `text` (already formatted).
+    ///
+    /// Write errors are ignored on purpose here and below: stdout closed by the reader
+    /// (`rm deals | head`) must not turn a done command into a failed one.
     pub fn result(&self, value: &Value, text: &str) {
         let mut stdout = std::io::stdout().lock();
         let _ = if self.json {
@@ -106,6 +109,11 @@ pub fn bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{v:.1} {}", UNITS[unit])
+}
+
+/// The last 8 characters of a peer id, for tables and log lines.
+pub fn short_peer(peer: &str) -> &str {
+    peer.get(peer.len().saturating_sub(8)..).unwrap_or(peer)
 }
 
 /// `n word`/`n words`, with thousands separators: `1 block`, `1,024 blocks`.

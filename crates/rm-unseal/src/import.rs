@@ -195,10 +195,14 @@ pub fn import_dag(
     staging: &Path,
 ) -> Result<Imported, Error> {
     std::fs::create_dir_all(staging)?;
-    let file = tempfile_in(staging)?;
-    let out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&file.0)?);
+    // Removed when dropped, whichever way the import ends.
+    let file = tempfile::Builder::new()
+        .prefix("import-")
+        .suffix(".car")
+        .tempfile_in(staging)?;
+    let out = std::io::BufWriter::with_capacity(1 << 20, file.as_file());
     car::export(store, root, &Selector::explore_all_recursively(), out)?;
-    import_car(pieces, sectors, &file.0)
+    import_car(pieces, sectors, file.path())
 }
 
 /// Imports a file or directory as UnixFS with `preset`, then as a piece ([`import_dag`]).
@@ -214,28 +218,4 @@ pub fn import_path(
     let scratch = ScratchBlockstore::new_in(staging)?;
     let root = unixfs::import_path(&scratch, preset, path)?.root;
     import_dag(pieces, sectors, &scratch, root, staging)
-}
-
-/// A file removed on drop.
-struct TempPath(std::path::PathBuf);
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-fn tempfile_in(dir: &Path) -> Result<TempPath, Error> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let name = format!(
-        "import-{}-{nanos}-{}.car",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    Ok(TempPath(dir.join(name)))
 }

@@ -50,7 +50,7 @@ pub async fn run(global: &Global, out: &Output, args: DealsArgs) -> Result<ExitC
             rows.push(vec![
                 "client".into(),
                 id.to_string(),
-                short(&provider_of(&deal)),
+                output::short_peer(&provider_of(&deal)).to_owned(),
                 s.proposal.payload_cid.to_string(),
                 deal.status().short_name().to_string(),
                 output::bytes(s.total_received),
@@ -78,7 +78,7 @@ pub async fn run(global: &Global, out: &Output, args: DealsArgs) -> Result<ExitC
             rows.push(vec![
                 "provider".into(),
                 id.to_string(),
-                short(&peer),
+                output::short_peer(&peer).to_owned(),
                 s.proposal.payload_cid.to_string(),
                 deal.status().short_name().to_string(),
                 output::bytes(s.total_sent),
@@ -128,11 +128,4 @@ pub async fn provider_deals(
     )
     .await?;
     Ok(group.list(|_, _| true)?)
-}
-
-/// The last 8 characters of a peer id.
-fn short(peer: &str) -> String {
-    peer.get(peer.len().saturating_sub(8)..)
-        .unwrap_or(peer)
-        .to_owned()
 }

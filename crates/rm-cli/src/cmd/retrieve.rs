@@ -58,6 +58,8 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     if selector.is_some() && !args.car {
         bail!("a partial retrieval (--selector) can only be written as a CAR: add --car");
     }
+    // Checked now, before anything is dialled; used to check and to write the output.
+    let dag_selector = dag_selector(selector.as_ref())?;
 
     let node = home::open(&home, &config, &[]).await?;
     let client = node.client(config.client_config()?).await?;
@@ -99,7 +101,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
             }
             (id, "resumed")
         }
-        (None, Some(id)) if dag_complete(&node, &payload, selector.as_ref()) => {
+        (None, Some(id)) if dag_complete(&node, &payload, &dag_selector) => {
             (id, "retrieved before")
         }
         _ => {
@@ -182,7 +184,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         );
         return finish(&node, client, exit::NOT_DONE).await;
     }
-    write_output(&node, &payload, selector.as_ref(), &args.output, args.car)?;
+    write_output(&node, &payload, &dag_selector, &args.output, args.car)?;
     let summary = summary_json(id, &deal, how, started, Some(&args.output));
     let elapsed = started.elapsed().as_secs_f64();
     let paid = format!(
@@ -289,29 +291,31 @@ async fn follow(
     }
 }
 
+/// The traversal selector: the one given (DAG-JSON, already parsed) or explore-all.
+fn dag_selector(selector: Option<&Ipld>) -> Result<rm_blockio::Selector> {
+    Ok(match selector {
+        Some(s) => rm_blockio::Selector::from_dag_cbor(&rm_types::codec::to_vec(s)?)
+            .context("the selector is not a valid IPLD selector")?,
+        None => rm_blockio::Selector::explore_all_recursively(),
+    })
+}
+
 /// Writes the retrieved DAG: the UnixFS file or directory, or a CAR of what `selector`
 /// selects.
 fn write_output(
     node: &Node,
     payload: &Cid,
-    selector: Option<&Ipld>,
+    selector: &rm_blockio::Selector,
     path: &Path,
     car: bool,
 ) -> Result<()> {
     if car {
-        let selector = match selector {
-            Some(s) => {
-                let bytes = rm_types::codec::to_vec(s)?;
-                rm_blockio::Selector::from_dag_cbor(&bytes)?
-            }
-            None => rm_blockio::Selector::explore_all_recursively(),
-        };
         let file =
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
         rm_blockio::car::export(
             node.blocks.as_ref(),
             *payload,
-            &selector,
+            selector,
             std::io::BufWriter::new(file),
         )
         .with_context(|| format!("writing the CAR {}", path.display()))?;
@@ -351,21 +355,11 @@ async fn finish(node: &Node, client: Client<PaychNode>, code: u8) -> Result<Exit
     Ok(exit::code(code))
 }
 
-/// Whether every block `selector` (all, by default) reaches under `payload` is in the
-/// node's blockstore: after a power loss a retrieved DAG may have lost its tail.
-fn dag_complete(node: &Node, payload: &Cid, selector: Option<&Ipld>) -> bool {
-    let selector = match selector {
-        Some(s) => match rm_types::codec::to_vec(s)
-            .ok()
-            .and_then(|b| rm_blockio::Selector::from_dag_cbor(&b).ok())
-        {
-            Some(s) => s,
-            None => return false,
-        },
-        None => rm_blockio::Selector::explore_all_recursively(),
-    };
-    match rm_blockio::BlockReader::new(node.blocks.as_ref(), *payload, &selector) {
-        Ok(reader) => reader.into_iter().all(|b| b.is_ok()),
+/// Whether every block `selector` reaches under `payload` is in the node's blockstore:
+/// after a power loss a retrieved DAG may have lost its tail.
+fn dag_complete(node: &Node, payload: &Cid, selector: &rm_blockio::Selector) -> bool {
+    match rm_blockio::BlockReader::new(node.blocks.as_ref(), *payload, selector) {
+        Ok(mut reader) => reader.all(|b| b.is_ok()),
         Err(_) => false,
     }
 }

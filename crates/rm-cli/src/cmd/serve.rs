@@ -114,7 +114,7 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
                     }),
                     &format!(
                         "deal {}/{}: {} ({} sent, {} received){}\n",
-                        short(&client),
+                        output::short_peer(&client),
                         key.1,
                         status.short_name(),
                         output::bytes(deal.total_sent),
@@ -134,9 +134,4 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
     node.network.shutdown().await;
     out.result(&json!({"event": "stopped"}), "rm serve: stopped\n");
     Ok(exit::code(exit::OK))
-}
-
-/// The last 8 characters of a peer id, for log lines.
-fn short(peer: &str) -> &str {
-    peer.get(peer.len().saturating_sub(8)..).unwrap_or(peer)
 }
