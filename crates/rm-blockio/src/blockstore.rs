@@ -1,7 +1,8 @@
-//! Content-addressed block storage: the [`Blockstore`] trait, a RocksDB implementation on a
-//! shared database handle ([`RocksBlockstore`]), block data in a file indexed in RocksDB
-//! ([`FileBlockstore`]), a temporary-file one for staging ([`ScratchBlockstore`]) and an
-//! in-memory one ([`MemoryBlockstore`]).
+//! Content-addressed block storage: the [`Blockstore`] trait, blocks as values in a
+//! keyspace of the node's database ([`DbBlockstore`]), block data in a file indexed in a
+//! keyspace ([`FileBlockstore`]), a temporary-file one for staging ([`ScratchBlockstore`])
+//! and an in-memory one ([`MemoryBlockstore`]). The keyspaces are `rm_store`'s: RocksDB in
+//! a node (cargo feature `rocksdb`), or memory.
 //!
 //! **Keys are multihashes**, not whole CIDs (as in boxo's blockstore): the same bytes are
 //! stored once whatever CID version or codec names them, so after `put` under a CIDv0,
@@ -17,6 +18,7 @@
 
 use crate::codec::IDENTITY;
 use cid::Cid;
+use rm_store::{Durability, Keyspace, WriteBatch};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -25,12 +27,9 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// RocksDB failed.
-    #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
-    /// The column family does not exist in the shared database.
-    #[error("column family {0:?} does not exist")]
-    MissingColumnFamily(String),
+    /// The database failed (or lacks the keyspace).
+    #[error(transparent)]
+    Db(#[from] rm_store::Error),
     /// The data file failed.
     #[error("block data file: {0}")]
     Io(#[from] std::io::Error),
@@ -154,113 +153,78 @@ impl Blockstore for MemoryBlockstore {
     }
 }
 
-/// A blockstore in its own column family of a shared RocksDB database.
-pub struct RocksBlockstore {
-    db: Arc<rocksdb::DB>,
-    cf: String,
+/// Blocks as values of one keyspace of a database (keyed by multihash).
+///
+/// On RocksDB, values of 16 KiB and more go to blob files (see `rm_store::Options`); for
+/// large data a [`FileBlockstore`] writes less.
+#[derive(Debug, Clone)]
+pub struct DbBlockstore {
+    keyspace: Keyspace,
 }
 
-impl std::fmt::Debug for RocksBlockstore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksBlockstore")
-            .field("cf", &self.cf)
-            .finish_non_exhaustive()
-    }
-}
+impl DbBlockstore {
+    /// The keyspace name tools use for a database of blocks alone.
+    pub const DEFAULT_KEYSPACE: &'static str = "blocks";
 
-impl RocksBlockstore {
-    /// Column family name used by [`RocksBlockstore::open`].
-    pub const DEFAULT_CF: &'static str = "blocks";
-
-    /// A blockstore over an already opened database; the column family `cf` must exist
-    /// (open the database with it, e.g. via [`rocksdb::ColumnFamilyDescriptor`]).
-    pub fn new(db: Arc<rocksdb::DB>, cf: impl Into<String>) -> Result<Self, Error> {
-        let cf = cf.into();
-        if db.cf_handle(&cf).is_none() {
-            return Err(Error::MissingColumnFamily(cf));
-        }
-        Ok(Self { db, cf })
+    /// A blockstore in `keyspace`.
+    pub fn new(keyspace: Keyspace) -> Self {
+        Self { keyspace }
     }
 
-    /// Opens (creating if needed) a standalone database at `path` with one column family,
-    /// [`RocksBlockstore::DEFAULT_CF`]. For tests and tools; nodes share one database.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        let db = rocksdb::DB::open_cf(&opts, path, [Self::DEFAULT_CF])?;
-        Self::new(Arc::new(db), Self::DEFAULT_CF)
-    }
-
-    /// The shared database handle.
-    pub fn db(&self) -> &Arc<rocksdb::DB> {
-        &self.db
-    }
-
-    fn cf(&self) -> Result<&rocksdb::ColumnFamily, Error> {
-        self.db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))
+    /// Its keyspace.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
     }
 }
 
-impl Blockstore for RocksBlockstore {
+impl Blockstore for DbBlockstore {
     fn get(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
         if let Some(data) = identity_data(cid) {
             return Ok(Some(data.to_vec()));
         }
-        Ok(self.db.get_cf(self.cf()?, key(cid))?)
+        Ok(self.keyspace.get(&key(cid))?)
     }
 
     fn has(&self, cid: &Cid) -> Result<bool, Error> {
         if identity_data(cid).is_some() {
             return Ok(true);
         }
-        let cf = self.cf()?;
-        let k = key(cid);
-        if !self.db.key_may_exist_cf(cf, &k) {
-            return Ok(false);
-        }
-        Ok(self.db.get_pinned_cf(cf, &k)?.is_some())
+        Ok(self.keyspace.contains(&key(cid))?)
     }
 
     fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> {
         if let Some(data) = identity_data(cid) {
             return Ok(Some(data.len() as u64));
         }
-        Ok(self
-            .db
-            .get_pinned_cf(self.cf()?, key(cid))?
-            .map(|v| v.len() as u64))
+        Ok(self.keyspace.get_with(&key(cid), |v| v.len() as u64)?)
     }
 
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
         if identity_data(cid).is_some() {
             return Ok(());
         }
-        Ok(self.db.put_cf(self.cf()?, key(cid), data)?)
+        Ok(self.keyspace.put(&key(cid), data)?)
     }
 
     fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> {
-        let cf = self.cf()?;
-        let mut batch = rocksdb::WriteBatch::default();
+        let mut batch = WriteBatch::new();
         for (cid, data) in blocks {
             if identity_data(cid).is_none() {
-                batch.put_cf(cf, key(cid), data);
+                batch.put(&self.keyspace, &key(cid), data);
             }
         }
-        Ok(self.db.write(batch)?)
+        Ok(self.keyspace.db().write(batch, Durability::Process)?)
     }
 
     fn delete(&self, cid: &Cid) -> Result<(), Error> {
         if identity_data(cid).is_some() {
             return Ok(());
         }
-        Ok(self.db.delete_cf(self.cf()?, key(cid))?)
+        Ok(self.keyspace.delete(&key(cid))?)
     }
 }
 
-/// Block data appended to one file, indexed by multihash in a RocksDB column family.
+/// Block data appended to one file, indexed by multihash in a keyspace.
 ///
 /// Blocks are written once, sequentially, and read with positioned reads: no write-ahead
 /// log copy, no memtable, no compaction of the data — what a client storing a retrieval as
@@ -271,8 +235,7 @@ impl Blockstore for RocksBlockstore {
 /// as absent for [`Blockstore::has`]; [`FileBlockstore::with_sync`] syncs every write. `delete` removes the index entry only; the space is
 /// not reclaimed (the file only grows).
 pub struct FileBlockstore {
-    db: Arc<rocksdb::DB>,
-    cf: String,
+    index: Keyspace,
     /// The append handle; its lock orders writers.
     file: std::sync::Mutex<std::fs::File>,
     /// A read-only handle for positioned reads, which need no lock.
@@ -286,7 +249,7 @@ impl std::fmt::Debug for FileBlockstore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileBlockstore")
             .field("path", &self.path)
-            .field("cf", &self.cf)
+            .field("index", &self.index.name())
             .finish_non_exhaustive()
     }
 }
@@ -306,20 +269,11 @@ fn parse_location(v: &[u8]) -> Option<(u64, u64)> {
 }
 
 impl FileBlockstore {
-    /// Column family name for the index.
-    pub const DEFAULT_CF: &'static str = "block-index";
+    /// The keyspace name nodes use for the index.
+    pub const DEFAULT_KEYSPACE: &'static str = "block-index";
 
-    /// Opens (creating if needed) the data file at `path`, indexed in column family `cf`
-    /// of `db` (which must exist).
-    pub fn open(
-        path: impl AsRef<Path>,
-        db: Arc<rocksdb::DB>,
-        cf: impl Into<String>,
-    ) -> Result<Self, Error> {
-        let cf = cf.into();
-        if db.cf_handle(&cf).is_none() {
-            return Err(Error::MissingColumnFamily(cf));
-        }
+    /// Opens (creating if needed) the data file at `path`, indexed in `index`.
+    pub fn open(path: impl AsRef<Path>, index: Keyspace) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let file = std::fs::OpenOptions::new()
             .create(true)
@@ -328,8 +282,7 @@ impl FileBlockstore {
             .open(&path)?;
         let reader = std::fs::File::open(&path)?;
         Ok(Self {
-            db,
-            cf,
+            index,
             file: std::sync::Mutex::new(file),
             reader,
             path,
@@ -346,17 +299,11 @@ impl FileBlockstore {
         self
     }
 
-    fn cf(&self) -> Result<&rocksdb::ColumnFamily, Error> {
-        self.db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))
-    }
-
     fn locate(&self, cid: &Cid) -> Result<Option<(u64, u64)>, Error> {
         Ok(self
-            .db
-            .get_pinned_cf(self.cf()?, key(cid))?
-            .and_then(|v| parse_location(&v)))
+            .index
+            .get_with(&key(cid), parse_location)?
+            .flatten())
     }
 
     fn file(&self) -> std::sync::MutexGuard<'_, std::fs::File> {
@@ -409,8 +356,7 @@ impl Blockstore for FileBlockstore {
 
     fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> {
         use std::io::Write;
-        let cf = self.cf()?;
-        let mut batch = rocksdb::WriteBatch::default();
+        let mut batch = WriteBatch::new();
         let mut file = self.file();
         let mut offset = file.metadata()?.len();
         let mut seen = std::collections::HashSet::new();
@@ -420,24 +366,22 @@ impl Blockstore for FileBlockstore {
                 continue;
             }
             file.write_all(data)?;
-            batch.put_cf(cf, key(cid), location(offset, data.len() as u64));
+            batch.put(&self.index, &key(cid), &location(offset, data.len() as u64));
             offset += data.len() as u64;
         }
         // Data first, then the index: the index never names bytes the file lacks.
         if self.sync && !batch.is_empty() {
             file.sync_data()?;
-            let mut opts = rocksdb::WriteOptions::default();
-            opts.set_sync(true);
-            return Ok(self.db.write_opt(batch, &opts)?);
+            return Ok(self.index.db().write(batch, Durability::Machine)?);
         }
-        Ok(self.db.write(batch)?)
+        Ok(self.index.db().write(batch, Durability::Process)?)
     }
 
     fn delete(&self, cid: &Cid) -> Result<(), Error> {
         if identity_data(cid).is_some() {
             return Ok(());
         }
-        Ok(self.db.delete_cf(self.cf()?, key(cid))?)
+        Ok(self.index.delete(&key(cid))?)
     }
 }
 
@@ -597,52 +541,50 @@ mod tests {
     }
 
     #[test]
-    fn rocks_blockstore() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = RocksBlockstore::open(dir.path()).unwrap();
+    fn db_blockstore() {
+        let store = DbBlockstore::new(Keyspace::memory("blocks"));
         exercise(&store);
-        assert!(matches!(
-            RocksBlockstore::new(store.db().clone(), "nope"),
-            Err(Error::MissingColumnFamily(_))
-        ));
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn db_blockstore_on_rocksdb_keeps_keyspaces_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = rm_store::Db::open(dir.path(), &["a", "b"], &Default::default()).unwrap();
+        let a = DbBlockstore::new(db.keyspace("a").unwrap());
+        exercise(&a);
+        let b = DbBlockstore::new(db.keyspace("b").unwrap());
+        let cid = cid_of(cid::Version::V1, RAW, SHA2_256, b"x").unwrap();
+        a.put(&cid, b"x").unwrap();
+        assert!(a.has(&cid).unwrap());
+        assert!(!b.has(&cid).unwrap(), "keyspaces are separate");
     }
 
     #[test]
     fn file_blockstore() {
         let dir = tempfile::tempdir().unwrap();
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        let db = Arc::new(
-            rocksdb::DB::open_cf(&opts, dir.path().join("db"), [FileBlockstore::DEFAULT_CF])
-                .unwrap(),
-        );
+        let index = Keyspace::memory(FileBlockstore::DEFAULT_KEYSPACE);
         let path = dir.path().join("blocks.dat");
         // The synced mode behaves the same (what it adds, surviving a power loss, is not
         // something a test can observe).
         {
             let dir = tempfile::tempdir().unwrap();
-            let db = Arc::new(
-                rocksdb::DB::open_cf(&opts, dir.path().join("db"), [FileBlockstore::DEFAULT_CF])
-                    .unwrap(),
-            );
             let synced = FileBlockstore::open(
                 dir.path().join("blocks.dat"),
-                db,
-                FileBlockstore::DEFAULT_CF,
+                Keyspace::memory(FileBlockstore::DEFAULT_KEYSPACE),
             )
             .unwrap()
             .with_sync(true);
             exercise(&synced);
         }
-        let store = FileBlockstore::open(&path, db.clone(), FileBlockstore::DEFAULT_CF).unwrap();
+        let store = FileBlockstore::open(&path, index.clone()).unwrap();
         exercise(&store);
         let d = b"persisted".to_vec();
         let cid = cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap();
         store.put(&cid, &d).unwrap();
         drop(store);
         // Reopened: the index and the data are still there.
-        let store = FileBlockstore::open(&path, db.clone(), FileBlockstore::DEFAULT_CF).unwrap();
+        let store = FileBlockstore::open(&path, index).unwrap();
         assert_eq!(store.get(&cid).unwrap(), Some(d));
         // A data file shorter than its index (lost writes) reads as truncated, not garbage.
         let len = std::fs::metadata(&path).unwrap().len();
@@ -654,24 +596,5 @@ mod tests {
             .unwrap();
         assert!(matches!(store.get(&cid), Err(Error::Truncated)));
         assert!(!store.has(&cid).unwrap());
-        assert!(matches!(
-            FileBlockstore::open(&path, db, "nope"),
-            Err(Error::MissingColumnFamily(_))
-        ));
-    }
-
-    #[test]
-    fn rocks_blockstore_on_a_shared_db() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut opts = rocksdb::Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        let db = Arc::new(rocksdb::DB::open_cf(&opts, dir.path(), ["a", "b"]).unwrap());
-        let a = RocksBlockstore::new(db.clone(), "a").unwrap();
-        let b = RocksBlockstore::new(db, "b").unwrap();
-        let cid = cid_of(cid::Version::V1, RAW, SHA2_256, b"x").unwrap();
-        a.put(&cid, b"x").unwrap();
-        assert!(a.has(&cid).unwrap());
-        assert!(!b.has(&cid).unwrap(), "column families are separate");
     }
 }

@@ -1,7 +1,8 @@
 //! # rm-blockio: how a provider reads, and a client verifies, the blocks of a deal
 //!
-//! Layer 1 of the `rm` workspace (SPEC §2, §6): it depends only on `rm-types` among the rm
-//! crates (for [`rm_types::Block`], the wire form of a block). It holds the IPLD tooling a
+//! Layer 1 of the `rm` workspace: among the rm crates it depends only on `rm-types` (for
+//! [`rm_types::Block`], the wire form of a block) and `rm-store` (the keyspaces a
+//! [`DbBlockstore`] or a [`FileBlockstore`] index lives in). It holds the IPLD tooling a
 //! retrieval deal and the `rm` binary need:
 //!
 //! | module | what |
@@ -11,7 +12,7 @@
 //! | [`traversal`] | the one traversal engine, in go-ipld-prime's order, pulled one block at a time |
 //! | [`reader`] | provider side: [`reader::BlockReader`] yields blocks in traversal order from a blockstore, resumable |
 //! | [`verifier`] | client side: [`verifier::SelectorVerifier`] accepts a block only if it is the next one needed |
-//! | [`blockstore`] | [`blockstore::Blockstore`] with RocksDB (shared handle, own column family) and in-memory stores |
+//! | [`blockstore`] | [`blockstore::Blockstore`]: a keyspace of the node's database, a file indexed in one, memory |
 //! | [`car`] | CAR v1 streaming [`car::Reader`] (verifying) and [`car::Writer`] |
 //! | [`unixfs`] | kubo-compatible UnixFS import ([`unixfs::Importer`], [`unixfs::Preset`]) and streaming export |
 //!
@@ -70,7 +71,7 @@ pub mod unixfs;
 pub mod verifier;
 
 pub use blockstore::{
-    Blockstore, FileBlockstore, MemoryBlockstore, RocksBlockstore, ScratchBlockstore,
+    Blockstore, DbBlockstore, FileBlockstore, MemoryBlockstore, ScratchBlockstore,
 };
 pub use reader::BlockReader;
 pub use selector::Selector;

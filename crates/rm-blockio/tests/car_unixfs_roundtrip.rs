@@ -2,7 +2,7 @@
 //! block inputs that must never panic.
 
 use proptest::prelude::*;
-use rm_blockio::blockstore::{Blockstore, MemoryBlockstore, RocksBlockstore};
+use rm_blockio::blockstore::{Blockstore, MemoryBlockstore, DbBlockstore};
 use rm_blockio::car;
 use rm_blockio::codec::{self, Node};
 use rm_blockio::selector::Selector;
@@ -55,16 +55,15 @@ fn file_dag_car_dag_file_round_trips() {
             round_trip(preset, len, &MemoryBlockstore::new());
         }
     }
-    // The real kubo presets, a few chunks each, and one into RocksDB.
+    // The real kubo presets, a few chunks each, and one into a database keyspace.
     round_trip(Preset::KUBO_V0, 3 * 262_144 + 5, &MemoryBlockstore::new());
     round_trip(
         Preset::UNIXFS_V1_2025,
         (1 << 20) + 1,
         &MemoryBlockstore::new(),
     );
-    let dir = tempfile::tempdir().unwrap();
-    let rocks = RocksBlockstore::open(dir.path()).unwrap();
-    round_trip(Preset::GO_FIL_MARKETS, 1025 * 1024 + 9, &rocks);
+    let db = DbBlockstore::new(rm_store::Keyspace::memory(DbBlockstore::DEFAULT_KEYSPACE));
+    round_trip(Preset::GO_FIL_MARKETS, 1025 * 1024 + 9, &db);
 }
 
 fn write_tree(root: &Path) {

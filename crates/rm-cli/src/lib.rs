@@ -1,7 +1,7 @@
 //! # rm-cli: the `rm` command-line node
 //!
-//! Layer 4 of the workspace (SPEC §2, §8), on top of every other crate: it puts a whole
-//! node in one home directory ([`node::Node`]) and drives it from the shell.
+//! Layer 5 of the workspace: argument parsing, output and one module per command around
+//! `rm_node::Node`, the whole node in one home directory, which does the work.
 //!
 //! | command | what |
 //! |---|---|
@@ -24,23 +24,19 @@
 //!
 //! ## Example
 //!
-//! The library is what the binary runs; [`node::Node`] is the piece other tools reuse:
+//! The library is what the binary runs: [`Cli`] parses a command line, [`cmd::run`] runs it.
+//! Programs that want a node rather than a command line use `rm-node` directly.
 //!
-//! ```no_run
-//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! use rm_cli::node::Node;
-//! let node = Node::open(std::path::Path::new("/tmp/rm-home")).await?;
-//! let imported = node.import_piece(std::path::Path::new("README.md"),
-//!     rm_blockio::unixfs::Preset::UNIXFS_V1_2025)?;
-//! println!("payload {} in piece {}", imported.payload_cid, imported.piece_cid);
-//! # Ok(()) }
+//! ```
+//! use clap::Parser;
+//! let cli = rm_cli::Cli::try_parse_from(["rm", "--json", "deals", "--client"]).unwrap();
+//! assert!(cli.global.json);
+//! assert!(matches!(cli.command, rm_cli::Command::Deals(_)));
 //! ```
 
 pub mod cmd;
-pub mod config;
 pub mod exit;
 pub mod home;
-pub mod node;
 pub mod output;
 
 use std::path::PathBuf;

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rm_blockio::{Blockstore, Selector as DagSelector, SelectorVerifier};
-use rm_fsm::{Counter, Group, RocksStore, Subscription, rocksdb::DB};
+use rm_fsm::{Counter, Group, Subscription};
+use rm_store::Db;
 use rm_network::libp2p::{Multiaddr, PeerId};
 use rm_network::{DealStream, Network};
 use rm_types::{
@@ -19,13 +20,12 @@ use crate::Error;
 use crate::fsm::{self, ClientDeal, ClientTable, Event};
 use crate::logic::{self, Payment};
 
-/// The column family holding client deals.
-pub const DEALS_CF: &str = "client-deals";
-/// The column family holding the deal-id counter.
-pub const META_CF: &str = "client-meta";
-/// Every column family the client needs in its database (create them with
-/// [`rm_fsm::open_db`]).
-pub const COLUMN_FAMILIES: [&str; 2] = [DEALS_CF, META_CF];
+/// The keyspace holding client deals.
+pub const DEALS_KEYSPACE: &str = "client-deals";
+/// The keyspace holding the deal-id counter.
+pub const META_KEYSPACE: &str = "client-meta";
+/// Every keyspace the client needs in its database (name them when opening it).
+pub const KEYSPACES: [&str; 2] = [DEALS_KEYSPACE, META_KEYSPACE];
 
 /// The group of client deal machines, keyed by deal id.
 pub type Deals = Group<ClientTable, u64>;
@@ -151,19 +151,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl<N: RetrievalClientNode> Client<N> {
-    /// Opens the client on `db` (which must have [`COLUMN_FAMILIES`]), paying from `wallet`
+    /// Opens the client on `db` (which must have [`KEYSPACES`]), paying from `wallet`
     /// through `node` and storing verified blocks in `blockstore`. Every unfinished deal of
     /// an earlier run is resumed. Must be called inside a tokio runtime.
     pub async fn new(
         network: Network,
         node: N,
         blockstore: Arc<dyn Blockstore>,
-        db: Arc<DB>,
+        db: &Db,
         wallet: Address,
         config: Config,
     ) -> Result<Self, Error> {
-        let store = RocksStore::new(Arc::clone(&db), DEALS_CF)?;
-        let meta = RocksStore::new(db, META_CF)?;
+        let store = db.keyspace(DEALS_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
+        let meta = db.keyspace(META_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
         let deals = Group::open(fsm::table(), (), store, config.fsm.clone()).await?;
         let client = Client {
             inner: Arc::new(Inner {

@@ -31,7 +31,7 @@
 //! # async fn example<N: rm_types::RetrievalClientNode>(
 //! #     network: rm_network::Network,
 //! #     node: N,
-//! #     db: std::sync::Arc<rm_fsm::rocksdb::DB>,
+//! #     db: rm_store::Db,
 //! #     blocks: std::sync::Arc<dyn rm_blockio::Blockstore>,
 //! #     wallet: rm_types::Address,
 //! #     provider: rm_network::libp2p::PeerId,
@@ -41,7 +41,7 @@
 //! use rm_client::{Client, Config, Retrieval};
 //! use rm_types::{DealStatus, QueryParams};
 //!
-//! let client = Client::new(network, node, blocks, db, wallet, Config::default()).await?;
+//! let client = Client::new(network, node, blocks, &db, wallet, Config::default()).await?;
 //! let terms = client.query(provider, vec![addr.clone()], payload, QueryParams::default()).await?;
 //! let id = client
 //!     .retrieve(Retrieval::from_query(payload, provider, vec![addr], &terms))
@@ -66,7 +66,7 @@ pub mod fsm;
 pub mod logic;
 
 pub use client::{
-    COLUMN_FAMILIES, Client, ClientSubscription, Config, DEALS_CF, Deals, META_CF, Retrieval,
+    Client, ClientSubscription, Config, DEALS_KEYSPACE, Deals, KEYSPACES, META_KEYSPACE, Retrieval,
 };
 pub use error::Error;
 pub use fsm::{ClientDeal, Event};

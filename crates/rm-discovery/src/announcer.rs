@@ -1,7 +1,7 @@
 //! [`Announcer`]: the payloads this node provides, announced on the DHT and re-announced
 //! before their provider records expire.
 //!
-//! The set lives in its own column family (key: the payload's multihash bytes, value: the
+//! The set lives in its own keyspace (key: the payload's multihash bytes, value: the
 //! CID as first provided), so it survives a restart. A background task announces each
 //! payload when it is added, every payload again every
 //! [`AnnouncerConfig::reannounce_interval`], and every payload once at start (after a
@@ -18,7 +18,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use rm_fsm::rocksdb::{ColumnFamily, DB, Direction, IteratorMode};
+use rm_store::Keyspace;
 use rm_network::Network;
 use rm_types::Cid;
 use tokio::{
@@ -28,8 +28,8 @@ use tokio::{
 
 use crate::Error;
 
-/// The column family name a node uses for the provided set.
-pub const DEFAULT_CF: &str = "provided";
+/// The keyspace name a node uses for the provided set.
+pub const DEFAULT_KEYSPACE: &str = "provided";
 
 /// Payloads read from the database per step of a round.
 const ROUND_BATCH: usize = 256;
@@ -101,9 +101,9 @@ pub struct AnnouncerStats {
 /// # async fn example(network: rm_network::Network, payload: rm_types::Cid) -> Result<(), rm_discovery::Error> {
 /// use rm_discovery::{Announcer, AnnouncerConfig, announcer};
 ///
-/// let dir = tempfile::tempdir().unwrap();
-/// let db = rm_fsm::open_db(dir.path(), &[announcer::DEFAULT_CF]).unwrap();
-/// let announcer = Announcer::open(network, db, announcer::DEFAULT_CF, AnnouncerConfig::default())?;
+/// // A node passes a keyspace of its RocksDB database; this set lives in memory.
+/// let set = rm_store::Keyspace::memory(announcer::DEFAULT_KEYSPACE);
+/// let announcer = Announcer::open(network, set, AnnouncerConfig::default())?;
 /// announcer.provide(&payload)?; // persisted now, announced by the task
 /// assert_eq!(announcer.provided()?, vec![payload]);
 /// # Ok(()) }
@@ -116,7 +116,7 @@ pub struct Announcer {
 impl std::fmt::Debug for Announcer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Announcer")
-            .field("cf", &self.inner.set.cf)
+            .field("keyspace", &self.inner.set.keyspace)
             .field("stats", &*self.inner.stats.borrow())
             .finish()
     }
@@ -141,29 +141,18 @@ impl Drop for Inner {
 
 /// The persistent set.
 struct Set {
-    db: Arc<DB>,
-    cf: String,
+    keyspace: Keyspace,
     /// Serialises check-and-insert, and holds the count.
     len: Mutex<usize>,
 }
 
 impl Set {
-    fn cf(&self) -> Result<&ColumnFamily, Error> {
-        self.db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))
-    }
-
     /// Up to `n` payloads with keys after `after` (from the start when `None`), and the
     /// last key read. Entries that are not CIDs are logged and skipped.
     fn batch(&self, after: Option<&[u8]>, n: usize) -> Result<(Vec<Cid>, Option<Vec<u8>>), Error> {
-        let mode = match after {
-            Some(key) => IteratorMode::From(key, Direction::Forward),
-            None => IteratorMode::Start,
-        };
         let mut cids = Vec::new();
         let mut last = None;
-        for item in self.db.iterator_cf(self.cf()?, mode) {
+        for item in self.keyspace.iter_from(after.unwrap_or_default()) {
             let (key, value) = item?;
             if after == Some(&*key) {
                 continue;
@@ -182,13 +171,13 @@ impl Set {
 }
 
 impl Announcer {
-    /// Opens the provided set in column family `cf` of `db` and starts the task that
+    /// Opens the provided set kept in `set` (for a node: [`DEFAULT_KEYSPACE`] of its
+    /// database) and starts the task that
     /// announces it on `network`'s DHT (at once, then every
     /// [`AnnouncerConfig::reannounce_interval`]). Must be called inside a tokio runtime.
     pub fn open(
         network: Network,
-        db: Arc<DB>,
-        cf: &str,
+        keyspace: Keyspace,
         config: AnnouncerConfig,
     ) -> Result<Self, Error> {
         let ttl = network.config().dht_provider_record_ttl;
@@ -198,18 +187,13 @@ impl Announcer {
                 config.reannounce_interval
             )));
         }
-        if db.cf_handle(cf).is_none() {
-            return Err(Error::MissingColumnFamily(cf.to_owned()));
-        }
         let set = Arc::new(Set {
-            db,
-            cf: cf.to_owned(),
+            keyspace,
             len: Mutex::new(0),
         });
         let count = {
-            let cf = set.cf()?;
             let mut count = 0;
-            for item in set.db.iterator_cf(cf, IteratorMode::Start) {
+            for item in set.keyspace.iter() {
                 item?;
                 count += 1;
             }
@@ -253,13 +237,13 @@ impl Announcer {
         {
             let mut len = set.len.lock().unwrap_or_else(|e| e.into_inner());
             let key = payload.hash().to_bytes();
-            if set.db.get_pinned_cf(set.cf()?, &key)?.is_none() {
+            if !set.keyspace.contains(&key)? {
                 if *len >= self.inner.max_provided {
                     return Err(Error::TooManyProvided {
                         limit: self.inner.max_provided,
                     });
                 }
-                set.db.put_cf(set.cf()?, &key, payload.to_bytes())?;
+                set.keyspace.put(&key, &payload.to_bytes())?;
                 *len += 1;
             }
         }
@@ -281,8 +265,8 @@ impl Announcer {
         let removed = {
             let mut len = set.len.lock().unwrap_or_else(|e| e.into_inner());
             let key = payload.hash().to_bytes();
-            if set.db.get_pinned_cf(set.cf()?, &key)?.is_some() {
-                set.db.delete_cf(set.cf()?, &key)?;
+            if set.keyspace.contains(&key)? {
+                set.keyspace.delete(&key)?;
                 *len = len.saturating_sub(1);
                 true
             } else {
@@ -297,10 +281,7 @@ impl Announcer {
     /// Whether `payload` (or another CID with its multihash) is provided.
     pub fn is_provided(&self, payload: &Cid) -> Result<bool, Error> {
         let set = &self.inner.set;
-        Ok(set
-            .db
-            .get_pinned_cf(set.cf()?, payload.hash().to_bytes())?
-            .is_some())
+        Ok(set.keyspace.contains(&payload.hash().to_bytes())?)
     }
 
     /// Every provided payload (at most [`AnnouncerConfig::max_provided`]).

@@ -5,12 +5,9 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The database has no column family of this name.
-    #[error("column family {0:?} does not exist")]
-    MissingColumnFamily(String),
-    /// RocksDB failed.
-    #[error("rocksdb: {0}")]
-    Db(#[from] rm_fsm::rocksdb::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] rm_store::Error),
     /// A stored record could not be decoded (or a record could not be encoded).
     #[error("corrupt {what} record: {reason}")]
     Corrupt {

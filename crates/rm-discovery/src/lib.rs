@@ -1,14 +1,14 @@
 //! # rm-discovery: finding retrieval providers
 //!
-//! Layer 2 of the workspace (SPEC §2): it builds on `rm-types` (the `PeerResolver` trait
-//! and `RetrievalPeer`), `rm-fsm` (the shared RocksDB handle) and `rm-network` (the
+//! Layer 2 of the workspace: it builds on `rm-types` (the `PeerResolver` trait and
+//! `RetrievalPeer`), `rm-store` (the keyspaces its records live in) and `rm-network` (the
 //! Kademlia DHT); `rm-client` takes its [`Resolver`] as a `PeerResolver`, and a node
-//! (rm-e2e, rm-cli) runs an [`Announcer`] next to its provider.
+//! (`rm-node`) runs an [`Announcer`] next to its provider.
 //!
-//! - [`Registry`]: the local peer registry of go-fil-markets (reference §5.3): payload CID
-//!   -> `RetrievalPeer{Address, ID, PieceCID}`s in its own column family, keyed by
+//! - [`Registry`]: the local peer registry of go-fil-markets (`discovery`): payload CID
+//!   -> `RetrievalPeer{Address, ID, PieceCID}`s in its own keyspace, keyed by
 //!   multihash so a CIDv0 and a CIDv1 of the same content share a record.
-//! - [`Announcer`]: the payloads this node provides, persisted in its own column family,
+//! - [`Announcer`]: the payloads this node provides, persisted in its own keyspace,
 //!   announced as DHT provider records (keyed by the payload's multihash bytes, as IPFS
 //!   does) when added, at start, and again every
 //!   [`AnnouncerConfig::reannounce_interval`] (12 h; records live 48 h).
@@ -18,7 +18,8 @@
 //!   `PeerResolver` it returns `RetrievalPeer`s, asking each DHT provider a query for the
 //!   Filecoin address the DHT does not carry.
 //!
-//! One node's column families: [`COLUMN_FAMILIES`].
+//! One node's keyspaces: [`KEYSPACES`]. The cargo feature `rocksdb` (off by default)
+//! forwards to `rm-store/rocksdb` for a registry and a provided set that persist.
 //!
 //! ## Example
 //!
@@ -31,9 +32,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let dir = tempfile::tempdir()?;
-//! let db = rm_fsm::open_db(dir.path(), &rm_discovery::COLUMN_FAMILIES)?;
-//! let registry = Arc::new(Registry::open(db, registry::DEFAULT_CF)?);
+//! // A node keeps the registry in a keyspace of its RocksDB database; here, in memory.
+//! let registry = Arc::new(Registry::open(rm_store::Keyspace::memory(registry::DEFAULT_KEYSPACE)));
 //! let payload: rm_types::Cid = "QmTTA2daxGqo5denp6SwLzzkLJm3fuisYEi9CoWsuHpzfb".parse()?;
 //! let provider = rm_network::keys::generate().public().to_peer_id();
 //! let peer = RetrievalPeer {
@@ -61,6 +61,6 @@ pub use error::Error;
 pub use registry::Registry;
 pub use resolver::{Found, Resolver, ResolverConfig, Source};
 
-/// The column families rm-discovery uses in a node's database: the registry's and the
-/// provided set's.
-pub const COLUMN_FAMILIES: [&str; 2] = [registry::DEFAULT_CF, announcer::DEFAULT_CF];
+/// The keyspaces rm-discovery uses in a node's database: the registry's and the provided
+/// set's.
+pub const KEYSPACES: [&str; 2] = [registry::DEFAULT_KEYSPACE, announcer::DEFAULT_KEYSPACE];

@@ -1,6 +1,6 @@
-//! [`Registry`]: the local peer registry (go-fil-markets `discovery`, reference §5.3).
+//! [`Registry`]: the local peer registry (go-fil-markets `discovery`).
 //!
-//! One record per payload, in its own column family of the node's RocksDB: the key is the
+//! One record per payload, in its own keyspace of the node's database: the key is the
 //! payload CID's multihash bytes (so a CIDv0 and a CIDv1 of the same content share one
 //! record, as go-fil-markets' `MultihashToDsKey`), the value is go-fil-markets'
 //! `RetrievalPeers{Peers}` in DAG-CBOR. Adding a peer that is already there (same
@@ -11,16 +11,16 @@
 //! entry in it that does not decode as a `RetrievalPeer` (a bad address, say) is logged
 //! and skipped, and dropped when the record is next written.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use rm_fsm::rocksdb::{ColumnFamily, DB};
+use rm_store::Keyspace;
 use rm_types::{Cid, Ipld, PeerResolver, ResolverError, RetrievalPeer, codec};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// The column family name a node uses for the registry.
-pub const DEFAULT_CF: &str = "peer-registry";
+/// The keyspace name a node uses for the registry.
+pub const DEFAULT_KEYSPACE: &str = "peer-registry";
 
 /// Most peers one payload's record holds.
 pub const MAX_PEERS_PER_PAYLOAD: usize = 64;
@@ -41,9 +41,8 @@ struct Peers<T> {
 /// use rm_discovery::registry::{self, Registry};
 /// use rm_types::{Cid, RetrievalPeer};
 ///
-/// let dir = tempfile::tempdir()?;
-/// let db = rm_fsm::open_db(dir.path(), &[registry::DEFAULT_CF])?;
-/// let registry = Registry::open(db, registry::DEFAULT_CF)?;
+/// // A node passes a keyspace of its RocksDB database.
+/// let registry = Registry::open(rm_store::Keyspace::memory(registry::DEFAULT_KEYSPACE));
 /// let payload: Cid = "QmTTA2daxGqo5denp6SwLzzkLJm3fuisYEi9CoWsuHpzfb".parse()?;
 /// let peer = RetrievalPeer { address: "f01000".parse()?, id: Default::default(), piece_cid: None };
 /// assert!(registry.add_peer(&payload, peer.clone())?);
@@ -52,15 +51,16 @@ struct Peers<T> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Registry {
-    db: Arc<DB>,
-    cf: String,
+    keyspace: Keyspace,
     /// Serialises read-modify-write cycles.
     write: Mutex<()>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("cf", &self.cf).finish()
+        f.debug_struct("Registry")
+            .field("keyspace", &self.keyspace)
+            .finish()
     }
 }
 
@@ -70,22 +70,12 @@ fn key(payload: &Cid) -> Vec<u8> {
 }
 
 impl Registry {
-    /// The registry in column family `cf` of `db` (see [`rm_fsm::open_db`]).
-    pub fn open(db: Arc<DB>, cf: &str) -> Result<Self, Error> {
-        if db.cf_handle(cf).is_none() {
-            return Err(Error::MissingColumnFamily(cf.to_owned()));
-        }
-        Ok(Self {
-            db,
-            cf: cf.to_owned(),
+    /// The registry kept in `keyspace` (for a node: [`DEFAULT_KEYSPACE`] of its database).
+    pub fn open(keyspace: Keyspace) -> Self {
+        Self {
+            keyspace,
             write: Mutex::new(()),
-        })
-    }
-
-    fn cf(&self) -> Result<&ColumnFamily, Error> {
-        self.db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))
+        }
     }
 
     /// Records that `peer` serves `payload`. Returns false when it was known already.
@@ -108,14 +98,14 @@ impl Registry {
             what: "registry",
             reason: e.to_string(),
         })?;
-        self.db.put_cf(self.cf()?, key(payload), bytes)?;
+        self.keyspace.put(&key(payload), &bytes)?;
         Ok(true)
     }
 
     /// The peers known to serve `payload` (under any CID with its multihash), in the
     /// order they were added; empty when none are.
     pub fn get_peers(&self, payload: &Cid) -> Result<Vec<RetrievalPeer>, Error> {
-        let Some(bytes) = self.db.get_pinned_cf(self.cf()?, key(payload))? else {
+        let Some(bytes) = self.keyspace.get(&key(payload))? else {
             return Ok(Vec::new());
         };
         let corrupt = |reason: String| Error::Corrupt {
@@ -144,13 +134,13 @@ impl Registry {
             return Ok(false);
         }
         if peers.is_empty() {
-            self.db.delete_cf(self.cf()?, key(payload))?;
+            self.keyspace.delete(&key(payload))?;
         } else {
             let bytes = codec::to_vec(&Peers { peers }).map_err(|e| Error::Corrupt {
                 what: "registry",
                 reason: e.to_string(),
             })?;
-            self.db.put_cf(self.cf()?, key(payload), bytes)?;
+            self.keyspace.put(&key(payload), &bytes)?;
         }
         Ok(true)
     }
@@ -158,7 +148,7 @@ impl Registry {
     /// Deletes `payload`'s record, whatever it holds (a corrupt one included).
     pub fn remove(&self, payload: &Cid) -> Result<(), Error> {
         let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        self.db.delete_cf(self.cf()?, key(payload))?;
+        self.keyspace.delete(&key(payload))?;
         Ok(())
     }
 }

@@ -10,11 +10,11 @@ use rm_discovery::{
     Announcer, AnnouncerConfig, AnnouncerStats, Registry, Resolver, ResolverConfig, Source,
     announcer, registry,
 };
-use rm_fsm::rocksdb::DB;
 use rm_network::{
     Config, Event, Network, keys,
     libp2p::{Multiaddr, PeerId},
 };
+use rm_store::Keyspace;
 use rm_types::{
     Address, Cid, PeerResolver, Query, QueryItemStatus, QueryResponse, QueryResponseStatus,
     RetrievalPeer, TokenAmount,
@@ -100,17 +100,15 @@ fn serve_queries(network: &Network) {
     });
 }
 
-fn db() -> (tempfile::TempDir, Arc<DB>) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = rm_fsm::open_db(dir.path(), &rm_discovery::COLUMN_FAMILIES).unwrap();
-    (dir, db)
+/// A provided set in memory (what these tests check is the announcing, not the storage).
+fn set() -> Keyspace {
+    Keyspace::memory(announcer::DEFAULT_KEYSPACE)
 }
 
-fn announcer(network: &Network, db: &Arc<DB>, interval: Duration) -> Announcer {
+fn announcer(network: &Network, set: &Keyspace, interval: Duration) -> Announcer {
     Announcer::open(
         network.clone(),
-        Arc::clone(db),
-        announcer::DEFAULT_CF,
+        set.clone(),
         AnnouncerConfig::default().with_reannounce_interval(interval),
     )
     .unwrap()
@@ -134,7 +132,7 @@ async fn five_nodes_a_provider_is_found_by_a_node_that_only_knows_the_bootstrap_
     let provider = &nodes[1];
     let client = &nodes[3];
     serve_queries(provider);
-    let (_dir, pdb) = db();
+    let pdb = set();
     let announcer = announcer(provider, &pdb, HOUR);
     let mut stats = announcer.subscribe();
     announcer.provide(&payload()).unwrap();
@@ -200,7 +198,7 @@ async fn five_nodes_a_provider_is_found_by_a_node_that_only_knows_the_bootstrap_
 async fn a_node_that_joins_later_receives_the_record_from_a_reannounce() {
     let (bootstrap, nodes) = dht(2).await;
     let provider = &nodes[0];
-    let (_dir, pdb) = db();
+    let pdb = set();
     let announcer = announcer(provider, &pdb, Duration::from_millis(200));
     let mut stats = announcer.subscribe();
     announcer.provide(&payload()).unwrap();
@@ -235,7 +233,7 @@ async fn a_node_that_joins_later_receives_the_record_from_a_reannounce() {
 #[tokio::test]
 async fn provided_payloads_are_announced_again_at_start() {
     let (bootstrap, nodes) = dht(1).await;
-    let (_dir, pdb) = db();
+    let pdb = set();
     {
         // Provided while offline: a lonely host.
         let lonely = host().await;
@@ -290,13 +288,12 @@ async fn provided_payloads_are_announced_again_at_start() {
 #[tokio::test]
 async fn the_announcer_rejects_bad_settings_and_caps_the_set() {
     let lonely = host().await;
-    let (_dir, pdb) = db();
+    let pdb = set();
     for interval in [Duration::ZERO, lonely.config().dht_provider_record_ttl] {
         assert!(matches!(
             Announcer::open(
                 lonely.clone(),
-                Arc::clone(&pdb),
-                announcer::DEFAULT_CF,
+                pdb.clone(),
                 AnnouncerConfig::default().with_reannounce_interval(interval),
             ),
             Err(rm_discovery::Error::InvalidConfig(_))
@@ -304,7 +301,7 @@ async fn the_announcer_rejects_bad_settings_and_caps_the_set() {
     }
     let mut config = AnnouncerConfig::default();
     config.max_provided = 1;
-    let capped = Announcer::open(lonely.clone(), pdb, announcer::DEFAULT_CF, config).unwrap();
+    let capped = Announcer::open(lonely.clone(), pdb, config).unwrap();
     capped.provide(&payload()).unwrap();
     let other: Cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
         .parse()
@@ -316,13 +313,12 @@ async fn the_announcer_rejects_bad_settings_and_caps_the_set() {
     lonely.shutdown().await;
 }
 
-fn registry_with(peers: &[RetrievalPeer]) -> (tempfile::TempDir, Arc<Registry>) {
-    let (dir, db) = db();
-    let registry = Arc::new(Registry::open(db, registry::DEFAULT_CF).unwrap());
+fn registry_with(peers: &[RetrievalPeer]) -> Arc<Registry> {
+    let registry = Arc::new(Registry::open(Keyspace::memory(registry::DEFAULT_KEYSPACE)));
     for peer in peers {
         registry.add_peer(&payload(), peer.clone()).unwrap();
     }
-    (dir, registry)
+    registry
 }
 
 fn local_peer(peer: PeerId) -> RetrievalPeer {
@@ -339,19 +335,17 @@ async fn registry_first_then_dht_deduplicated_and_bounded() {
     let (bootstrap, nodes) = dht(4).await;
     let (p1, p2, client) = (&nodes[0], &nodes[1], &nodes[3]);
     let mut announcers = Vec::new();
-    let mut dirs = Vec::new();
     for provider in [p1, p2] {
         serve_queries(provider);
-        let (dir, pdb) = db();
+        let pdb = set();
         let announcer = announcer(provider, &pdb, HOUR);
         let mut stats = announcer.subscribe();
         announcer.provide(&payload()).unwrap();
         wait_stats(&mut stats, |s| s.announced >= 1).await;
         announcers.push(announcer);
-        dirs.push(dir);
     }
     let local = local_peer(p1.local_peer_id());
-    let (_rdir, registry) = registry_with(std::slice::from_ref(&local));
+    let registry = registry_with(std::slice::from_ref(&local));
     let resolver = Resolver::new(ResolverConfig::default())
         .with_registry(Arc::clone(&registry))
         .with_network(client.clone());
@@ -409,7 +403,7 @@ async fn registry_first_then_dht_deduplicated_and_bounded() {
 async fn a_dht_without_peers_returns_the_local_results() {
     let lonely = host().await;
     let local = local_peer(keys::generate().public().to_peer_id());
-    let (_dir, registry) = registry_with(std::slice::from_ref(&local));
+    let registry = registry_with(std::slice::from_ref(&local));
     let resolver = Resolver::new(ResolverConfig::default())
         .with_registry(registry)
         .with_network(lonely.clone());
@@ -444,7 +438,7 @@ async fn a_dht_that_does_not_answer_is_cut_off_by_the_timeout() {
         .await
         .unwrap();
     let local = local_peer(keys::generate().public().to_peer_id());
-    let (_dir, registry) = registry_with(std::slice::from_ref(&local));
+    let registry = registry_with(std::slice::from_ref(&local));
     let resolver =
         Resolver::new(ResolverConfig::default().with_timeout(Duration::from_millis(300)))
             .with_registry(registry)
@@ -472,11 +466,10 @@ async fn announces_made_without_peers_are_repeated_when_peers_appear() {
     let (bootstrap, nodes) = dht(2).await;
     let client = &nodes[0];
     let provider = host().await;
-    let (_dir, pdb) = db();
+    let pdb = set();
     let announcer = Announcer::open(
         provider.clone(),
-        Arc::clone(&pdb),
-        announcer::DEFAULT_CF,
+        pdb.clone(),
         AnnouncerConfig::default()
             .with_reannounce_interval(HOUR)
             .with_peerless_retry(Duration::from_millis(100)),

@@ -7,7 +7,7 @@ use rm_discovery::{
     Error, Registry, Resolver, ResolverConfig,
     registry::{self, MAX_PEERS_PER_PAYLOAD},
 };
-use rm_fsm::rocksdb::DB;
+use rm_store::Db;
 use rm_types::{Address, Cid, Ipld, PeerResolver, RetrievalPeer, codec};
 
 fn payload() -> Cid {
@@ -24,9 +24,10 @@ fn peer(n: u64) -> RetrievalPeer {
     }
 }
 
-fn open(dir: &std::path::Path) -> (Arc<DB>, Registry) {
-    let db = rm_fsm::open_db(dir, &rm_discovery::COLUMN_FAMILIES).unwrap();
-    let registry = Registry::open(Arc::clone(&db), registry::DEFAULT_CF).unwrap();
+/// The registry of a node database in `dir` (RocksDB: these tests reopen it).
+fn open(dir: &std::path::Path) -> (Db, Registry) {
+    let db = Db::open(dir, &rm_discovery::KEYSPACES, &Default::default()).unwrap();
+    let registry = Registry::open(db.keyspace(registry::DEFAULT_KEYSPACE).unwrap());
     (db, registry)
 }
 
@@ -97,16 +98,6 @@ fn records_survive_a_reopen() {
 }
 
 #[test]
-fn a_missing_column_family_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = rm_fsm::open_db(dir.path(), &["other"]).unwrap();
-    assert!(matches!(
-        Registry::open(db, registry::DEFAULT_CF),
-        Err(Error::MissingColumnFamily(_))
-    ));
-}
-
-#[test]
 fn a_record_is_capped() {
     let dir = tempfile::tempdir().unwrap();
     let (_db, registry) = open(dir.path());
@@ -119,9 +110,9 @@ fn a_record_is_capped() {
     ));
 }
 
-fn put_raw(db: &DB, payload: &Cid, bytes: &[u8]) {
-    let cf = db.cf_handle(registry::DEFAULT_CF).unwrap();
-    db.put_cf(cf, payload.hash().to_bytes(), bytes).unwrap();
+fn put_raw(db: &Db, payload: &Cid, bytes: &[u8]) {
+    let keyspace = db.keyspace(registry::DEFAULT_KEYSPACE).unwrap();
+    keyspace.put(&payload.hash().to_bytes(), bytes).unwrap();
 }
 
 /// Decision: a record that is not a `RetrievalPeers` map is a typed error from the
@@ -181,8 +172,8 @@ fn the_record_is_go_fil_markets_retrieval_peers() {
     let (db, registry) = open(dir.path());
     let a = peer(1);
     registry.add_peer(&payload(), a.clone()).unwrap();
-    let cf = db.cf_handle(registry::DEFAULT_CF).unwrap();
-    let bytes = db.get_cf(cf, payload().hash().to_bytes()).unwrap().unwrap();
+    let keyspace = db.keyspace(registry::DEFAULT_KEYSPACE).unwrap();
+    let bytes = keyspace.get(&payload().hash().to_bytes()).unwrap().unwrap();
     let record: Ipld = codec::from_slice(&bytes).unwrap();
     let Ipld::Map(map) = record else {
         panic!("not a map")

@@ -110,7 +110,7 @@ async fn retrieve(served: &Served, home: &Path, in_memory: bool) -> Duration {
             cnode.network.clone(),
             cnode.paych.clone(),
             Arc::new(rm_blockio::MemoryBlockstore::new()),
-            Arc::clone(&cnode.db),
+            &cnode.db,
             cnode.address.clone(),
             rm_client::Config::default(),
         )

@@ -2,9 +2,8 @@
 //! ledger, blockstore, pieces and sectors, registry and DHT announcer) wired to a client
 //! and a provider, for the acceptance tests and benchmarks that need both sides of a deal.
 //!
-//! `rm-e2e` sits on top of the workspace (layer 5, above `rm-cli`, whose
-//! [`rm_cli::node::Node`] it uses: the tests run exactly what the `rm` binary runs). It is
-//! not published. Each [`Node`] has its own home directory, database and ledger, exactly
+//! `rm-e2e` sits on top of the workspace (layer 6): it uses `rm_node::Node`, the node the
+//! `rm` binary runs, so the tests run exactly what the binary runs. It is not published. Each [`Node`] has its own home directory, database and ledger, exactly
 //! like two separate `rm` processes: the provider learns the client's payment channel from
 //! its vouchers.
 //!
@@ -35,7 +34,7 @@
 
 use std::path::{Path, PathBuf};
 
-pub use rm_cli::node::{Error, Node, Options, column_families};
+pub use rm_node::{Error, Node, Options, keyspaces};
 
 /// go-fil-markets' `lorem.txt` fixture (19,000 bytes), copied into `testdata/`.
 pub fn lorem_path() -> PathBuf {

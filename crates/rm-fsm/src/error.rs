@@ -51,21 +51,12 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// RocksDB reported an error.
-    #[error("rocksdb: {0}")]
-    Rocks(String),
-    /// The column family does not exist in the database.
-    #[error("column family `{0}` does not exist")]
-    MissingColumnFamily(String),
+    /// The database failed (or has no such keyspace).
+    #[error(transparent)]
+    Db(#[from] rm_store::Error),
     /// A blocking store task failed (it panicked or the runtime is shutting down).
     #[error("store task failed: {0}")]
     Task(String),
-}
-
-impl From<rocksdb::Error> for StoreError {
-    fn from(e: rocksdb::Error) -> Self {
-        StoreError::Rocks(e.into_string())
-    }
 }
 
 /// Hex rendering of a key for error messages.

@@ -1,7 +1,7 @@
 //! A generic, persistent state-machine engine with a stored counter.
 //!
-//! `rm-fsm` is layer 0 of the `rm` workspace (SPEC §2): it depends on no other `rm-*` crate
-//! and knows nothing about retrieval. `rm-client` and `rm-provider` run their deal machines
+//! `rm-fsm` is layer 1 of the `rm` workspace: among the `rm-*` crates it depends only on
+//! `rm-store` (where the records live), and it knows nothing about retrieval. `rm-client` and `rm-provider` run their deal machines
 //! on it. The design follows go-statemachine (transition lookup, `To` / `NoChange` /
 //! `JustRecord`, final states, notifications) and fixes what it lacked: machines are resumed
 //! after a restart, queues are bounded, invalid events are reported instead of dropped.
@@ -18,8 +18,8 @@
 //!   machines run concurrently; every queue is bounded.
 //! * [`Actions`] are the side effects: the entry action of a state runs after an event moved
 //!   the machine into it (or re-entered it). It may [`Context::trigger`] further events.
-//! * Every applied event is written to the [`Store`] (a RocksDB column family, [`RocksStore`];
-//!   or [`MemStore`] in tests) in one atomic write **before** the sender, the subscribers or
+//! * Every applied event is written to the [`Store`] (a keyspace of the node's
+//!   [`rm_store::Db`], RocksDB or memory; or [`MemStore`] in tests) in one atomic write **before** the sender, the subscribers or
 //!   the entry action see it. States are stored as DAG-CBOR `[seq, state]`. See
 //!   [`Durability`] for when the write is on stable storage.
 //! * Opening a group resumes every non-final machine by running its current state's entry
@@ -99,7 +99,7 @@
 //! )?;
 //! println!("{}", table.to_markdown());
 //!
-//! // In production: `RocksStore::new(db, "orders")` on the node's shared database.
+//! // In production: a keyspace of the node's database, `db.keyspace("orders")?`.
 //! let store = MemStore::new();
 //! let orders = Group::open(table, Courier, store.clone(), Config::default()).await?;
 //! let mut events = orders.subscribe();
@@ -169,11 +169,11 @@ pub use group::{
 };
 pub use key::Key;
 pub use machine::{Effect, Invalid, Machine, Rejection, Snapshot, Step, Transition, step};
-pub use store::{Batch, MEMTABLE_BUDGET, MemStore, RocksStore, Store, open_db};
+pub use store::{Batch, MemStore, Store};
 pub use table::{
     Action, Dest, EventKind, HasStatus, Row, Rule, Source, Status, Table, TableError,
     check_generated, dead_ends,
 };
 
-/// The RocksDB crate this one is built on, for opening and sharing the database.
-pub use rocksdb;
+/// The storage crate this one keeps its records in.
+pub use rm_store;

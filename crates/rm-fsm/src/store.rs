@@ -1,14 +1,12 @@
 //! Where groups and counters keep their bytes: a key-value [`Store`] per column family.
 //!
-//! [`RocksStore`] is the real one: one column family of a shared RocksDB handle. [`MemStore`]
-//! keeps a map in memory for unit tests (clones share the map, so "reopening" a group on a
-//! clone sees what was written).
+//! The real one is a keyspace of the node's database ([`rm_store::Keyspace`]: RocksDB, or
+//! memory). [`MemStore`] keeps a map in memory for unit tests (clones share the map, so
+//! "reopening" a group on a clone sees what was written); tests wrap either to inject
+//! failures.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
-
-use rocksdb::{ColumnFamily, DB, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::error::StoreError;
 
@@ -131,72 +129,30 @@ impl Store for MemStore {
     }
 }
 
-/// One column family of a shared RocksDB database.
-///
-/// Several stores (and other crates' users of the same database) share one `Arc<DB>`; each
-/// owns its column family. The column family must exist: open the database with
-/// [`open_db`] (or create it yourself).
-#[derive(Clone)]
-pub struct RocksStore {
-    db: Arc<DB>,
-    cf: String,
-}
-
-impl std::fmt::Debug for RocksStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksStore")
-            .field("path", &self.db.path())
-            .field("cf", &self.cf)
-            .finish()
-    }
-}
-
-impl RocksStore {
-    /// The store for column family `cf` of `db`; fails if the column family does not exist.
-    pub fn new(db: Arc<DB>, cf: impl Into<String>) -> Result<Self, StoreError> {
-        let store = RocksStore { db, cf: cf.into() };
-        store.handle()?;
-        Ok(store)
-    }
-
-    /// The shared database.
-    pub fn db(&self) -> &Arc<DB> {
-        &self.db
-    }
-
-    /// The column family's name.
-    pub fn column_family(&self) -> &str {
-        &self.cf
-    }
-
-    fn handle(&self) -> Result<&ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| StoreError::MissingColumnFamily(self.cf.clone()))
-    }
-}
-
-impl Store for RocksStore {
+/// A keyspace of an [`rm_store::Db`] is a store: RocksDB in a node, memory in tests.
+impl Store for rm_store::Keyspace {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.db.get_cf(self.handle()?, key)?)
+        Ok(rm_store::Keyspace::get(self, key)?)
     }
 
     fn write(&self, batch: &Batch, sync: bool) -> Result<(), StoreError> {
-        let cf = self.handle()?;
-        let mut wb = WriteBatch::default();
+        let mut wb = rm_store::WriteBatch::new();
         for (key, value) in batch.ops() {
             match value {
-                Some(value) => wb.put_cf(cf, key, value),
-                None => wb.delete_cf(cf, key),
+                Some(value) => wb.put(self, key, value),
+                None => wb.delete(self, key),
             }
         }
-        let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
-        Ok(self.db.write_opt(wb, &opts)?)
+        let durability = if sync {
+            rm_store::Durability::Machine
+        } else {
+            rm_store::Durability::Process
+        };
+        Ok(self.db().write(wb, durability)?)
     }
 
     fn scan(&self, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
-        for item in self.db.iterator_cf(self.handle()?, IteratorMode::Start) {
+        for item in self.iter() {
             let (key, value) = item?;
             if !visit(&key, &value) {
                 break;
@@ -204,37 +160,4 @@ impl Store for RocksStore {
         }
         Ok(())
     }
-}
-
-/// The most memory all memtables of a database opened by [`open_db`] take together.
-pub const MEMTABLE_BUDGET: usize = 16 << 20;
-
-/// Opens (creating if needed) a RocksDB database at `path` with at least the column families
-/// `cfs`; column families already in the database are opened too.
-///
-/// The node opens its one database this way with every crate's column family; tests open a
-/// temporary one.
-///
-/// Tuned for a node that stores blocks next to small records: values of 16 KiB and more
-/// (blocks) live in blob files, written once when the memtable is flushed and never
-/// rewritten by compaction; all memtables together stay under [`MEMTABLE_BUDGET`], so
-/// memory does not grow with what is written.
-pub fn open_db(path: impl AsRef<Path>, cfs: &[&str]) -> Result<Arc<DB>, StoreError> {
-    let path = path.as_ref();
-    let mut opts = Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    opts.set_enable_blob_files(true);
-    opts.set_min_blob_size(16 * 1024);
-    opts.set_enable_pipelined_write(true);
-    opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
-    opts.set_write_buffer_size(MEMTABLE_BUDGET / 2);
-    // A missing database has no column families yet; any other failure shows up in `open_cf`.
-    let mut names = DB::list_cf(&opts, path).unwrap_or_default();
-    for cf in cfs {
-        if !names.iter().any(|n| n == cf) {
-            names.push((*cf).to_owned());
-        }
-    }
-    Ok(Arc::new(DB::open_cf(&opts, path, names)?))
 }

@@ -13,8 +13,9 @@ use rm_types::{SignedVoucher, TokenAmount};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = ledger::open_db(dir.path(), &[ledger::DEFAULT_COLUMN_FAMILY]).expect("open db");
-    let ledger = Ledger::open(db, ledger::DEFAULT_COLUMN_FAMILY).expect("ledger");
+    let db = rm_store::Db::open(dir.path(), &[ledger::DEFAULT_KEYSPACE], &Default::default())
+        .expect("open db");
+    let ledger = Ledger::open(db.keyspace(ledger::DEFAULT_KEYSPACE).expect("keyspace"));
     let wallet = Wallet::in_memory();
     let client = wallet.new_key().expect("key");
     let provider = wallet.new_key().expect("key");

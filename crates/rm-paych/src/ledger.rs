@@ -1,9 +1,8 @@
-//! A local payment-channel ledger in RocksDB: channels, lanes, vouchers, settlement.
+//! A local payment-channel ledger: channels, lanes, vouchers, settlement.
 //!
-//! The ledger plays the paych actor without a chain. It lives in its own column family of
-//! the node's shared RocksDB database ([`Ledger::open`]); [`open_db`] opens a database with
-//! the column families you name (the node does this once with every crate's column family;
-//! tests open a temporary one).
+//! The ledger plays the paych actor without a chain. It lives in its own keyspace of the
+//! node's database ([`Ledger::open`] takes an [`rm_store::Keyspace`]: RocksDB in a node,
+//! memory in tests and in programs that need no persistence).
 //!
 //! What it records, per channel ([`Channel`]):
 //!
@@ -22,7 +21,7 @@
 //! (CIDv1, raw codec, blake2b-256 of the message's DAG-CBOR) that a client state machine
 //! can wait on; in a local ledger they are final at once.
 //!
-//! Every mutation is one atomic RocksDB `WriteBatch`; a mutex serialises read-modify-write
+//! Every mutation is one atomic write batch; a mutex serialises read-modify-write
 //! cycles, so the ledger may be shared by any number of tasks (`Arc<Ledger>`). A rejected
 //! operation writes nothing. Writes are not fsynced by default (they survive a crash of the
 //! process, not of the machine); [`Ledger::with_sync_writes`] turns fsync on at about 1 ms
@@ -34,9 +33,8 @@
 //! use rm_paych::wallet::Wallet;
 //! use rm_types::TokenAmount;
 //!
-//! let dir = tempfile::tempdir()?;
-//! let db = ledger::open_db(dir.path(), &[ledger::DEFAULT_COLUMN_FAMILY])?;
-//! let ledger = Ledger::open(db, ledger::DEFAULT_COLUMN_FAMILY)?;
+//! // A node passes a keyspace of its RocksDB database (`db.keyspace(ledger::DEFAULT_KEYSPACE)`).
+//! let ledger = Ledger::open(rm_store::Keyspace::memory(ledger::DEFAULT_KEYSPACE));
 //! let wallet = Wallet::in_memory();
 //! let (client, provider) = (wallet.new_key()?, wallet.new_key()?);
 //!
@@ -49,20 +47,19 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use rm_types::paych::MAX_LANE;
 use rm_types::{Address, ChainEpoch, ChannelAvailableFunds, Cid, SignedVoucher, TokenAmount};
-use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
+use rm_store::{Durability, Keyspace, WriteBatch};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::voucher::{self, LaneState, VoucherError};
 use crate::wallet::{Wallet, WalletError};
 
-/// The column family name the node uses for the ledger.
-pub const DEFAULT_COLUMN_FAMILY: &str = "paych";
+/// The keyspace name the node uses for the ledger.
+pub const DEFAULT_KEYSPACE: &str = "paych";
 
 /// Epochs between `Settle` and the moment the channel can be collected: 12 hours of 30 s
 /// epochs (builtin-actors `SETTLE_DELAY`).
@@ -86,12 +83,9 @@ const EPOCH_KEY: &[u8] = b"e";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
-    /// The database has no column family of this name.
-    #[error("column family {0:?} does not exist")]
-    MissingColumnFamily(String),
-    /// RocksDB failed.
-    #[error("rocksdb: {0}")]
-    Db(#[from] rocksdb::Error),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] rm_store::Error),
     /// A stored record could not be decoded (or encoded).
     #[error("corrupt {what} record: {reason}")]
     Corrupt {
@@ -394,37 +388,18 @@ fn message_key(cid: &Cid) -> Vec<u8> {
     key
 }
 
-/// Opens (creating if needed) a RocksDB database at `path` with at least the column
-/// families `column_families`; column families already in the database are opened too.
-pub fn open_db(path: impl AsRef<Path>, column_families: &[&str]) -> Result<Arc<DB>, LedgerError> {
-    let path = path.as_ref();
-    let mut opts = Options::default();
-    opts.create_if_missing(true);
-    opts.create_missing_column_families(true);
-    // A missing database has no column families yet; other failures show up in `open_cf`.
-    let mut names = DB::list_cf(&opts, path).unwrap_or_default();
-    for cf in column_families {
-        if !names.iter().any(|n| n == cf) {
-            names.push((*cf).to_owned());
-        }
-    }
-    Ok(Arc::new(DB::open_cf(&opts, path, names)?))
-}
-
 /// The payment-channel ledger (see the [module docs](self)).
 pub struct Ledger {
-    db: Arc<DB>,
-    cf: String,
-    sync: bool,
+    keyspace: Keyspace,
+    durability: Durability,
     lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
-            .field("path", &self.db.path())
-            .field("cf", &self.cf)
-            .field("sync", &self.sync)
+            .field("keyspace", &self.keyspace)
+            .field("durability", &self.durability)
             .finish()
     }
 }
@@ -436,33 +411,24 @@ enum Saved {
 }
 
 impl Ledger {
-    /// The ledger in column family `cf` of `db`; fails if the column family does not exist.
-    pub fn open(db: Arc<DB>, cf: impl Into<String>) -> Result<Self, LedgerError> {
-        let ledger = Self {
-            db,
-            cf: cf.into(),
-            sync: false,
+    /// The ledger kept in `keyspace` (for a node: [`DEFAULT_KEYSPACE`] of its database).
+    pub fn open(keyspace: Keyspace) -> Self {
+        Self {
+            keyspace,
+            durability: Durability::Process,
             lock: Mutex::new(()),
-        };
-        ledger.handle()?;
-        Ok(ledger)
+        }
     }
 
-    /// Whether every write is fsynced (default: no).
-    pub fn with_sync_writes(mut self, sync: bool) -> Self {
-        self.sync = sync;
+    /// Whether every write is fsynced ([`Durability::Machine`]) or not (the default).
+    pub fn with_durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 
-    /// The shared database.
-    pub fn db(&self) -> &Arc<DB> {
-        &self.db
-    }
-
-    fn handle(&self) -> Result<&ColumnFamily, LedgerError> {
-        self.db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| LedgerError::MissingColumnFamily(self.cf.clone()))
+    /// The keyspace the ledger lives in.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.keyspace
     }
 
     fn guard(&self) -> MutexGuard<'_, ()> {
@@ -476,10 +442,9 @@ impl Ledger {
         key: &[u8],
         what: &'static str,
     ) -> Result<Option<T>, LedgerError> {
-        match self.db.get_pinned_cf(self.handle()?, key)? {
-            Some(bytes) => decode(&bytes, what).map(Some),
-            None => Ok(None),
-        }
+        self.keyspace
+            .get_with(key, |bytes| decode(bytes, what))?
+            .transpose()
     }
 
     fn put<T: Serialize>(
@@ -489,14 +454,12 @@ impl Ledger {
         value: &T,
         what: &'static str,
     ) -> Result<(), LedgerError> {
-        batch.put_cf(self.handle()?, key, encode(value, what)?);
+        batch.put_owned(&self.keyspace, key.to_vec(), encode(value, what)?);
         Ok(())
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<(), LedgerError> {
-        let mut opts = WriteOptions::default();
-        opts.set_sync(self.sync);
-        Ok(self.db.write_opt(batch, &opts)?)
+        Ok(self.keyspace.db().write(batch, self.durability)?)
     }
 
     fn scan<T: DeserializeOwned>(
@@ -505,14 +468,8 @@ impl Ledger {
         what: &'static str,
     ) -> Result<Vec<(Vec<u8>, T)>, LedgerError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.handle()?,
-            IteratorMode::From(prefix, Direction::Forward),
-        ) {
+        for item in self.keyspace.prefix(prefix) {
             let (key, value) = item?;
-            if !key.starts_with(prefix) {
-                break;
-            }
             out.push((key[prefix.len()..].to_vec(), decode(&value, what)?));
         }
         Ok(out)
@@ -561,7 +518,7 @@ impl Ledger {
                 requested: epoch,
             });
         }
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::new();
         self.put(&mut batch, EPOCH_KEY, &epoch, "epoch")?;
         self.commit(batch)
     }
@@ -710,7 +667,7 @@ impl Ledger {
         let cid = message_cid(&message)?;
         pair.next_nonce = nonce + 1;
         pair.active = Some(address.clone());
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::new();
         self.put(&mut batch, &channel_key(&address), &channel, "channel")?;
         self.put(&mut batch, &key, &pair, "pair")?;
         let record = MessageRecord {
@@ -738,7 +695,7 @@ impl Ledger {
         ch.messages += 1;
         let message = encode(&("paych/add", &ch.address, ch.messages, amount), "message")?;
         let cid = message_cid(&message)?;
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::new();
         self.put(&mut batch, &channel_key(&ch.address), &ch, "channel")?;
         let record = MessageRecord {
             channel: ch.address.clone(),
@@ -809,7 +766,7 @@ impl Ledger {
             return Err(LedgerError::LanesExhausted(channel.clone()));
         }
         ch.next_lane = lane + 1;
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::new();
         self.put(&mut batch, &channel_key(channel), &ch, "channel")?;
         self.commit(batch)?;
         Ok(lane)
@@ -898,7 +855,7 @@ impl Ledger {
             amount: amount.clone(),
             voucher: voucher.clone(),
         };
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::new();
         self.put(&mut batch, &key, &record, "sent voucher")?;
         self.put(&mut batch, &channel_key(channel), &ch, "channel")?;
         self.commit(batch)?;
@@ -974,7 +931,7 @@ impl Ledger {
         }
         let epoch = self.epoch()?;
         let accepted = voucher::check_state(&ch, signer, voucher, &lane, &merged, epoch)?;
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::new();
         self.put(
             &mut batch,
             &channel_key(channel),
@@ -1014,7 +971,7 @@ impl Ledger {
         }
         let epoch = self.epoch()?;
         ch.settling_at = epoch.saturating_add(SETTLE_DELAY).max(ch.min_settle_height);
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::new();
         self.put(&mut batch, &channel_key(channel), &ch, "channel")?;
         let key = pair_key(&ch.from, &ch.to);
         if let Some(mut pair) = self.get::<PairRecord>(&key, "pair")?
@@ -1050,19 +1007,16 @@ impl Ledger {
             },
         };
         ch.collected = true;
-        let mut batch = WriteBatch::default();
+        let mut batch = WriteBatch::new();
         self.put(&mut batch, &channel_key(channel), &ch, "channel")?;
         self.commit(batch)?;
         Ok(payout)
     }
 
-    /// Every key and value of the column family (tests compare snapshots).
+    /// Every key and value of the keyspace (tests compare snapshots).
     #[cfg(test)]
     pub(crate) fn raw_entries(&self) -> Vec<RawEntry> {
-        self.db
-            .iterator_cf(self.handle().unwrap(), IteratorMode::Start)
-            .map(|item| item.unwrap())
-            .collect()
+        self.keyspace.iter().map(|item| item.unwrap()).collect()
     }
 }
 

@@ -4,17 +4,20 @@
 //! embedded default behind the node traits of rm-types ([`RetrievalClientNode`],
 //! [`RetrievalProviderNode`]): real secp256k1 keys with Filecoin `f1` addresses and Filecoin
 //! signature bytes, vouchers checked by the paych actor's rules, and a payment-channel
-//! ledger in RocksDB instead of a chain. A Lotus- or Forest-backed node can replace it
+//! ledger in the node's database instead of a chain. A Lotus- or Forest-backed node can replace it
 //! behind the same traits.
 //!
-//! Layer 1 of the workspace (SPEC §2): it depends only on `rm-types` among the rm crates;
-//! `rm-client`, `rm-provider` and `rm-cli` use it.
+//! Layer 1 of the workspace: among the rm crates it depends only on `rm-types` and
+//! `rm-store` (the keyspace the ledger lives in); `rm-node` wires it to the client and the
+//! provider. Keys, vouchers and every rule of the ledger build without RocksDB; the cargo
+//! feature `rocksdb` (off by default) adds `rm-store`'s RocksDB backend for a ledger that
+//! persists.
 //!
 //! | module | what |
 //! |---|---|
 //! | [`wallet`] | [`Wallet`] of secp256k1 keys, owner-only keystore file, Filecoin sign / recover / verify |
 //! | [`voucher`] | create and sign vouchers; the paych rules a received voucher must pass, in order |
-//! | [`ledger`] | [`Ledger`]: channels, lanes, vouchers, settle and collect in a RocksDB column family |
+//! | [`ledger`] | [`Ledger`]: channels, lanes, vouchers, settle and collect in a keyspace |
 //! | [`node`] | [`PaychNode`]: the node traits on a ledger and a wallet |
 //!
 //! ## Example: one process, client and provider sharing a ledger
@@ -26,8 +29,8 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let home = tempfile::tempdir()?;
-//! let db = ledger::open_db(home.path().join("db"), &[ledger::DEFAULT_COLUMN_FAMILY])?;
-//! let ledger = Arc::new(Ledger::open(db, ledger::DEFAULT_COLUMN_FAMILY)?);
+//! // A node keeps the ledger in a keyspace of its RocksDB database; here, in memory.
+//! let ledger = Arc::new(Ledger::open(rm_store::Keyspace::memory(ledger::DEFAULT_KEYSPACE)));
 //!
 //! // Two wallets, each with one key kept in its own owner-only keystore file.
 //! let client_wallet = Arc::new(Wallet::open(home.path().join("client"))?);

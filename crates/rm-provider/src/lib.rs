@@ -31,13 +31,13 @@
 //! # async fn example<N: rm_types::RetrievalProviderNode>(
 //! #     network: rm_network::Network,
 //! #     node: N,
-//! #     db: std::sync::Arc<rm_fsm::rocksdb::DB>,
+//! #     db: rm_store::Db,
 //! #     blocks: std::sync::Arc<dyn rm_blockio::Blockstore>,
 //! # ) -> Result<(), rm_provider::Error> {
 //! use rm_provider::{Config, Provider};
 //! use rm_types::{Ask, TokenAmount};
 //!
-//! let provider = Provider::new(network, node, blocks, db, Config::default()).await?;
+//! let provider = Provider::new(network, node, blocks, &db, Config::default()).await?;
 //! provider.set_ask(Ask {
 //!     price_per_byte: TokenAmount::from_atto(1000u64),
 //!     unseal_price: TokenAmount::zero(),
@@ -68,6 +68,6 @@ mod provider;
 pub use error::Error;
 pub use fsm::{Event, PaymentLane, ProviderDeal};
 pub use provider::{
-    COLUMN_FAMILIES, Config, DEALS_CF, DealKey, Deals, Decider, META_CF, Provider,
+    Config, DEALS_KEYSPACE, DealKey, Deals, Decider, KEYSPACES, META_KEYSPACE, Provider,
     ProviderSubscription,
 };

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use rm_blockio::{BlockReader, Blockstore, Selector as DagSelector};
-use rm_fsm::{Group, RocksStore, Store, Subscription, rocksdb::DB};
+use rm_fsm::{Group, Subscription};
+use rm_store::{Db, Keyspace};
 use rm_network::{DealStream, Network};
 use rm_types::{
     Ask, Block, Cid, ClientMessage, DealId, DealProposal, DealResponse, DealStatus, Params,
@@ -19,12 +20,12 @@ use tokio::task::JoinHandle;
 use crate::Error;
 use crate::fsm::{self, Event, PaymentLane, ProviderDeal, ProviderTable};
 
-/// The column family holding provider deals.
-pub const DEALS_CF: &str = "provider-deals";
-/// The column family holding the ask.
-pub const META_CF: &str = "provider-meta";
-/// Every column family the provider needs in its database.
-pub const COLUMN_FAMILIES: [&str; 2] = [DEALS_CF, META_CF];
+/// The keyspace holding provider deals.
+pub const DEALS_KEYSPACE: &str = "provider-deals";
+/// The keyspace holding the ask.
+pub const META_KEYSPACE: &str = "provider-meta";
+/// Every keyspace the provider needs in its database.
+pub const KEYSPACES: [&str; 2] = [DEALS_KEYSPACE, META_KEYSPACE];
 
 /// A provider deal's key: the client's peer id bytes and the client's deal id.
 pub type DealKey = (Vec<u8>, u64);
@@ -92,7 +93,7 @@ struct Inner<N> {
     /// Pieces to unseal into the blockstore; `None` serves the blockstore alone.
     unsealer: Option<Arc<Unsealer>>,
     deals: Deals,
-    meta: RocksStore,
+    meta: Keyspace,
     ask: RwLock<Ask>,
     decider: RwLock<Option<Decider>>,
     config: Config,
@@ -163,7 +164,7 @@ fn dag_selector(params: &Params) -> Result<DagSelector, String> {
 }
 
 impl<N: RetrievalProviderNode> Provider<N> {
-    /// Opens the provider on `db` (which must have [`COLUMN_FAMILIES`]), serving blocks
+    /// Opens the provider on `db` (which must have [`KEYSPACES`]), serving blocks
     /// from `blockstore` alone (no pieces) and saving vouchers through `node`. Deals left
     /// unfinished by an earlier run wait [`Config::resume_window`] for their clients to come
     /// back.
@@ -171,7 +172,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
         network: Network,
         node: N,
         blockstore: Arc<dyn Blockstore>,
-        db: Arc<DB>,
+        db: &Db,
         config: Config,
     ) -> Result<Self, Error> {
         Self::open(network, node, blockstore, None, db, config).await
@@ -185,7 +186,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
         node: N,
         blockstore: Arc<dyn Blockstore>,
         unsealer: Arc<Unsealer>,
-        db: Arc<DB>,
+        db: &Db,
         config: Config,
     ) -> Result<Self, Error> {
         Self::open(network, node, blockstore, Some(unsealer), db, config).await
@@ -196,12 +197,12 @@ impl<N: RetrievalProviderNode> Provider<N> {
         node: N,
         blockstore: Arc<dyn Blockstore>,
         unsealer: Option<Arc<Unsealer>>,
-        db: Arc<DB>,
+        db: &Db,
         config: Config,
     ) -> Result<Self, Error> {
-        let store = RocksStore::new(Arc::clone(&db), DEALS_CF)?;
-        let meta = RocksStore::new(db, META_CF)?;
-        let ask = match meta.get(ASK_KEY)? {
+        let store = db.keyspace(DEALS_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
+        let meta = db.keyspace(META_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
+        let ask = match meta.get(ASK_KEY).map_err(rm_fsm::StoreError::from)? {
             Some(bytes) => codec::from_slice(&bytes).map_err(|e| Error::Corrupt(e.to_string()))?,
             None => Ask::default(),
         };
@@ -310,9 +311,13 @@ impl<N: RetrievalProviderNode> Provider<N> {
             ));
         }
         let bytes = codec::to_vec(&ask).map_err(|e| Error::Corrupt(e.to_string()))?;
-        let mut batch = rm_fsm::Batch::new();
-        batch.put(ASK_KEY.to_vec(), bytes);
-        self.inner.meta.write(&batch, true)?;
+        let mut batch = rm_store::WriteBatch::new();
+        batch.put(&self.inner.meta, ASK_KEY, &bytes);
+        self.inner
+            .meta
+            .db()
+            .write(batch, rm_store::Durability::Machine)
+            .map_err(rm_fsm::StoreError::from)?;
         *self
             .inner
             .ask

@@ -1,7 +1,7 @@
 //! # rm-unseal: pieces, sectors and unsealing
 //!
-//! Layer 2 of the `rm` workspace (SPEC §2, §6): it depends on `rm-types` and `rm-blockio`
-//! and is used by `rm-provider`. Filecoin providers keep deal data as *pieces* inside
+//! Layer 2 of the `rm` workspace: it depends on `rm-types`, `rm-store` and `rm-blockio`
+//! and is used by `rm-provider` and `rm-node`. Filecoin providers keep deal data as *pieces* inside
 //! *sectors*; a retrieval must find the piece that holds the payload, unseal it and load
 //! its blocks. This crate holds everything between a CAR and those blocks:
 //!
@@ -9,13 +9,15 @@
 //! |---|---|
 //! | [`fr32`] | Fr32 padding (127 bytes → 128) and padded/unpadded piece sizes |
 //! | [`commp`] | piece commitments (CommP) and piece CIDs (`baga…`), streaming |
-//! | [`piecestore`] | [`PieceStore`]: piece → deals/sectors/offsets; block → pieces (RocksDB) |
+//! | [`piecestore`] | [`PieceStore`]: piece → deals/sectors/offsets; block → pieces (keyspaces of the node's database) |
 //! | [`sector`] | [`SectorAccess`], the trait a node plugs in, and [`FileSectorStore`], unsealed sector files with Lotus's data layout |
 //! | [`import`] | a CAR, file or directory → a piece in a sector, recorded in the piece store |
 //! | [`unseal`] | [`Unsealer`]: payload CID → unsealed, verified blocks in a blockstore |
 //!
-//! Storage follows the workspace rule: one RocksDB per node, each record kind in its own
-//! column family ([`COLUMN_FAMILIES`]); sector files live in a directory of the node home.
+//! Storage follows the workspace rule: one database per node ([`rm_store::Db`]), each
+//! record kind in its own keyspace ([`KEYSPACES`]); sector files live in a directory of
+//! the node home. Fr32 and CommP need neither; the cargo feature `rocksdb` (off by
+//! default) adds `rm-store`'s RocksDB backend for a piece store that persists.
 //!
 //! ## Example
 //!
@@ -29,10 +31,12 @@
 //! use rm_unseal::{FileSectorStore, PieceStore, Unsealer, import, sector};
 //!
 //! let home = tempfile::tempdir()?;
-//! let db = rm_fsm::open_db(home.path().join("db"), &rm_unseal::COLUMN_FAMILIES)?;
-//! let pieces = Arc::new(PieceStore::open(db.clone())?);
+//! // A node opens its RocksDB database with every keyspace: rm_store::Db::open(path,
+//! // &rm_unseal::KEYSPACES, &Default::default()). In memory here:
+//! let db = rm_store::Db::memory();
+//! let pieces = Arc::new(PieceStore::open(&db)?);
 //! let sectors = Arc::new(FileSectorStore::open(
-//!     home.path().join("sectors"), db.clone(), FileSectorStore::DEFAULT_CF,
+//!     home.path().join("sectors"), db.keyspace(FileSectorStore::DEFAULT_KEYSPACE)?,
 //!     sector::Config::default())?);
 //!
 //! let file = home.path().join("hello.txt");
@@ -41,7 +45,7 @@
 //!     &home.path().join("staging"))?;
 //! assert!(imported.piece_cid.to_string().starts_with("baga"));
 //!
-//! let unsealer = Unsealer::new(pieces, sectors, db, rm_unseal::unseal::LOADED_CF)?;
+//! let unsealer = Unsealer::new(pieces, sectors, db.keyspace(rm_unseal::unseal::LOADED_KEYSPACE)?);
 //! let blocks = Arc::new(MemoryBlockstore::new());
 //! let loaded = unsealer.load(&imported.payload_cid, None, blocks.clone()).await?;
 //! assert_eq!(loaded.piece_cid, imported.piece_cid);
@@ -74,13 +78,14 @@ pub use unseal::{Loaded, Unsealer};
 
 use cid::Cid;
 
-/// Every column family the crate's stores use by default.
-pub const COLUMN_FAMILIES: [&str; 5] = [
-    piecestore::PIECES_CF,
-    piecestore::CIDS_CF,
-    piecestore::SIZES_CF,
-    FileSectorStore::DEFAULT_CF,
-    unseal::LOADED_CF,
+/// Every keyspace the crate's stores use by default (name them when opening the node's
+/// database).
+pub const KEYSPACES: [&str; 5] = [
+    piecestore::PIECES_KEYSPACE,
+    piecestore::CIDS_KEYSPACE,
+    piecestore::SIZES_KEYSPACE,
+    FileSectorStore::DEFAULT_KEYSPACE,
+    unseal::LOADED_KEYSPACE,
 ];
 
 /// Errors of pieces, sectors and unsealing.
@@ -140,12 +145,9 @@ pub enum Error {
     /// The blockstore failed.
     #[error(transparent)]
     Blockstore(#[from] rm_blockio::blockstore::Error),
-    /// RocksDB failed.
-    #[error("rocksdb: {0}")]
-    Rocks(#[from] rocksdb::Error),
-    /// A column family does not exist in the shared database.
-    #[error("column family {0:?} does not exist")]
-    MissingColumnFamily(String),
+    /// The database failed (or lacks a keyspace).
+    #[error(transparent)]
+    Db(#[from] rm_store::Error),
     /// A stored record does not decode.
     #[error("corrupt record: {0}")]
     Corrupt(String),

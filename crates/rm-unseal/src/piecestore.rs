@@ -1,31 +1,31 @@
 //! The piece store: which sectors hold a piece, and which pieces hold a block.
 //!
-//! Two records, as go-fil-markets' `piecestore` keeps them (reference §5.4):
+//! Two records, as go-fil-markets' `piecestore` keeps them (go-fil-markets `piecestore/types.go`):
 //!
 //! - [`PieceInfo`] by piece CID: the deals (sector, offset, length) holding the piece;
 //! - [`CidInfo`] by block: where the block lies in each piece that holds it.
 //!
-//! Both live in RocksDB column families of the node's shared database (with a third, for
+//! Both live in keyspaces of the node's database (with a third, for
 //! the data size of pieces whose size is known), encoded as
 //! DAG-CBOR maps with go-fil-markets' field names. Block records are keyed by multihash, so
 //! a CIDv0 and a CIDv1 of the same bytes share one (as the blockstore does). Adds are
 //! idempotent; each block keeps at most [`MAX_LOCATIONS_PER_CID`] locations.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use cid::Cid;
-use rocksdb::DB;
+use rm_store::{Db, Durability, Keyspace, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// Column family of [`PieceInfo`] records.
-pub const PIECES_CF: &str = "piece-infos";
-/// Column family of [`CidInfo`] records.
-pub const CIDS_CF: &str = "cid-infos";
-/// Column family of the data size (unpadded bytes before the zero fill: the CAR's length)
+/// Keyspace of [`PieceInfo`] records.
+pub const PIECES_KEYSPACE: &str = "piece-infos";
+/// Keyspace of [`CidInfo`] records.
+pub const CIDS_KEYSPACE: &str = "cid-infos";
+/// Keyspace of the data size (unpadded bytes before the zero fill: the CAR's length)
 /// of pieces whose size is known, such as those imported here.
-pub const SIZES_CF: &str = "piece-data-sizes";
+pub const SIZES_KEYSPACE: &str = "piece-data-sizes";
 
 /// Most deals kept for one piece; adding more is an error ([`Error::TooManyDeals`]).
 pub const MAX_DEALS_PER_PIECE: usize = 256;
@@ -98,12 +98,11 @@ pub struct CidInfo {
     pub piece_block_locations: Vec<PieceBlockLocation>,
 }
 
-/// The piece store on a shared database.
+/// The piece store: three keyspaces of one database.
 pub struct PieceStore {
-    db: Arc<DB>,
-    pieces_cf: String,
-    cids_cf: String,
-    sizes_cf: String,
+    pieces: Keyspace,
+    cids: Keyspace,
+    sizes: Keyspace,
     /// Serialises read-modify-write of records.
     write: Mutex<()>,
 }
@@ -111,56 +110,49 @@ pub struct PieceStore {
 impl std::fmt::Debug for PieceStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PieceStore")
-            .field("pieces_cf", &self.pieces_cf)
-            .field("cids_cf", &self.cids_cf)
+            .field("pieces", &self.pieces.name())
+            .field("cids", &self.cids.name())
             .finish_non_exhaustive()
     }
 }
 
 impl PieceStore {
-    /// The store in column families [`PIECES_CF`], [`CIDS_CF`] and [`SIZES_CF`] of `db`.
-    pub fn open(db: Arc<DB>) -> Result<Self, Error> {
-        Self::with_column_families(db, PIECES_CF, CIDS_CF, SIZES_CF)
+    /// The store in keyspaces [`PIECES_KEYSPACE`], [`CIDS_KEYSPACE`] and [`SIZES_KEYSPACE`]
+    /// of `db`.
+    pub fn open(db: &Db) -> Result<Self, Error> {
+        Ok(Self::with_keyspaces(
+            db.keyspace(PIECES_KEYSPACE)?,
+            db.keyspace(CIDS_KEYSPACE)?,
+            db.keyspace(SIZES_KEYSPACE)?,
+        ))
     }
 
-    /// The store in the given column families of `db` (which must exist).
-    pub fn with_column_families(
-        db: Arc<DB>,
-        pieces_cf: &str,
-        cids_cf: &str,
-        sizes_cf: &str,
-    ) -> Result<Self, Error> {
-        for cf in [pieces_cf, cids_cf, sizes_cf] {
-            if db.cf_handle(cf).is_none() {
-                return Err(Error::MissingColumnFamily(cf.to_owned()));
-            }
-        }
-        Ok(Self {
-            db,
-            pieces_cf: pieces_cf.to_owned(),
-            cids_cf: cids_cf.to_owned(),
-            sizes_cf: sizes_cf.to_owned(),
+    /// The store in the given keyspaces (of one database: records that change together
+    /// are written in one batch).
+    pub fn with_keyspaces(pieces: Keyspace, cids: Keyspace, sizes: Keyspace) -> Self {
+        Self {
+            pieces,
+            cids,
+            sizes,
             write: Mutex::new(()),
-        })
-    }
-
-    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily, Error> {
-        self.db
-            .cf_handle(name)
-            .ok_or_else(|| Error::MissingColumnFamily(name.to_owned()))
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn read<T: for<'de> Deserialize<'de>>(&self, cf: &str, key: &[u8]) -> Result<Option<T>, Error> {
-        match self.db.get_pinned_cf(self.cf(cf)?, key)? {
-            None => Ok(None),
-            Some(bytes) => rm_types::codec::from_slice_limited(&bytes, MAX_RECORD)
-                .map(Some)
-                .map_err(|e| Error::Corrupt(format!("{cf} record: {e}"))),
-        }
+    fn read<T: for<'de> Deserialize<'de>>(
+        &self,
+        keyspace: &Keyspace,
+        key: &[u8],
+    ) -> Result<Option<T>, Error> {
+        keyspace
+            .get_with(key, |bytes| {
+                rm_types::codec::from_slice_limited(bytes, MAX_RECORD)
+                    .map_err(|e| Error::Corrupt(format!("{} record: {e}", keyspace.name())))
+            })?
+            .transpose()
     }
 
     /// Records that `deal` holds `piece_cid` (nothing changes if it is known already).
@@ -168,7 +160,7 @@ impl PieceStore {
         let _guard = self.lock();
         let key = piece_cid.to_bytes();
         let mut info = self
-            .read::<PieceInfo>(&self.pieces_cf, &key)?
+            .read::<PieceInfo>(&self.pieces, &key)?
             .unwrap_or_else(|| PieceInfo {
                 piece_cid: *piece_cid,
                 deals: Vec::new(),
@@ -181,7 +173,7 @@ impl PieceStore {
         }
         info.deals.push(deal);
         let bytes = rm_types::codec::to_vec(&info).map_err(|e| Error::Corrupt(e.to_string()))?;
-        Ok(self.db.put_cf(self.cf(&self.pieces_cf)?, key, bytes)?)
+        Ok(self.pieces.put(&key, &bytes)?)
     }
 
     /// Records where each block lies in `piece_cid` (locations already known are kept
@@ -192,8 +184,7 @@ impl PieceStore {
         locations: impl IntoIterator<Item = (Cid, BlockLocation)>,
     ) -> Result<(), Error> {
         let _guard = self.lock();
-        let cf = self.cf(&self.cids_cf)?;
-        let mut batch = rocksdb::WriteBatch::default();
+        let mut batch = WriteBatch::new();
         // A block listed twice in one call is read once, from the pending batch copy.
         let mut pending: std::collections::HashMap<Vec<u8>, CidInfo> = Default::default();
         for (cid, location) in locations {
@@ -201,7 +192,7 @@ impl PieceStore {
             let info = match pending.remove(&key) {
                 Some(info) => info,
                 None => self
-                    .read::<CidInfo>(&self.cids_cf, &key)?
+                    .read::<CidInfo>(&self.cids, &key)?
                     .unwrap_or(CidInfo {
                         cid,
                         piece_block_locations: Vec::new(),
@@ -222,52 +213,43 @@ impl PieceStore {
         for (key, info) in pending {
             let bytes =
                 rm_types::codec::to_vec(&info).map_err(|e| Error::Corrupt(e.to_string()))?;
-            batch.put_cf(cf, key, bytes);
+            batch.put_owned(&self.cids, key, bytes);
         }
-        Ok(self.db.write(batch)?)
+        Ok(self.cids.db().write(batch, Durability::Process)?)
     }
 
     /// The piece's record; [`Error::PieceNotFound`] when unknown.
     pub fn get_piece_info(&self, piece_cid: &Cid) -> Result<PieceInfo, Error> {
-        self.read(&self.pieces_cf, &piece_cid.to_bytes())?
+        self.read(&self.pieces, &piece_cid.to_bytes())?
             .ok_or_else(|| Error::PieceNotFound(Box::new(*piece_cid)))
     }
 
     /// The block's record; [`Error::PayloadNotFound`] when unknown.
     pub fn get_cid_info(&self, cid: &Cid) -> Result<CidInfo, Error> {
-        self.read(&self.cids_cf, &cid.hash().to_bytes())?
+        self.read(&self.cids, &cid.hash().to_bytes())?
             .ok_or_else(|| Error::PayloadNotFound(Box::new(*cid)))
     }
 
     /// Records the data size of a piece: its unpadded bytes before the zero fill.
     pub fn set_data_size(&self, piece_cid: &Cid, size: u64) -> Result<(), Error> {
-        Ok(self.db.put_cf(
-            self.cf(&self.sizes_cf)?,
-            piece_cid.to_bytes(),
-            size.to_be_bytes(),
-        )?)
+        Ok(self.sizes.put(&piece_cid.to_bytes(), &size.to_be_bytes())?)
     }
 
     /// The piece's data size, if recorded.
     pub fn data_size(&self, piece_cid: &Cid) -> Result<Option<u64>, Error> {
-        match self
-            .db
-            .get_pinned_cf(self.cf(&self.sizes_cf)?, piece_cid.to_bytes())?
-        {
-            None => Ok(None),
-            Some(v) => <[u8; 8]>::try_from(&v[..])
-                .map(|b| Some(u64::from_be_bytes(b)))
-                .map_err(|_| Error::Corrupt("piece data size".into())),
-        }
+        self.sizes
+            .get_with(&piece_cid.to_bytes(), |v| {
+                <[u8; 8]>::try_from(v)
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| Error::Corrupt("piece data size".into()))
+            })?
+            .transpose()
     }
 
-    /// Every piece CID the store knows (for listings; reads the whole column family).
+    /// Every piece CID the store knows (for listings; reads the whole keyspace).
     pub fn list_pieces(&self) -> Result<Vec<Cid>, Error> {
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(&self.pieces_cf)?, rocksdb::IteratorMode::Start)
-        {
+        for item in self.pieces.iter() {
             let (key, _) = item?;
             match Cid::try_from(&key[..]) {
                 Ok(cid) => out.push(cid),
@@ -283,11 +265,10 @@ mod tests {
     use super::*;
     use crate::commp;
 
-    fn store() -> (tempfile::TempDir, Arc<DB>, PieceStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF, CIDS_CF, SIZES_CF]).unwrap();
-        let store = PieceStore::open(Arc::clone(&db)).unwrap();
-        (dir, db, store)
+    fn store() -> (Db, PieceStore) {
+        let db = Db::memory();
+        let store = PieceStore::open(&db).unwrap();
+        (db, store)
     }
 
     fn block_cid(version: cid::Version, data: &[u8]) -> Cid {
@@ -301,7 +282,7 @@ mod tests {
 
     #[test]
     fn pieces_and_deals() {
-        let (_dir, _db, store) = store();
+        let (_db, store) = store();
         let piece = commp::commp(b"piece one").unwrap().cid();
         assert!(
             matches!(store.get_piece_info(&piece), Err(Error::PieceNotFound(c)) if *c == piece)
@@ -330,7 +311,7 @@ mod tests {
 
     #[test]
     fn deals_per_piece_are_bounded() {
-        let (_dir, _db, store) = store();
+        let (_db, store) = store();
         let piece = commp::commp(b"popular").unwrap().cid();
         for sector_id in 0..MAX_DEALS_PER_PIECE as u64 {
             let deal = DealInfo {
@@ -360,7 +341,7 @@ mod tests {
 
     #[test]
     fn block_locations_are_keyed_by_multihash() {
-        let (_dir, _db, store) = store();
+        let (_db, store) = store();
         let piece = commp::commp(b"piece").unwrap().cid();
         let v0 = block_cid(cid::Version::V0, b"block");
         let v1 = Cid::new_v1(0x70, *v0.hash());
@@ -391,7 +372,7 @@ mod tests {
 
     #[test]
     fn locations_per_block_are_bounded() {
-        let (_dir, _db, store) = store();
+        let (_db, store) = store();
         let cid = block_cid(cid::Version::V1, b"common");
         for i in 0..(MAX_LOCATIONS_PER_CID as u64 + 10) {
             let loc = BlockLocation {
@@ -408,20 +389,24 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_record_is_a_typed_error_and_survives_reopen() {
-        let (dir, db, store) = store();
+    fn a_corrupt_record_is_a_typed_error() {
+        let (db, store) = store();
         let piece = commp::commp(b"x").unwrap().cid();
-        db.put_cf(
-            db.cf_handle(PIECES_CF).unwrap(),
-            piece.to_bytes(),
-            b"\xff\x00garbage",
-        )
-        .unwrap();
+        db.keyspace(PIECES_KEYSPACE)
+            .unwrap()
+            .put(&piece.to_bytes(), b"\xff\x00garbage")
+            .unwrap();
         assert!(matches!(
             store.get_piece_info(&piece),
             Err(Error::Corrupt(_))
         ));
-        // Records persist across reopen.
+    }
+
+    #[cfg(feature = "rocksdb")]
+    #[test]
+    fn records_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || rm_store::Db::open(dir.path(), &crate::KEYSPACES, &Default::default()).unwrap();
         let good = commp::commp(b"y").unwrap().cid();
         let deal = DealInfo {
             deal_id: 0,
@@ -429,21 +414,11 @@ mod tests {
             offset: 256,
             length: 128,
         };
-        store.add_deal_for_piece(&good, deal.clone()).unwrap();
-        drop(store);
-        drop(db);
-        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF, CIDS_CF, SIZES_CF]).unwrap();
-        let store = PieceStore::open(db).unwrap();
+        PieceStore::open(&open())
+            .unwrap()
+            .add_deal_for_piece(&good, deal.clone())
+            .unwrap();
+        let store = PieceStore::open(&open()).unwrap();
         assert_eq!(store.get_piece_info(&good).unwrap().deals, vec![deal]);
-    }
-
-    #[test]
-    fn a_missing_column_family_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = rm_fsm::open_db(dir.path(), &[PIECES_CF]).unwrap();
-        assert!(matches!(
-            PieceStore::open(db),
-            Err(Error::MissingColumnFamily(cf)) if cf == CIDS_CF
-        ));
     }
 }

@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use rocksdb::DB;
+use rm_store::{Durability, Keyspace, WriteBatch};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
 
@@ -116,12 +116,11 @@ struct Cursor {
 
 const CURSOR_KEY: &[u8] = b"cursor";
 
-/// Unsealed sector files in a directory, with the allocation cursor in RocksDB.
+/// Unsealed sector files in a directory, with the allocation cursor in a keyspace.
 pub struct FileSectorStore {
     dir: PathBuf,
     config: Config,
-    db: Arc<DB>,
-    cf: String,
+    meta: Keyspace,
     /// The allocation cursor; its lock serialises writers.
     cursor: Mutex<Cursor>,
 }
@@ -136,21 +135,13 @@ impl std::fmt::Debug for FileSectorStore {
 }
 
 impl FileSectorStore {
-    /// Column family of the allocation cursor.
-    pub const DEFAULT_CF: &'static str = "sector-meta";
+    /// The keyspace name nodes use for the allocation cursor.
+    pub const DEFAULT_KEYSPACE: &'static str = "sector-meta";
 
     /// Opens the store in `dir` (sector files go to `dir/unsealed/`), keeping its cursor in
-    /// column family `cf` of `db` (which must exist).
-    pub fn open(
-        dir: impl AsRef<Path>,
-        db: Arc<DB>,
-        cf: &str,
-        config: Config,
-    ) -> Result<Self, Error> {
-        let handle = db
-            .cf_handle(cf)
-            .ok_or_else(|| Error::MissingColumnFamily(cf.to_owned()))?;
-        let cursor = match db.get_cf(handle, CURSOR_KEY)? {
+    /// `meta`.
+    pub fn open(dir: impl AsRef<Path>, meta: Keyspace, config: Config) -> Result<Self, Error> {
+        let cursor = match meta.get(CURSOR_KEY)? {
             Some(v) if v.len() == 16 => Cursor {
                 sector: u64::from_be_bytes(v[..8].try_into().unwrap_or_default()),
                 next: u64::from_be_bytes(v[8..].try_into().unwrap_or_default()),
@@ -163,8 +154,7 @@ impl FileSectorStore {
         Ok(Self {
             dir,
             config,
-            db,
-            cf: cf.to_owned(),
+            meta,
             cursor: Mutex::new(cursor),
         })
     }
@@ -210,13 +200,9 @@ impl FileSectorStore {
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&after.sector.to_be_bytes());
         v[8..].copy_from_slice(&after.next.to_be_bytes());
-        let cf = self
-            .db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))?;
-        let mut opts = rocksdb::WriteOptions::default();
-        opts.set_sync(true);
-        self.db.put_cf_opt(cf, CURSOR_KEY, v, &opts)?;
+        let mut batch = WriteBatch::new();
+        batch.put(&self.meta, CURSOR_KEY, &v);
+        self.meta.db().write(batch, Durability::Machine)?;
         *cursor = after;
         Ok(Placement {
             sector: at.sector,
@@ -421,11 +407,13 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
+    fn meta() -> Keyspace {
+        Keyspace::memory(FileSectorStore::DEFAULT_KEYSPACE)
+    }
+
     fn store(config: Config) -> (tempfile::TempDir, FileSectorStore) {
         let dir = tempfile::tempdir().unwrap();
-        let db = rm_fsm::open_db(dir.path().join("db"), &[FileSectorStore::DEFAULT_CF]).unwrap();
-        let store =
-            FileSectorStore::open(dir.path(), db, FileSectorStore::DEFAULT_CF, config).unwrap();
+        let store = FileSectorStore::open(dir.path(), meta(), config).unwrap();
         (dir, store)
     }
 
@@ -447,7 +435,9 @@ mod tests {
         let config = Config::default()
             .with_sector_size(PaddedPieceSize::new(16384).unwrap())
             .with_miner_id(1234);
-        let (dir, store) = store(config);
+        let dir = tempfile::tempdir().unwrap();
+        let meta = meta();
+        let store = FileSectorStore::open(dir.path(), meta.clone(), config).unwrap();
         let a = data(1000, 1);
         let pa = store
             .write_piece(
@@ -488,9 +478,7 @@ mod tests {
 
         // The cursor survives a reopen.
         drop(store);
-        let db = rm_fsm::open_db(dir.path().join("db"), &[FileSectorStore::DEFAULT_CF]).unwrap();
-        let store =
-            FileSectorStore::open(dir.path(), db, FileSectorStore::DEFAULT_CF, config).unwrap();
+        let store = FileSectorStore::open(dir.path(), meta, config).unwrap();
         let after = store.write_piece(&b[..], b.len() as u64, small).unwrap();
         assert_eq!((after.sector, after.offset), (2, 4096));
     }

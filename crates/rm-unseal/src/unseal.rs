@@ -1,12 +1,12 @@
 //! The unsealing loader: from a payload CID to its blocks in a blockstore.
 //!
-//! As go-fil-markets' `blockunsealing` (reference §5.2): find the pieces that hold the
+//! As go-fil-markets' `blockunsealing` (`retrievalmarket/impl/blockunsealing`): find the pieces that hold the
 //! payload (only the one the deal names, if it names one), unseal the first that works —
 //! trying each sector that holds it, preferring sectors that need no unseal — read the
 //! piece as a CAR, verify every block against its CID, and put them all in the
 //! destination blockstore.
 //!
-//! A piece loaded into the node's blockstore is remembered (in its own column family), so
+//! A piece loaded into the node's blockstore is remembered (in its own keyspace), so
 //! the next deal for the same payload starts at once. Concurrent loads of one piece wait
 //! for each other instead of unsealing twice, and at most [`MAX_CONCURRENT_UNSEALS`]
 //! pieces are unsealed at once. A load is accepted only if the CAR ends exactly where the
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use cid::Cid;
 use rm_blockio::Blockstore;
 use rm_blockio::car;
-use rocksdb::DB;
+use rm_store::Keyspace;
 use tokio::io::AsyncReadExt;
 
 use crate::Error;
@@ -27,8 +27,8 @@ use crate::fr32::PaddedPieceSize;
 use crate::piecestore::{PieceInfo, PieceStore};
 use crate::sector::{PieceReader, SectorAccess};
 
-/// Column family of the pieces already loaded into the node's blockstore.
-pub const LOADED_CF: &str = "unsealed-pieces";
+/// Keyspace of the pieces already loaded into the node's blockstore.
+pub const LOADED_KEYSPACE: &str = "unsealed-pieces";
 
 /// What a load did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,8 +55,7 @@ pub struct Unsealer {
 struct Shared {
     pieces: Arc<PieceStore>,
     sectors: Arc<dyn SectorAccess>,
-    db: Arc<DB>,
-    cf: String,
+    loaded: Keyspace,
     /// One lock per piece being loaded; entries are removed when no load holds them.
     locks: Mutex<HashMap<Cid, Arc<tokio::sync::Mutex<()>>>>,
     /// Bounds the unseals running at once.
@@ -84,27 +83,18 @@ impl Read for Blocking {
 }
 
 impl Unsealer {
-    /// A loader over `pieces` and `sectors`, remembering loaded pieces in column family
-    /// `cf` of `db` (which must exist; [`LOADED_CF`] by convention).
-    pub fn new(
-        pieces: Arc<PieceStore>,
-        sectors: Arc<dyn SectorAccess>,
-        db: Arc<DB>,
-        cf: &str,
-    ) -> Result<Self, Error> {
-        if db.cf_handle(cf).is_none() {
-            return Err(Error::MissingColumnFamily(cf.to_owned()));
-        }
-        Ok(Self {
+    /// A loader over `pieces` and `sectors`, remembering loaded pieces in `loaded` (for a
+    /// node: [`LOADED_KEYSPACE`] of its database).
+    pub fn new(pieces: Arc<PieceStore>, sectors: Arc<dyn SectorAccess>, loaded: Keyspace) -> Self {
+        Self {
             shared: Arc::new(Shared {
                 pieces,
                 sectors,
-                db,
-                cf: cf.to_owned(),
+                loaded,
                 locks: Mutex::new(HashMap::new()),
                 permits: tokio::sync::Semaphore::new(MAX_CONCURRENT_UNSEALS),
             }),
-        })
+        }
     }
 
     /// The piece store.
@@ -170,19 +160,11 @@ impl Unsealer {
 
 impl Shared {
     fn loaded(&self, piece: &Cid) -> Result<bool, Error> {
-        let cf = self
-            .db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))?;
-        Ok(self.db.get_pinned_cf(cf, piece.to_bytes())?.is_some())
+        Ok(self.loaded.contains(&piece.to_bytes())?)
     }
 
     fn mark_loaded(&self, piece: &Cid) -> Result<(), Error> {
-        let cf = self
-            .db
-            .cf_handle(&self.cf)
-            .ok_or_else(|| Error::MissingColumnFamily(self.cf.clone()))?;
-        Ok(self.db.put_cf(cf, piece.to_bytes(), [])?)
+        Ok(self.loaded.put(&piece.to_bytes(), &[])?)
     }
 
     fn lock_for(&self, piece: &Cid) -> Arc<tokio::sync::Mutex<()>> {

@@ -81,9 +81,22 @@ fn a_published_commp_of_real_data() {
     assert_eq!(commp::commitment(&parsed).unwrap(), c.comm);
 }
 
+/// The node's database in `dir`: RocksDB when the crate is built with its `rocksdb`
+/// feature (as in the workspace), memory otherwise.
+#[cfg(feature = "rocksdb")]
+fn database(dir: &Path) -> rm_store::Db {
+    rm_store::Db::open(dir.join("db"), &rm_unseal::KEYSPACES, &Default::default()).unwrap()
+}
+
+/// Without the `rocksdb` feature: memory.
+#[cfg(not(feature = "rocksdb"))]
+fn database(_: &Path) -> rm_store::Db {
+    rm_store::Db::memory()
+}
+
 struct Home {
     dir: tempfile::TempDir,
-    db: Arc<rocksdb::DB>,
+    db: rm_store::Db,
     pieces: Arc<PieceStore>,
     sectors: Arc<FileSectorStore>,
 }
@@ -91,13 +104,12 @@ struct Home {
 impl Home {
     fn new() -> Home {
         let dir = tempfile::tempdir().unwrap();
-        let db = rm_fsm::open_db(dir.path().join("db"), &rm_unseal::COLUMN_FAMILIES).unwrap();
-        let pieces = Arc::new(PieceStore::open(Arc::clone(&db)).unwrap());
+        let db = database(dir.path());
+        let pieces = Arc::new(PieceStore::open(&db).unwrap());
         let sectors = Arc::new(
             FileSectorStore::open(
                 dir.path().join("sectors"),
-                Arc::clone(&db),
-                FileSectorStore::DEFAULT_CF,
+                db.keyspace(FileSectorStore::DEFAULT_KEYSPACE).unwrap(),
                 sector::Config::default(),
             )
             .unwrap(),
@@ -126,10 +138,8 @@ impl Home {
         Unsealer::new(
             Arc::clone(&self.pieces),
             sectors,
-            Arc::clone(&self.db),
-            unseal::LOADED_CF,
+            self.db.keyspace(unseal::LOADED_KEYSPACE).unwrap(),
         )
-        .unwrap()
     }
 }
 
@@ -286,8 +296,8 @@ async fn loader_failures_are_typed_with_go_messages() {
     let bare = Home::new();
     let copy = bare.import(&testdata("lorem.txt"));
     // The same damage in a piece whose data size nobody recorded (as from another node).
-    let sizes = bare.db.cf_handle(rm_unseal::piecestore::SIZES_CF).unwrap();
-    bare.db.delete_cf(sizes, copy.piece_cid.to_bytes()).unwrap();
+    let sizes = bare.db.keyspace(rm_unseal::piecestore::SIZES_KEYSPACE).unwrap();
+    sizes.delete(&copy.piece_cid.to_bytes()).unwrap();
     std::fs::write(bare.sectors.path(copy.placement.sector), &cut).unwrap();
     let bare_blocks: Arc<dyn Blockstore> = Arc::new(MemoryBlockstore::new());
     let e = bare

@@ -32,7 +32,7 @@ pub struct AskArgs {
 pub async fn run(global: &Global, out: &Output, args: AskArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
     let config = home::load(&home)?;
-    let node = home::open(&home, &config, &[]).await?;
+    let node = home::open(&home, &[]).await?;
     let provider = node.provider(config.provider_config()?).await?;
     let mut ask = provider.ask();
     let changed = args.price_per_byte.is_some()

@@ -1,11 +1,9 @@
 //! `rm deals`: the node's client and provider deals.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
-use rm_fsm::{Group, RocksStore, rocksdb::DB};
 use serde_json::json;
 
 use crate::cmd::retrieve::provider_of;
@@ -26,8 +24,8 @@ pub struct DealsArgs {
 /// Lists deals straight from the database: nothing is resumed or dialled.
 pub async fn run(global: &Global, out: &Output, args: DealsArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
-    let config = home::load(&home)?;
-    let node = home::open(&home, &config, &[]).await?;
+    home::load(&home)?;
+    let node = home::open(&home, &[]).await?;
     let (show_client, show_provider) = match (args.client, args.provider) {
         (false, false) => (true, true),
         (c, p) => (c, p),
@@ -35,7 +33,7 @@ pub async fn run(global: &Global, out: &Output, args: DealsArgs) -> Result<ExitC
     let mut rows = Vec::new();
     let mut items = Vec::new();
     if show_client {
-        for (id, deal) in client_deals(&node.db).await? {
+        for (id, deal) in node.client_deals().await? {
             let s = &deal.state;
             items.push(json!({
                 "side": "client",
@@ -60,7 +58,7 @@ pub async fn run(global: &Global, out: &Output, args: DealsArgs) -> Result<ExitC
         }
     }
     if show_provider {
-        for ((peer, id), deal) in provider_deals(&node.db).await? {
+        for ((peer, id), deal) in node.provider_deals().await? {
             let s = &deal.state;
             let peer = rm_network::libp2p::PeerId::from_bytes(&peer)
                 .map(|p| p.to_string())
@@ -100,32 +98,4 @@ pub async fn run(global: &Global, out: &Output, args: DealsArgs) -> Result<ExitC
     };
     out.result(&json!({ "deals": items }), &text);
     Ok(exit::code(exit::OK))
-}
-
-/// Every client deal in `db`, read without starting the client.
-pub async fn client_deals(db: &Arc<DB>) -> Result<Vec<(u64, rm_client::ClientDeal)>> {
-    let store = RocksStore::new(Arc::clone(db), rm_client::DEALS_CF)?;
-    let group = Group::open(
-        rm_client::fsm::table(),
-        (),
-        store,
-        rm_fsm::Config::default(),
-    )
-    .await?;
-    Ok(group.list(|_, _| true)?)
-}
-
-/// Every provider deal in `db`, read without starting the provider.
-pub async fn provider_deals(
-    db: &Arc<DB>,
-) -> Result<Vec<(rm_provider::DealKey, rm_provider::ProviderDeal)>> {
-    let store = RocksStore::new(Arc::clone(db), rm_provider::DEALS_CF)?;
-    let group = Group::open(
-        rm_provider::fsm::table(),
-        (),
-        store,
-        rm_fsm::Config::default(),
-    )
-    .await?;
-    Ok(group.list(|_, _| true)?)
 }

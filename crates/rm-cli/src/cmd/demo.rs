@@ -11,8 +11,8 @@ use rm_client::Retrieval;
 use rm_types::{Ask, DealStatus, QueryParams, QueryResponseStatus, TokenAmount};
 use serde_json::json;
 
-use crate::config::parse_size;
-use crate::node::Node;
+use rm_node::config::parse_size;
+use rm_node::Node;
 use crate::output::{self, Output};
 use crate::{Global, exit};
 
@@ -63,7 +63,7 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
             f.clone()
         }
         None => {
-            let size = parse_size(&args.size)?;
+            let size = parse_size(&args.size).map_err(anyhow::Error::msg)?;
             let path = dir.path().join("input.bin");
             say(&format!(
                 "generating {} of pseudo-random data",

@@ -29,7 +29,7 @@ pub struct ImportArgs {
 pub async fn run(global: &Global, out: &Output, args: ImportArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
     let config = home::load(&home)?;
-    let node = home::open(&home, &config, &[]).await?;
+    let node = home::open(&home, &[]).await?;
     let preset_name = args.preset.unwrap_or_else(|| config.import.preset.clone());
     let imported = if args.car {
         let imported = rm_unseal::import::import_car(&node.pieces, &node.sectors, &args.path)
@@ -37,7 +37,7 @@ pub async fn run(global: &Global, out: &Output, args: ImportArgs) -> Result<Exit
         node.announcer.provide(&imported.payload_cid)?;
         imported
     } else {
-        let preset = config::preset(&preset_name)?;
+        let preset = rm_node::config::preset(&preset_name)?;
         node.import_piece(&args.path, preset)
             .with_context(|| format!("importing {}", args.path.display()))?
     };

@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde_json::json;
 
-use crate::config::DEFAULT_TOML;
 use crate::output::Output;
 use crate::{Global, exit, home};
 
@@ -18,30 +17,26 @@ pub struct InitArgs {}
 /// database); on a home that exists, prints its identity and changes nothing.
 pub async fn run(global: &Global, out: &Output, _args: InitArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
-    let config_path = home.join("config.toml");
-    let created = !config_path.exists();
-    if created {
-        std::fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
-        std::fs::write(&config_path, DEFAULT_TOML)
-            .with_context(|| format!("writing {}", config_path.display()))?;
-    }
-    let config = home::load(&home)?;
-    let node = home::open(&home, &config, &[]).await?;
+    let created = home
+        .init()
+        .with_context(|| format!("creating {}", home.root().display()))?;
+    home::load(&home)?;
+    let node = home::open(&home, &[]).await?;
     let peer = node.peer_id();
     let wallet = node.address.to_string();
     node.network.shutdown().await;
     let verb = if created { "created" } else { "exists:" };
     out.result(
         &json!({
-            "home": home.display().to_string(),
+            "home": home.root().display().to_string(),
             "created": created,
             "peer_id": peer.to_string(),
             "wallet": wallet,
         }),
         &format!(
             "{verb} {}\n  peer id  {peer}\n  wallet   {wallet}\n  config   {}\n",
-            home.display(),
-            config_path.display()
+            home.root().display(),
+            home.config_file().display()
         ),
     );
     Ok(exit::code(exit::OK))

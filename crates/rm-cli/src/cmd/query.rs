@@ -9,7 +9,7 @@ use rm_types::{Cid, Query, QueryParams, QueryResponse, QueryResponseStatus};
 use serde_json::json;
 
 use crate::cmd::{parse_cid, parse_target};
-use crate::node::Node;
+use rm_node::Node;
 use crate::output::{self, Output};
 use crate::{Global, exit, home};
 
@@ -32,7 +32,7 @@ pub async fn run(global: &Global, out: &Output, args: QueryArgs) -> Result<ExitC
     let (peer, addr) = parse_target(&args.provider)?;
     let payload = parse_cid(&args.cid)?;
     let piece = args.piece.as_deref().map(parse_cid).transpose()?;
-    let node = home::open(&home, &config, &[]).await?;
+    let node = home::open(&home, &[]).await?;
     let addrs = provider_addrs(&node, &config, peer, addr, &payload).await?;
     let answer = query(&node, peer, addrs, payload, piece).await;
     node.network.shutdown().await;
@@ -51,7 +51,7 @@ pub async fn run(global: &Global, out: &Output, args: QueryArgs) -> Result<ExitC
 /// configured bootstrap peers).
 pub async fn provider_addrs(
     node: &Node,
-    config: &crate::config::Config,
+    config: &rm_node::Config,
     peer: PeerId,
     addr: Option<Multiaddr>,
     payload: &Cid,
@@ -59,7 +59,7 @@ pub async fn provider_addrs(
     if let Some(a) = addr {
         return Ok(vec![a]);
     }
-    if home::join_dht(node, config).await? == 0 {
+    if node.join_dht(config).await? == 0 {
         bail!(
             "no address for {peer}: give a multiaddr ending in /p2p/{peer}, or list DHT \
              bootstrap peers in config.toml"

@@ -13,7 +13,7 @@ use rm_types::{Cid, DealId, DealStatus, Ipld, QueryResponseStatus};
 use serde_json::json;
 
 use crate::cmd::{ipld_from_json, parse_amount, parse_cid, parse_target, query};
-use crate::node::Node;
+use rm_node::Node;
 use crate::output::{self, Output};
 use crate::{Global, exit, home};
 
@@ -61,7 +61,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     // Checked now, before anything is dialled; used to check and to write the output.
     let dag_selector = dag_selector(selector.as_ref())?;
 
-    let node = home::open(&home, &config, &[]).await?;
+    let node = home::open(&home, &[]).await?;
     let client = node.client(config.client_config()?).await?;
     let mut events = client.subscribe_to_events();
     let started = Instant::now();

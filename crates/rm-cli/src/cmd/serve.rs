@@ -30,7 +30,7 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
     } else {
         args.listen
     };
-    let node = home::open(&home, &config, &listen).await?;
+    let node = home::open(&home, &listen).await?;
     let provider = node.provider(config.provider_config()?).await?;
     let mut events = provider.subscribe_to_events();
     provider.start();
@@ -41,7 +41,7 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
         .iter()
         .map(|a| full_addr(a, peer).to_string())
         .collect();
-    let joined = home::join_dht(&node, &config).await?;
+    let joined = node.join_dht(&config).await?;
     // Announce everything held now that the DHT has peers.
     let provided = node.announcer.provided()?;
     for payload in &provided {

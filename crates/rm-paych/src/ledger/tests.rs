@@ -2,7 +2,6 @@
 //! channel operations.
 
 use rm_types::{Merge, ModVerifyParams, Signature, SignatureType};
-use tempfile::TempDir;
 
 use super::*;
 use crate::voucher::VoucherError;
@@ -13,7 +12,6 @@ fn atto(n: u64) -> TokenAmount {
 }
 
 struct Fixture {
-    _dir: TempDir,
     ledger: Ledger,
     wallet: Wallet,
     client: Address,
@@ -24,9 +22,7 @@ struct Fixture {
 /// A ledger with a 1000 attoFIL channel client -> provider and one voucher (lane 0, nonce 1,
 /// 100) already accepted, so that "changes nothing" has something to change.
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path(), &[DEFAULT_COLUMN_FAMILY]).unwrap();
-    let ledger = Ledger::open(db, DEFAULT_COLUMN_FAMILY).unwrap();
+    let ledger = Ledger::open(Keyspace::memory(DEFAULT_KEYSPACE));
     let wallet = Wallet::in_memory();
     let client = wallet.new_key().unwrap();
     let provider = wallet.new_key().unwrap();
@@ -34,7 +30,6 @@ fn fixture() -> Fixture {
         .create_channel(&client, &provider, &atto(1000))
         .unwrap();
     let fx = Fixture {
-        _dir: dir,
         ledger,
         wallet,
         client,
@@ -804,14 +799,4 @@ fn derived_address_matches_dag_cbor_encoding() {
         derive_channel_address(&from, &to, 0),
         derive_channel_address(&to, &from, 0)
     );
-}
-
-#[test]
-fn missing_column_family_is_an_error() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = open_db(dir.path(), &["other"]).unwrap();
-    assert!(matches!(
-        Ledger::open(db, "paych"),
-        Err(LedgerError::MissingColumnFamily(_))
-    ));
 }

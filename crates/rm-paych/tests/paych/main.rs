@@ -2,6 +2,7 @@
 
 mod lane_sum;
 mod node;
+#[cfg(feature = "rocksdb")]
 mod restart;
 mod two_process;
 mod vectors;
@@ -12,10 +13,20 @@ use std::sync::Arc;
 use rm_paych::{Ledger, ledger};
 use tempfile::TempDir;
 
-/// A ledger in a fresh temporary database.
+/// A ledger in a fresh database: RocksDB in a temporary directory when the crate is built
+/// with its `rocksdb` feature, memory otherwise.
 pub(crate) fn temp_ledger() -> (TempDir, Arc<Ledger>) {
     let dir = tempfile::tempdir().unwrap();
-    let db = ledger::open_db(dir.path().join("db"), &[ledger::DEFAULT_COLUMN_FAMILY]).unwrap();
-    let ledger = Ledger::open(db, ledger::DEFAULT_COLUMN_FAMILY).unwrap();
-    (dir, Arc::new(ledger))
+    #[cfg(feature = "rocksdb")]
+    let keyspace = rm_store::Db::open(
+        dir.path().join("db"),
+        &[ledger::DEFAULT_KEYSPACE],
+        &Default::default(),
+    )
+    .unwrap()
+    .keyspace(ledger::DEFAULT_KEYSPACE)
+    .unwrap();
+    #[cfg(not(feature = "rocksdb"))]
+    let keyspace = rm_store::Keyspace::memory(ledger::DEFAULT_KEYSPACE);
+    (dir, Arc::new(Ledger::open(keyspace)))
 }

@@ -17,11 +17,15 @@ fn ledger_survives_a_restart() {
     let provider = wallet.new_key().unwrap();
 
     let open = || {
-        let db = ledger::open_db(&path, &[ledger::DEFAULT_COLUMN_FAMILY, "someone-else"]).unwrap();
+        let db = rm_store::Db::open(
+            &path,
+            &[ledger::DEFAULT_KEYSPACE, "someone-else"],
+            &Default::default(),
+        )
+        .unwrap();
         // fsync every write: what a node that cannot afford to lose a voucher would use
-        Ledger::open(db, ledger::DEFAULT_COLUMN_FAMILY)
-            .unwrap()
-            .with_sync_writes(true)
+        Ledger::open(db.keyspace(ledger::DEFAULT_KEYSPACE).unwrap())
+            .with_durability(rm_store::Durability::Machine)
     };
 
     let (channel, message, voucher, snapshot) = {

@@ -1,13 +1,26 @@
 //! `config.toml`: a node's settings, every one optional.
 //!
-//! `rm init` writes [`DEFAULT_TOML`] (every key with its default and what it does); a key
-//! left out takes its default, an unknown key is an error (a typo must not be ignored).
+//! [`Home::init`](crate::Home::init) (`rm init`) writes [`DEFAULT_TOML`] (every key with
+//! its default and what it does); a key left out takes its default, an unknown key is an
+//! error (a typo must not be ignored).
 
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use rm_network::libp2p::Multiaddr;
+use rm_network::libp2p::multiaddr::Protocol;
 use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
 
 /// The file `rm init` writes: the defaults, documented.
 pub const DEFAULT_TOML: &str = r#"# rm node settings. Every key is optional: a key left out takes the value shown here.
@@ -163,16 +176,17 @@ impl Default for Import {
 }
 
 impl Config {
-    /// Reads `config.toml` from `home`.
-    pub fn load(home: &Path) -> Result<Config> {
-        let path = home.join("config.toml");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        let config: Config =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        config
-            .check()
-            .with_context(|| format!("in {}", path.display()))?;
+    /// Reads and checks `config.toml` at `path`.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        config.check()?;
         Ok(config)
     }
 
@@ -181,47 +195,68 @@ impl Config {
         self.durability()?;
         self.sector_size()?;
         preset(&self.import.preset)?;
-        for addr in self.network.listen.iter().chain(&self.network.bootstrap) {
-            addr.parse::<rm_network::libp2p::Multiaddr>()
-                .with_context(|| format!("{addr:?} is not a multiaddr"))?;
+        for addr in &self.network.listen {
+            parse_addr("network.listen", addr)?;
         }
+        self.bootstrap_peers()?;
         Ok(())
     }
 
-    /// The deal machines' durability.
-    pub fn durability(&self) -> Result<rm_fsm::Durability> {
+    /// Whether writes are fsynced: `"process"` or `"machine"`.
+    pub fn durability(&self) -> Result<rm_store::Durability> {
         match self.storage.durability.as_str() {
-            "process" => Ok(rm_fsm::Durability::NoSync),
-            "machine" => Ok(rm_fsm::Durability::group_commit()),
-            other => bail!("durability must be \"process\" or \"machine\", not {other:?}"),
+            "process" => Ok(rm_store::Durability::Process),
+            "machine" => Ok(rm_store::Durability::Machine),
+            other => Err(invalid(
+                "storage.durability",
+                format!("must be \"process\" or \"machine\", not {other:?}"),
+            )),
         }
     }
 
     /// The sector size.
     pub fn sector_size(&self) -> Result<rm_unseal::PaddedPieceSize> {
-        let bytes = parse_size(&self.storage.sector_size)?;
+        let bytes = parse_size(&self.storage.sector_size)
+            .map_err(|reason| invalid("storage.sector_size", reason))?;
         rm_unseal::PaddedPieceSize::new(bytes)
-            .with_context(|| format!("sector_size {:?}", self.storage.sector_size))
+            .map_err(|e| invalid("storage.sector_size", e.to_string()))
+    }
+
+    /// The DHT bootstrap peers: each address must end in `/p2p/<peer id>`.
+    pub fn bootstrap_peers(&self) -> Result<Vec<(rm_network::libp2p::PeerId, Multiaddr)>> {
+        let mut peers = Vec::new();
+        for text in &self.network.bootstrap {
+            let addr = parse_addr("network.bootstrap", text)?;
+            let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+                return Err(invalid(
+                    "network.bootstrap",
+                    format!("{text:?} needs the peer id: /ip4/…/tcp/…/p2p/<peer id>"),
+                ));
+            };
+            peers.push((peer, addr));
+        }
+        Ok(peers)
     }
 
     /// The network settings for `listen` (none for a node that only dials out).
     pub fn network_config(&self, listen: &[String]) -> Result<rm_network::Config> {
-        let mut addrs = Vec::new();
-        for a in listen {
-            addrs.push(
-                a.parse::<rm_network::libp2p::Multiaddr>()
-                    .with_context(|| format!("{a:?} is not a multiaddr"))?,
-            );
-        }
+        let addrs = listen
+            .iter()
+            .map(|a| parse_addr("listen", a))
+            .collect::<Result<Vec<_>>>()?;
         let mut config = rm_network::Config::default().with_listen_addrs(addrs);
         config.max_inbound_deals = self.network.max_inbound_deals;
         config.max_inbound_deals_per_peer = self.network.max_inbound_deals_per_peer;
         Ok(config)
     }
 
-    /// The deal machines' settings.
+    /// The deal machines' settings: group commit when writes must reach the disk.
     pub fn fsm(&self) -> Result<rm_fsm::Config> {
-        Ok(rm_fsm::Config::default().with_durability(self.durability()?))
+        let durability = match self.durability()? {
+            rm_store::Durability::Process => rm_fsm::Durability::NoSync,
+            rm_store::Durability::Machine => rm_fsm::Durability::group_commit(),
+        };
+        Ok(rm_fsm::Config::default().with_durability(durability))
     }
 
     /// The provider's settings.
@@ -247,35 +282,47 @@ impl Config {
     }
 }
 
-/// A UnixFS preset by name.
+fn parse_addr(key: &str, text: &str) -> Result<Multiaddr> {
+    text.parse::<Multiaddr>()
+        .map_err(|e| invalid(key, format!("{text:?} is not a multiaddr: {e}")))
+}
+
+/// A UnixFS preset by name: `"v1-1mib"`, `"kubo-v1"` or `"kubo-v0"`.
 pub fn preset(name: &str) -> Result<rm_blockio::unixfs::Preset> {
     use rm_blockio::unixfs::Preset;
     match name {
         "v1-1mib" => Ok(Preset::UNIXFS_V1_2025),
         "kubo-v1" => Ok(Preset::KUBO_V1_RAW_LEAVES),
         "kubo-v0" => Ok(Preset::KUBO_V0),
-        other => bail!("unknown preset {other:?}: use v1-1mib, kubo-v1 or kubo-v0"),
+        other => Err(invalid(
+            "import.preset",
+            format!("unknown preset {other:?}: use v1-1mib, kubo-v1 or kubo-v0"),
+        )),
     }
 }
 
-/// Parses `"32GiB"`, `"512MiB"`, `"8 KiB"`, `"1000"` (bytes).
-pub fn parse_size(text: &str) -> Result<u64> {
+/// Parses `"32GiB"`, `"512MiB"`, `"8 KiB"`, `"1000"` (bytes); the error says why not.
+pub fn parse_size(text: &str) -> std::result::Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     let n: u64 = digits
         .parse()
-        .with_context(|| format!("{text:?} is not a size such as 32GiB"))?;
+        .map_err(|_| format!("{text:?} is not a size such as 32GiB"))?;
     let shift = match unit.trim() {
         "" | "B" => 0,
         "KiB" => 10,
         "MiB" => 20,
         "GiB" => 30,
         "TiB" => 40,
-        other => bail!("unknown unit {other:?} in {text:?}: use B, KiB, MiB, GiB or TiB"),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?}: use B, KiB, MiB, GiB or TiB"
+            ));
+        }
     };
     n.checked_mul(1 << shift)
-        .with_context(|| format!("{text:?} is too large"))
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
@@ -303,6 +350,10 @@ mod tests {
         let mut c = Config::default();
         c.network.bootstrap = vec!["not an address".into()];
         assert!(c.check().is_err());
+        c.network.bootstrap = vec!["/ip4/127.0.0.1/tcp/1".into()];
+        assert!(
+            matches!(c.check(), Err(ConfigError::Invalid { key, .. }) if key == "network.bootstrap")
+        );
     }
 
     #[test]

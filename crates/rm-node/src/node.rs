@@ -1,16 +1,6 @@
-//! A whole node in one home directory: libp2p host, RocksDB, wallet, payment-channel
-//! ledger, blockstore, piece store and sector files, peer registry and DHT announcer — what
-//! an `rm` process runs, and what the end-to-end tests start several of.
-//!
-//! ```text
-//! <home>/config.toml   settings (crate::config)
-//! <home>/libp2p.key    the node's libp2p identity (protobuf ed25519 key, 0600)
-//! <home>/wallet/       secp256k1 wallet keys (0600)
-//! <home>/db/           RocksDB: deals, ledger, block index, pieces, registry (column_families())
-//! <home>/blocks.dat    block data, appended; indexed in the database
-//! <home>/sectors/      unsealed sector files (sectors/unsealed/s-t0<miner>-<n>)
-//! <home>/staging/      CARs being imported (removed when done)
-//! ```
+//! [`Node`]: a whole node in one home directory — libp2p host, database, wallet,
+//! payment-channel ledger, blockstore, piece store and sector files, peer registry and DHT
+//! announcer; what an `rm` process runs, and what the end-to-end tests start several of.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,60 +9,24 @@ use rm_blockio::unixfs::{self, Preset};
 use rm_blockio::{Blockstore, FileBlockstore};
 use rm_client::Client;
 use rm_discovery::{Announcer, AnnouncerConfig, Registry, Resolver, ResolverConfig};
-use rm_fsm::rocksdb::DB;
 use rm_network::Network;
 use rm_network::libp2p::{Multiaddr, PeerId};
 use rm_paych::{Ledger, PaychNode, Wallet, ledger};
 use rm_provider::Provider;
+use rm_store::{Db, Durability};
 use rm_types::{Address, Cid};
 use rm_unseal::{FileSectorStore, Imported, PieceStore, Unsealer};
 
-/// Errors opening or using a node.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// File system.
-    #[error("io: {0}")]
-    Io(#[from] std::io::Error),
-    /// Database.
-    #[error("database: {0}")]
-    Store(#[from] rm_fsm::StoreError),
-    /// Network.
-    #[error("network: {0}")]
-    Network(#[from] rm_network::Error),
-    /// Wallet.
-    #[error("wallet: {0}")]
-    Wallet(#[from] rm_paych::WalletError),
-    /// Ledger.
-    #[error("ledger: {0}")]
-    Ledger(#[from] rm_paych::LedgerError),
-    /// Blockstore.
-    #[error("blockstore: {0}")]
-    Blocks(#[from] rm_blockio::blockstore::Error),
-    /// UnixFS import.
-    #[error("import: {0}")]
-    Import(#[from] unixfs::Error),
-    /// Client.
-    #[error("client: {0}")]
-    Client(#[from] rm_client::Error),
-    /// Provider.
-    #[error("provider: {0}")]
-    Provider(#[from] rm_provider::Error),
-    /// Discovery (registry, announcer).
-    #[error("discovery: {0}")]
-    Discovery(#[from] rm_discovery::Error),
-    /// Pieces and sectors.
-    #[error("pieces: {0}")]
-    Pieces(#[from] rm_unseal::Error),
-}
+use crate::{Config, Error, Home};
 
-/// Every column family a node's database holds.
-pub fn column_families() -> Vec<&'static str> {
-    let mut cfs = vec![FileBlockstore::DEFAULT_CF, ledger::DEFAULT_COLUMN_FAMILY];
-    cfs.extend(rm_client::COLUMN_FAMILIES);
-    cfs.extend(rm_provider::COLUMN_FAMILIES);
-    cfs.extend(rm_discovery::COLUMN_FAMILIES);
-    cfs.extend(rm_unseal::COLUMN_FAMILIES);
-    cfs
+/// Every keyspace a node's database holds.
+pub fn keyspaces() -> Vec<&'static str> {
+    let mut names = vec![FileBlockstore::DEFAULT_KEYSPACE, ledger::DEFAULT_KEYSPACE];
+    names.extend(rm_client::KEYSPACES);
+    names.extend(rm_provider::KEYSPACES);
+    names.extend(rm_discovery::KEYSPACES);
+    names.extend(rm_unseal::KEYSPACES);
+    names
 }
 
 /// Everything [`Node::open_options`] can be told.
@@ -85,17 +39,17 @@ pub struct Options {
     pub sectors: rm_unseal::sector::Config,
     /// DHT announcements.
     pub announcer: AnnouncerConfig,
-    /// fsync every payment-channel ledger write and every block write before it is
-    /// counted (durability "machine").
-    pub sync_writes: bool,
+    /// When ledger, block and sector writes reach the disk (`Machine`: fsynced before
+    /// they count; deal machines follow their own `rm_fsm::Config`).
+    pub durability: Durability,
 }
 
 /// One node: what an `rm` process has, in one home directory.
 pub struct Node {
     /// The home directory.
     pub home: PathBuf,
-    /// The node's database (every column family of [`column_families`]).
-    pub db: Arc<DB>,
+    /// The node's database (every keyspace of [`keyspaces`]).
+    pub db: Db,
     /// The libp2p host.
     pub network: Network,
     /// The wallet (one key, the default address).
@@ -141,9 +95,10 @@ impl Node {
         listen: &str,
         config: rm_network::Config,
     ) -> Result<Node, Error> {
-        let listen: Multiaddr = listen
-            .parse()
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{e}")))?;
+        let listen: Multiaddr = listen.parse().map_err(|e| crate::ConfigError::Invalid {
+            key: "listen".to_owned(),
+            reason: format!("{listen:?} is not a multiaddr: {e}"),
+        })?;
         let options = Options {
             network: config.with_listen_addrs([listen]),
             ..Options::default()
@@ -151,57 +106,73 @@ impl Node {
         Self::open_options(home, options).await
     }
 
+    /// Opens the node of an initialised `home` with its `config.toml`, listening on
+    /// `listen` (nothing: a node that only dials out).
+    pub async fn open_home(home: &Home, listen: &[String]) -> Result<Node, Error> {
+        let config = home.config()?;
+        let options = Options {
+            network: config.network_config(listen)?,
+            sectors: rm_unseal::sector::Config::default()
+                .with_miner_id(config.storage.miner_id)
+                .with_sector_size(config.sector_size()?),
+            durability: config.durability()?,
+            ..Options::default()
+        };
+        Self::open_options(home.root(), options).await
+    }
+
     /// Opens (or creates) a node in `home` with every setting given.
     pub async fn open_options(home: &Path, options: Options) -> Result<Node, Error> {
+        let layout = Home::new(home);
         std::fs::create_dir_all(home)?;
         // The database first: its lock tells a second process on the same home to stop
         // before it touches the network.
-        let db = rm_fsm::open_db(home.join("db"), &column_families())?;
-        let keypair = rm_network::keys::load_or_generate(&home.join("libp2p.key"))?;
+        let db = Db::open(layout.db(), &keyspaces(), &rm_store::Options::default()).map_err(
+            |e| match e {
+                rm_store::Error::Locked(_) => Error::InUse(home.to_path_buf()),
+                other => Error::Db(other),
+            },
+        )?;
+        let keypair = rm_network::keys::load_or_generate(&layout.libp2p_key())?;
         let network = Network::new(keypair, options.network).await?;
-        let wallet = Wallet::open(home.join("wallet"))?;
+        let wallet = Wallet::open(layout.wallet())?;
         let address = match wallet.default_address() {
             Some(a) => a,
             None => wallet.new_key()?,
         };
         let wallet = Arc::new(wallet);
         let ledger = Arc::new(
-            Ledger::open(Arc::clone(&db), ledger::DEFAULT_COLUMN_FAMILY)?
-                .with_sync_writes(options.sync_writes),
+            Ledger::open(db.keyspace(ledger::DEFAULT_KEYSPACE)?)
+                .with_durability(options.durability),
         );
         let paych = PaychNode::new(Arc::clone(&ledger), Arc::clone(&wallet));
         let blocks = Arc::new(
             FileBlockstore::open(
-                home.join("blocks.dat"),
-                Arc::clone(&db),
-                FileBlockstore::DEFAULT_CF,
+                layout.blocks(),
+                db.keyspace(FileBlockstore::DEFAULT_KEYSPACE)?,
             )?
-            .with_sync(options.sync_writes),
+            .with_sync(options.durability.sync()),
         );
         let registry = Arc::new(Registry::open(
-            Arc::clone(&db),
-            rm_discovery::registry::DEFAULT_CF,
-        )?);
+            db.keyspace(rm_discovery::registry::DEFAULT_KEYSPACE)?,
+        ));
         let announcer = Announcer::open(
             network.clone(),
-            Arc::clone(&db),
-            rm_discovery::announcer::DEFAULT_CF,
+            db.keyspace(rm_discovery::announcer::DEFAULT_KEYSPACE)?,
             options.announcer,
         )?;
-        let pieces = Arc::new(PieceStore::open(Arc::clone(&db))?);
+        let pieces = Arc::new(PieceStore::open(&db)?);
         let sectors = Arc::new(FileSectorStore::open(
-            home.join("sectors"),
-            Arc::clone(&db),
-            FileSectorStore::DEFAULT_CF,
+            layout.sectors(),
+            db.keyspace(FileSectorStore::DEFAULT_KEYSPACE)?,
             options.sectors,
         )?);
         let access: Arc<dyn rm_unseal::SectorAccess> = sectors.clone();
         let unsealer = Arc::new(Unsealer::new(
             Arc::clone(&pieces),
             access,
-            Arc::clone(&db),
-            rm_unseal::unseal::LOADED_CF,
-        )?);
+            db.keyspace(rm_unseal::unseal::LOADED_KEYSPACE)?,
+        ));
         Ok(Node {
             home: home.to_path_buf(),
             db,
@@ -243,7 +214,7 @@ impl Node {
             &self.sectors,
             path,
             preset,
-            &self.home.join("staging"),
+            &Home::new(&self.home).staging(),
         )?;
         self.announcer.provide(&imported.payload_cid)?;
         Ok(imported)
@@ -275,7 +246,7 @@ impl Node {
             self.paych.clone(),
             blocks,
             Arc::clone(&self.unsealer),
-            Arc::clone(&self.db),
+            &self.db,
             config,
         )
         .await?)
@@ -288,7 +259,7 @@ impl Node {
             self.network.clone(),
             self.paych.clone(),
             blocks,
-            Arc::clone(&self.db),
+            &self.db,
             self.address.clone(),
             config,
         )
@@ -301,5 +272,56 @@ impl Node {
         let mut out = Vec::new();
         unixfs::export_file(self.blocks.as_ref(), root, &mut out)?;
         Ok(out)
+    }
+
+    /// Dials the DHT bootstrap peers of `config` and starts a bootstrap; returns how many
+    /// peers were added. A peer that cannot be reached is logged, not an error.
+    pub async fn join_dht(&self, config: &Config) -> Result<usize, Error> {
+        let mut joined = 0;
+        for (peer, addr) in config.bootstrap_peers()? {
+            match self.network.add_dht_peer(peer, addr).await {
+                Ok(()) => joined += 1,
+                Err(e) => tracing::warn!(peer = %peer, error = %e, "bootstrap peer not added"),
+            }
+        }
+        if joined > 0
+            && let Err(e) = self.network.bootstrap().await
+        {
+            tracing::warn!(error = %e, "DHT bootstrap failed");
+        }
+        Ok(joined)
+    }
+
+    /// Every client deal stored, read without starting the client: nothing is resumed
+    /// or dialled.
+    pub async fn client_deals(&self) -> Result<Vec<(u64, rm_client::ClientDeal)>, Error> {
+        let keyspace = self.db.keyspace(rm_client::DEALS_KEYSPACE)?;
+        let group = rm_fsm::Group::open(
+            rm_client::fsm::table(),
+            (),
+            keyspace,
+            rm_fsm::Config::default(),
+        )
+        .await?;
+        let deals = group.list(|_, _| true);
+        group.close().await;
+        Ok(deals?)
+    }
+
+    /// Every provider deal stored, read without starting the provider.
+    pub async fn provider_deals(
+        &self,
+    ) -> Result<Vec<(rm_provider::DealKey, rm_provider::ProviderDeal)>, Error> {
+        let keyspace = self.db.keyspace(rm_provider::DEALS_KEYSPACE)?;
+        let group = rm_fsm::Group::open(
+            rm_provider::fsm::table(),
+            (),
+            keyspace,
+            rm_fsm::Config::default(),
+        )
+        .await?;
+        let deals = group.list(|_, _| true);
+        group.close().await;
+        Ok(deals?)
     }
 }
