@@ -1,107 +1,137 @@
 //! `cargo xtask ci`: the steps CI runs, in order.
 //!
-//! Every cargo step uses the same feature set (`--workspace`, all targets) so RocksDB's
-//! C++ is compiled once per clean build, not once per step.
+//! Every cargo step of the main build uses the same profile (`dev`) and feature set
+//! (`--workspace`, all targets), the one `cargo xtask demo` builds too, so RocksDB's C++ and
+//! every other dependency are compiled once, whichever of the two commands runs first.
+//! The steps that need another feature set (crates without RocksDB, rm-types with `fvm`)
+//! build in target directories of their own and never invalidate the main one.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{preflight, project_root, tidy};
+use crate::{preflight, project_root, target_dir, tidy};
 
 struct Step {
     name: &'static str,
-    program: &'static str,
     args: &'static [&'static str],
     env: &'static [(&'static str, &'static str)],
 }
 
-const CARGO_STEPS: &[Step] = &[
-    Step {
-        name: "format",
-        program: "cargo",
-        args: &["fmt", "--all", "--check"],
-        env: &[],
-    },
-    Step {
-        name: "clippy",
-        program: "cargo",
-        args: &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--",
-            "-D",
-            "warnings",
-        ],
-        env: &[],
-    },
-    Step {
-        name: "test",
-        program: "cargo",
-        args: &["test", "--workspace", "--locked"],
-        env: &[],
-    },
-    Step {
-        name: "doc",
-        program: "cargo",
-        args: &["doc", "--workspace", "--no-deps", "--locked"],
-        env: &[("RUSTDOCFLAGS", "-Dwarnings")],
-    },
-    // rm-types' optional `fvm` feature, built in its own target dir so the main one keeps
-    // a single feature set (rm-types does not link RocksDB, so this build is small).
-    Step {
-        name: "rm-types with --features fvm",
-        program: "cargo",
-        args: &[
-            "test",
-            "--package",
-            "rm-types",
-            "--features",
-            "fvm",
-            "--locked",
-            "--lib",
-            "--target-dir",
-            "target/fvm",
-        ],
-        env: &[],
-    },
+/// Test functions that check public vectors are named `vectors_…` and print one line per
+/// vector file; the main test step skips them and the vectors step runs them alone.
+const VECTOR_PREFIX: &str = "vectors_";
+
+/// Crates whose pure parts must build and pass their tests without RocksDB (their
+/// `rocksdb` feature off), in a target directory of their own.
+const PURE_CRATES: &[&str] = &[
+    "rm-types",
+    "rm-store",
+    "rm-fsm",
+    "rm-blockio",
+    "rm-paych",
+    "rm-unseal",
 ];
 
+const FORMAT: Step = Step {
+    name: "format",
+    args: &["fmt", "--all", "--check"],
+    env: &[],
+};
+
+const CLIPPY: Step = Step {
+    name: "clippy",
+    args: &[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ],
+    env: &[],
+};
+
+const TEST: Step = Step {
+    name: "test",
+    args: &["test", "--workspace", "--locked", "--", "--skip", VECTOR_PREFIX],
+    env: &[],
+};
+
+const DOC: Step = Step {
+    name: "doc",
+    args: &["doc", "--workspace", "--no-deps", "--locked"],
+    env: &[("RUSTDOCFLAGS", "-Dwarnings")],
+};
+
+/// rm-types' optional `fvm` feature, in its own target dir so the main one keeps a single
+/// feature set (rm-types does not link RocksDB, so this build is small).
+const FVM: Step = Step {
+    name: "rm-types with --features fvm",
+    args: &[
+        "test",
+        "--package",
+        "rm-types",
+        "--features",
+        "fvm",
+        "--locked",
+        "--lib",
+        "--target-dir",
+        "target/fvm",
+    ],
+    env: &[],
+};
+
+/// Every publishable crate packs (metadata, readme, license, paths); `--no-verify` because
+/// the main build already compiled them.
+const PACKAGE: Step = Step {
+    name: "package",
+    args: &[
+        "package",
+        "--workspace",
+        "--no-verify",
+        "--locked",
+        "--allow-dirty",
+    ],
+    env: &[],
+};
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+fn command_line(args: &[&str]) -> String {
+    format!("cargo {}", args.join(" "))
+}
+
 fn run_step(step: &Step) -> Result<Duration> {
-    println!(
-        "\n==> {}: {} {}",
-        step.name,
-        step.program,
-        step.args.join(" ")
-    );
+    run_cargo(step.name, step.args, step.env)
+}
+
+fn run_cargo(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Duration> {
+    println!("\n==> {name}: {}", command_line(args));
     let start = Instant::now();
-    let status = Command::new(step.program)
-        .args(step.args)
-        .envs(step.env.iter().copied())
+    let status = Command::new(cargo())
+        .args(args)
+        .envs(env.iter().copied())
         .current_dir(project_root())
         .status()
-        .with_context(|| format!("could not start {}", step.program))?;
+        .context("could not start cargo")?;
     if !status.success() {
         bail!(
-            "step '{}' failed ({status}); run `{} {}` to reproduce",
-            step.name,
-            step.program,
-            step.args.join(" ")
+            "step '{name}' failed ({status}); run `{}` to reproduce",
+            command_line(args)
         );
     }
     Ok(start.elapsed())
 }
 
-/// The README's first command, small: the `rm` binary `cargo test` just built runs the
-/// demo (a provider and a client on 127.0.0.1, a paid retrieval, output compared).
+/// The README's first command, small: the `rm` binary the test step built runs the demo
+/// (a provider and a client on 127.0.0.1, a paid retrieval, output compared).
 fn demo() -> Result<Duration> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
-    let rm = target.join("debug").join("rm");
+    let rm = target_dir().join("debug").join("rm");
     println!("\n==> demo: {} demo --size 8MiB", rm.display());
     let start = Instant::now();
     let mut child = Command::new(&rm)
@@ -127,6 +157,95 @@ fn demo() -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// Runs the public-vector tests alone and prints how many vectors each checked; fails
+/// when one prints nothing (its data missing, or a test renamed away from the prefix).
+fn vectors() -> Result<Duration> {
+    let args = [
+        "test",
+        "--workspace",
+        "--locked",
+        "--tests",
+        "--",
+        VECTOR_PREFIX,
+        "--show-output",
+    ];
+    println!("\n==> vectors: {}", command_line(&args));
+    let start = Instant::now();
+    let out = Command::new(cargo())
+        .args(args)
+        .current_dir(project_root())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("could not start cargo")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        print!("{stdout}");
+        bail!("step 'vectors' failed; run `{}` to reproduce", command_line(&args));
+    }
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("vectors "))
+        .collect();
+    let ran = stdout
+        .lines()
+        .filter(|l| l.starts_with("test ") && l.contains(VECTOR_PREFIX) && l.ends_with(" ok"))
+        .count();
+    for line in &lines {
+        println!("  {line}");
+    }
+    let missing: Vec<&&str> = crate::EXPECTED_VECTORS
+        .iter()
+        .filter(|name| !lines.iter().any(|l| l.contains(**name)))
+        .collect();
+    if !missing.is_empty() {
+        bail!("step 'vectors': no count printed for {missing:?}");
+    }
+    if ran == 0 || lines.len() < ran {
+        bail!("step 'vectors': {ran} vector tests passed but only {} printed a count", lines.len());
+    }
+    println!("  {} vector tests, {} vector files", ran, lines.len());
+    Ok(start.elapsed())
+}
+
+/// The crates of [`PURE_CRATES`] alone with default features off: no `librocksdb-sys` in
+/// their dependency trees, and they build and pass their tests that way.
+fn pure_crates() -> Result<Duration> {
+    println!("\n==> pure crates: cargo tree -e normal --no-default-features -p <crate>");
+    let start = Instant::now();
+    for krate in PURE_CRATES {
+        let out = Command::new(cargo())
+            .args([
+                "tree",
+                "-e",
+                "normal",
+                "--no-default-features",
+                "--locked",
+                "-p",
+                krate,
+            ])
+            .current_dir(project_root())
+            .stderr(Stdio::inherit())
+            .output()
+            .context("could not start cargo tree")?;
+        if !out.status.success() {
+            bail!("cargo tree -p {krate} failed");
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        let count = tree.lines().count();
+        if tree.contains("librocksdb-sys") || tree.contains("rocksdb v") {
+            bail!("{krate} without default features still depends on RocksDB:\n{tree}");
+        }
+        println!("  {krate}: {count} lines of dependency tree, no librocksdb-sys");
+    }
+    let mut args = vec!["test", "--no-default-features", "--locked"];
+    for krate in PURE_CRATES {
+        args.extend(["-p", krate]);
+    }
+    args.extend(["--target-dir", "target/pure"]);
+    run_cargo("pure crates: build and test without RocksDB", &args, &[])?;
+    Ok(start.elapsed())
+}
+
 pub(crate) fn run() -> Result<()> {
     let total = Instant::now();
     let mut times = Vec::new();
@@ -136,13 +255,16 @@ pub(crate) fn run() -> Result<()> {
     preflight::run()?;
     times.push(("preflight", t.elapsed()));
 
-    for step in CARGO_STEPS {
-        let elapsed = run_step(step)?;
-        times.push((step.name, elapsed));
-        if step.name == "test" {
-            times.push(("rm demo --size 8MiB", demo()?));
-        }
+    for step in [&FORMAT, &CLIPPY, &TEST] {
+        times.push((step.name, run_step(step)?));
     }
+    times.push(("vectors", vectors()?));
+    times.push(("rm demo --size 8MiB", demo()?));
+    for step in [&DOC, &FVM] {
+        times.push((step.name, run_step(step)?));
+    }
+    times.push(("pure crates", pure_crates()?));
+    times.push((PACKAGE.name, run_step(&PACKAGE)?));
 
     println!("\n==> tidy");
     let t = Instant::now();

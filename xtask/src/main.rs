@@ -5,12 +5,17 @@
 //! cargo xtask preflight   # check (and as root, install) the system pieces the build needs
 //! cargo xtask tidy        # layout rules: crate docs, no stubs, layering, lock-file duplicates
 //! cargo xtask fsm-docs    # regenerate docs/state-machines/*.md from the transition tables
-//! cargo xtask demo [ARGS]  # preflight, then `rm demo [ARGS]` in a release build
+//! cargo xtask demo [ARGS]  # preflight, the workspace build CI uses, then `rm demo [ARGS]`
 //! ```
 //!
-//! `cargo xtask ci` also runs `rm demo --size 8MiB` with the binary the tests built, and
-//! fails when the generated state-machine docs are stale (their check is a
-//! test in rm-client and rm-provider).
+//! `cargo xtask ci` also runs `rm demo --size 8MiB` with the binary the tests built, checks
+//! the public vectors (each vector test prints how many it checked), builds the crates that
+//! must work without RocksDB on their own, packs every publishable crate, and fails when
+//! the generated state-machine docs are stale (their check is a test in rm-client and
+//! rm-provider).
+//!
+//! The demo and CI build the same thing (profile `dev`, `--workspace --all-targets`, whose
+//! dependencies are optimised), so whichever runs second reuses the first one's build.
 //!
 //! `.ci/run` and `.github/workflows/ci.yml` call `cargo xtask ci`.
 
@@ -47,13 +52,33 @@ fn main() -> ExitCode {
     }
 }
 
-/// The README's first command: the system pieces the build needs, then the demo in a
-/// release build (the first one compiles RocksDB: 12–17 minutes on 2 cores).
+/// The public vector files whose counts `cargo xtask ci` must see (one line each from the
+/// `vectors_…` tests: `vectors <crate>/<file>…: N checked`).
+pub(crate) const EXPECTED_VECTORS: &[&str] = &[
+    "rm-types/filecoin_addresses.json",
+    "rm-types/filecoin_bigint.json",
+    "rm-types/paych_signed_voucher.json",
+    "rm-types/retrievalmarket_types.json",
+    "rm-blockio/ipld_codec_fixtures.json",
+    "rm-blockio/unixfs_kubo_cids.json",
+    "rm-paych/paych_signed_voucher.json",
+];
+
+/// The README's first command: the system pieces the build needs, the same build CI does
+/// (the first one compiles RocksDB: 12–17 minutes on 2 cores), then the demo.
 fn demo(args: &[String]) -> anyhow::Result<()> {
     preflight::run()?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
-        .args(["run", "--release", "--locked", "--bin", "rm", "--", "demo"])
+        .args(["build", "--workspace", "--all-targets", "--locked"])
+        .current_dir(project_root())
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("building the workspace failed ({status})");
+    }
+    let rm = target_dir().join("debug").join("rm");
+    let status = std::process::Command::new(&rm)
+        .arg("demo")
         .args(args)
         .current_dir(project_root())
         .status()?;
@@ -61,6 +86,13 @@ fn demo(args: &[String]) -> anyhow::Result<()> {
         anyhow::bail!("rm demo failed ({status})");
     }
     Ok(())
+}
+
+/// Where cargo puts build output: `$CARGO_TARGET_DIR`, else `target/` in the workspace.
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
 }
 
 /// The workspace root (the parent of `xtask/`).

@@ -8,7 +8,7 @@ use crate::traversal::{self, Limits, Traversal};
 use cid::Cid;
 use rm_types::Block;
 
-/// Default largest block the reader hands out (the deal protocol's limit, SPEC §3).
+/// Default largest block the reader hands out (the deal protocol's limit, `docs/protocol.md`).
 pub const DEFAULT_MAX_BLOCK_SIZE: usize = 2 << 20;
 
 /// Errors of the block reader.

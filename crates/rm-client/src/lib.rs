@@ -1,7 +1,7 @@
 //! The retrieval client: find a provider, ask its terms, make a deal, receive verified
 //! blocks and pay for them as they arrive.
 //!
-//! `rm-client` is layer 3 of the `rm` workspace (SPEC §2). It runs each deal as a
+//! `rm-client` is layer 3 of the `rm` workspace. It runs each deal as a
 //! persistent state machine ([`rm_fsm`]) whose transition table is data ([`fsm::table`],
 //! rendered in `docs/state-machines.md`), talks to providers through [`rm_network`],
 //! checks every block against the traversal with [`rm_blockio::SelectorVerifier`] before it
@@ -19,7 +19,7 @@
 //! proposal; `docs/protocol.md`). A lost connection is handled the same way, a bounded
 //! number of times in a row ([`Config::max_reconnects`]).
 //!
-//! Payments follow SPEC §5: when the provider stops at a payment point the client pays
+//! Payments follow `docs/payments.md`: when the provider stops at a payment point the client pays
 //! `verified bytes × price + unseal price` as one cumulative voucher on its lane, never for
 //! an unverified byte and never more than the provider may ask ([`logic::decide_payment`]).
 //! A channel that cannot cover a voucher moves the deal to `InsufficientFunds` until

@@ -1,7 +1,7 @@
 //! Acceptance tests of issue 7: whole deals between a client and a provider, each with its
 //! own RocksDB, wallet and ledger, over real libp2p on 127.0.0.1.
 //!
-//! Fixtures (copies of `../shared/fixtures` in `testdata/`), imported with the go-fil-markets test preset; price
+//! Fixtures (go-fil-markets' test files, copied into `testdata/`), imported with the go-fil-markets test preset; price
 //! 1000 attoFIL/byte, payment interval 10,000, increase 1,000 unless a test says otherwise.
 
 use std::path::Path;

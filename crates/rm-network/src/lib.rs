@@ -1,9 +1,9 @@
 //! # rm-network: the libp2p host of the rm retrieval market
 //!
-//! Layer 1 of the workspace (SPEC §2): it depends only on `rm-types` among the rm crates,
+//! Layer 1 of the workspace: it depends only on `rm-types` among the rm crates,
 //! and `rm-client`, `rm-provider` and `rm-discovery` build on it. It runs a libp2p 0.57
 //! host (TCP + noise + yamux, identify, ping) in its own tokio task and speaks the three
-//! retrieval protocols of SPEC §3 over raw yamux substreams (opened with `libp2p-stream`,
+//! three retrieval protocols (`docs/protocol.md`) over raw yamux substreams (opened with `libp2p-stream`,
 //! accepted by a small behaviour of its own that queues bursts) with go-cbor-util framing
 //! (DAG-CBOR items back to back, no length prefix), byte-compatible with Go peers:
 //!
@@ -18,7 +18,7 @@
 //! [`Network::bootstrap`], [`Network::start_providing`], [`Network::get_providers`]
 //! (providers with addresses to dial). rm-discovery builds announcing and resolving on it.
 //!
-//! The provider side follows the seed's delegate pattern: [`Network::set_delegate`] takes
+//! The provider side follows go-fil-markets' original `RetrievalReceiver` delegate pattern: [`Network::set_delegate`] takes
 //! the sending half of a bounded channel of [`Event`]s. Every limit (message and block
 //! sizes, blocks per response, inbound streams per peer and in total, read, write and idle
 //! timeouts) is a [`Config`] field with a documented default; the wire rules are written

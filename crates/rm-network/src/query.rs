@@ -21,7 +21,7 @@ use crate::{
 pub enum QueryProtocol {
     /// `/fil/retrieval/qry/1.0.0`: map encoding (go-fil-markets v1).
     V1,
-    /// `/fil/retrieval/qry/0.0.1`: tuple encoding (the seed's protocol).
+    /// `/fil/retrieval/qry/0.0.1`: tuple encoding (go-fil-markets' first query protocol, January 2020).
     V0,
 }
 
@@ -257,7 +257,8 @@ mod tests {
         assert_eq!(QueryProtocol::V0.decode_query(&v0).unwrap(), query);
         assert!(QueryProtocol::V1.decode_query(&v0).is_err());
         assert!(QueryProtocol::V0.decode_query(&v1).is_err());
-        // The tuple response is byte-identical to go-fil-markets' (reference §2.9).
+        // The tuple response is byte-identical to go-fil-markets' (its golden bytes, as
+        // cpp-filecoin's tests copied them).
         let golden = "890000184055024716b023b7fe84b6e7dcda303c3d754b1a8ff2fc4200161903e71864676d657373616765420021";
         assert_eq!(
             hex::encode(QueryProtocol::V0.encode_response(&response).unwrap()),

@@ -5,7 +5,7 @@
 //! signs blake2b-256 of the voucher's signing bytes (the 11-tuple with a null signature).
 //!
 //! [`Ledger::save_voucher`](crate::ledger::Ledger::save_voucher) applies the paych actor's
-//! `UpdateChannelState` rules (reference §2.6, builtin-actors `update_channel_state`) to a
+//! `UpdateChannelState` rules (builtin-actors `actors/paych`, `update_channel_state`) to a
 //! received voucher, in this order; the first rule broken is reported as a [`VoucherError`]
 //! and nothing is stored:
 //!

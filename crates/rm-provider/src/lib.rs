@@ -1,7 +1,7 @@
 //! The retrieval provider: answer queries, decide on deals, stream verified-order blocks
 //! and collect payment-channel vouchers as the client pays.
 //!
-//! `rm-provider` is layer 3 of the `rm` workspace (SPEC §2). Each deal is a persistent
+//! `rm-provider` is layer 3 of the `rm` workspace. Each deal is a persistent
 //! state machine ([`rm_fsm`]) keyed by `(client peer, client deal id)` whose transition
 //! table is data ([`fsm::table`], rendered in `docs/state-machines/provider.md`). Blocks
 //! come from any [`rm_blockio::Blockstore`] in the traversal order of the deal's selector;
@@ -15,7 +15,7 @@
 //! payload against its blockstore and asks the custom decider ([`Provider::set_decider`]);
 //! then it writes `Accepted` (or `FundsNeededUnseal` when an unseal price is due first)
 //! and sends blocks, several per response, until the block that reaches the next payment
-//! point (`Params::next_payment_point`, SPEC §5). That response says `FundsNeeded` and
+//! point (`Params::next_payment_point`; the math is in `docs/payments.md`). That response says `FundsNeeded` and
 //! what is owed; the provider reads a voucher, saves it (only its new delta counts) and
 //! goes on, or answers a partial payment with the remainder. After the last block the
 //! whole balance is due (`FundsNeededLastPayment`); then `Completed`.

@@ -1,6 +1,6 @@
 //! # rm-types: the vocabulary of the rm retrieval market
 //!
-//! Layer 0 of the workspace (SPEC §2): every type that crosses a crate boundary or the
+//! Layer 0 of the workspace: every type that crosses a crate boundary or the
 //! wire, with its DAG-CBOR encoding, byte-compatible with go-fil-markets. It depends on no
 //! other rm crate; everything above it does.
 //!

@@ -1,4 +1,4 @@
-//! The retrieval protocol messages (SPEC §3), in go-fil-markets v1 field names.
+//! The retrieval protocol messages (`docs/protocol.md`), in go-fil-markets v1 field names.
 //!
 //! `Serialize`/`Deserialize` give the **map** encoding used by `/fil/retrieval/qry/1.0.0`
 //! and the deal stream: keys in canonical DAG-CBOR order on encode (what go-fil-markets

@@ -1,4 +1,4 @@
-//! Payment math (SPEC §5): one implementation for client and provider.
+//! Payment math (`docs/payments.md`): one implementation for client and provider.
 //!
 //! Payment points are cumulative byte counts. With payment interval `PI` and increase
 //! `INC` the boundaries are `b1 = PI`, `b(k+1) = b(k) + PI + k·INC` — intervals of `PI`,
@@ -167,7 +167,7 @@ mod tests {
         Params::new(TokenAmount::from_atto(price), pi, inc)
     }
 
-    /// reference §3.7, `retrievalmarket/types_test.go` (PI = 10, INC = 5, price 1).
+    /// go-fil-markets `retrievalmarket/types_test.go` (PI = 10, INC = 5, price 1).
     #[test]
     fn interval_table_of_go_fil_markets() {
         let p = params(1, 10, 5);

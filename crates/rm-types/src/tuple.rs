@@ -2,8 +2,8 @@
 //! `migrations.*0` types), spoken on `/fil/retrieval/qry/0.0.1`.
 //!
 //! Each message becomes a CBOR array of its fields in Go declaration order; nested structs
-//! are nested arrays. `DealResponse` has 4 fields, or 5 when it carries blocks (the seed's
-//! deal stream).
+//! are nested arrays. `DealResponse` has 4 fields, or 5 when it carries blocks (the January 2020
+//! deal stream of go-fil-markets).
 //!
 //! ```
 //! use rm_types::{tuple, Query};

@@ -65,7 +65,7 @@ async fn client_and_provider_flow() {
         .unwrap();
     let lane = n.client.allocate_lane(&channel).await.unwrap();
 
-    // the lorem.txt payments of reference §3.7
+    // the lorem.txt payments of go-fil-markets' integration test (price 1000/byte)
     let first = n
         .client
         .create_payment_voucher(&channel, &atto(10_174_000), lane, &head)
