@@ -1,9 +1,11 @@
 //! The client's error type.
 
-use rm_types::{DealId, DealStatus};
+use rm_types::DealId;
+
+use crate::fsm::ClientStatus;
 
 /// Errors of the client API. Deal failures are not errors of the API: they end the deal
-/// (`Errored`, `Rejected`, …) with a message in its state.
+/// (`Errored`, `Rejected`, …) with a [`DealError`](rm_types::DealError) in its state.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -17,12 +19,12 @@ pub enum Error {
     #[error("unknown deal {}", .0.0)]
     UnknownDeal(DealId),
     /// The deal is not in a status where this can be done.
-    #[error("deal {} is {}, not {wanted}", .id.0, .status.short_name())]
+    #[error("deal {} is {status}, not {wanted}", .id.0)]
     WrongStatus {
         /// The deal.
         id: DealId,
         /// Its status.
-        status: DealStatus,
+        status: ClientStatus,
         /// The status the operation needs.
         wanted: &'static str,
     },

@@ -3,27 +3,34 @@
 //!
 //! `rm-client` is layer 3 of the `rm` workspace. It runs each deal as a
 //! persistent state machine ([`rm_fsm`]) whose transition table is data ([`fsm::table`],
-//! rendered in `docs/state-machines.md`), talks to providers through [`rm_network`],
+//! rendered in `docs/state-machines/client.md`), talks to providers through [`rm_network`],
 //! checks every block against the traversal with [`rm_blockio::SelectorVerifier`] before it
 //! is stored or paid for, and pays through any [`rm_types::RetrievalClientNode`] (the
 //! embedded one is `rm_paych::PaychNode`).
 //!
 //! # How a deal runs
 //!
-//! [`Client::retrieve`] takes a deal id from the stored counter, persists the deal as `New`
-//! and starts a runner task. The runner does what the current status calls for — propose,
-//! set up the payment channel, read responses, pay — and records each outcome as an event;
-//! the state machine decides the next status. Because every step is persisted before the
-//! next one starts, [`Client::new`] resumes unfinished deals after a crash: the runner
-//! re-opens the deal stream and tells the provider how far it got (`Resume` in the
-//! proposal; `docs/protocol.md`). A lost connection is handled the same way, a bounded
-//! number of times in a row ([`Config::max_reconnects`]).
+//! Each deal is a [`ClientDeal`]: a deterministic machine with no I/O, no async and no
+//! clock reads (`deal.rs`; quinn-proto's `Connection` is the model). It takes inputs as
+//! method calls — a response arrived, blocks verified and stored, a voucher made, the
+//! stream lost, a timer fired at `now`, the user cancelled — and yields
+//! [`ClientAction`]s: persist this event, connect, send this message, verify these blocks,
+//! make a voucher for this amount, check the channel's funds. Its record and transitions
+//! are data ([`fsm::table`], rendered in `docs/state-machines/client.md`).
 //!
-//! Payments follow `docs/payments.md`: when the provider stops at a payment point the client pays
-//! `verified bytes × price + unseal price` as one cumulative voucher on its lane, never for
-//! an unverified byte and never more than the provider may ask ([`logic::decide_payment`]).
-//! A channel that cannot cover a voucher moves the deal to `InsufficientFunds` until
-//! [`Client::add_more_funds`]; [`Client::cancel_deal`] ends it as `Cancelled` on both sides.
+//! A thin driver (`driver.rs`) carries the actions out on the network, the blockstore,
+//! the node and the deal journal, one task per deal, and feeds the results back. Every
+//! event is persisted before any effect of it: a voucher is recorded before it is sent.
+//! [`Client::new`] resumes unfinished deals from their last persisted snapshot; a lost
+//! stream is re-established a bounded number of times in a row, and the provider is told
+//! how far the deal got (`Resume` in the proposal; `docs/protocol.md`).
+//!
+//! Payments follow `docs/payments.md`: when the provider stops at a payment point the
+//! client pays `verified bytes × price + unseal price` as one cumulative voucher on its
+//! lane, never for an unverified byte, never beyond the deal's budget and never more than
+//! the provider may ask ([`logic::decide_payment`]). A channel that cannot cover a
+//! voucher moves the deal to `InsufficientFunds` until [`Client::add_more_funds`];
+//! [`Client::cancel_deal`] ends it as `Cancelled` on both sides.
 //!
 //! # Example
 //!
@@ -38,8 +45,8 @@
 //! #     addr: rm_network::libp2p::Multiaddr,
 //! #     payload: rm_types::Cid,
 //! # ) -> Result<(), rm_client::Error> {
-//! use rm_client::{Client, Config, Retrieval};
-//! use rm_types::{DealStatus, QueryParams};
+//! use rm_client::{Client, ClientStatus, Config, Retrieval};
+//! use rm_types::QueryParams;
 //!
 //! let client = Client::new(network, node, blocks, &db, wallet, Config::default()).await?;
 //! let terms = client.query(provider, vec![addr.clone()], payload, QueryParams::default()).await?;
@@ -47,8 +54,8 @@
 //!     .retrieve(Retrieval::from_query(payload, provider, vec![addr], &terms))
 //!     .await?;
 //! let deal = client.wait(id).await?;
-//! assert_eq!(deal.status(), DealStatus::Completed);
-//! println!("paid {} in {} vouchers", deal.state.funds_spent, deal.vouchers.len());
+//! assert_eq!(deal.status, ClientStatus::Completed);
+//! println!("paid {} in {} vouchers", deal.funds_spent, deal.vouchers.len());
 //! # Ok(())
 //! # }
 //! ```
@@ -58,15 +65,20 @@
 //! # Errors
 //!
 //! API calls return [`Error`]. A failed deal is not an API error: it ends in a final status
-//! (`Errored`, `Rejected`, `DealNotFound`, `Cancelled`) with the reason in its `Message`.
+//! (`Errored`, `Rejected`, `DealNotFound`, `Cancelled`) with a typed
+//! [`DealError`](rm_types::DealError) in its record.
 
 mod client;
+pub mod deal;
+mod driver;
 mod error;
 pub mod fsm;
 pub mod logic;
 
 pub use client::{
-    Client, ClientSubscription, Config, DEALS_KEYSPACE, Deals, KEYSPACES, META_KEYSPACE, Retrieval,
+    Client, ClientSubscription, Config, DEALS_KEYSPACE, Deals, KEYSPACES, META_KEYSPACE,
+    Retrieval,
 };
+pub use deal::{ClientAction, ClientDeal, DealConfig, Outbound, VerifyError};
 pub use error::Error;
-pub use fsm::{ClientDeal, Event};
+pub use fsm::{ClientEvent, ClientState, ClientStatus};

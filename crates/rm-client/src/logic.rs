@@ -1,6 +1,8 @@
 //! Pure decisions of the client, kept apart from IO so they can be tested on their own.
 
-use rm_types::{ClientDealState, TokenAmount};
+use rm_types::TokenAmount;
+
+use crate::fsm::ClientState;
 
 /// What to do when the provider asks for money.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,15 +26,15 @@ pub enum Payment {
 /// it has not verified, never at another price than agreed — and only if the provider does
 /// not ask for more than that. `resent` says whether the last voucher was already re-sent on
 /// the current stream (a second request for money that is not owed is refused).
-pub fn decide_payment(deal: &ClientDealState, owed: &TokenAmount, resent: bool) -> Payment {
+pub fn decide_payment(deal: &ClientState, owed: &TokenAmount, resent: bool) -> Payment {
     let params = &deal.proposal.params;
-    let total = params.amount_for_bytes(deal.total_received);
+    let total = params.amount_for_bytes(deal.bytes_received);
     let due = &total - &deal.funds_spent;
     if due.is_positive() {
         if owed > &due {
             return Payment::Refuse(format!(
                 "provider asks for {owed}, but the {} verified bytes are worth only {due} more",
-                deal.total_received
+                deal.bytes_received
             ));
         }
         if total > deal.total_funds {
@@ -57,36 +59,26 @@ pub fn decide_payment(deal: &ClientDealState, owed: &TokenAmount, resent: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rm_types::{Address, DealId, DealProposal, DealStatus, Params, PeerId, TokenAmount as T};
+    use rm_types::{Address, DealId, DealProposal, Params, PeerId, TokenAmount as T};
 
-    fn deal(price: u64, unseal: u64, received: u64, spent: u64) -> ClientDealState {
+    fn deal(price: u64, unseal: u64, received: u64, spent: u64) -> ClientState {
         let mut params = Params::new(T::from_atto(price), 10_000, 1_000);
         params.unseal_price = T::from_atto(unseal);
         let cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
             .parse()
             .unwrap();
         let addr: Address = "f01000".parse().unwrap();
-        ClientDealState {
-            proposal: DealProposal::new(cid, DealId(1), params),
-            total_funds: T::from_atto(100_000_000u64),
-            client_wallet: addr.clone(),
-            miner_wallet: addr,
-            payment_info: None,
-            status: DealStatus::FundsNeeded,
-            sender: PeerId::default(),
-            total_received: received,
-            blocks_received: 0,
-            message: String::new(),
-            bytes_paid_for: 0,
-            current_interval: 10_000,
-            payment_requested: T::zero(),
-            funds_spent: T::from_atto(spent),
-            unseal_funds_paid: T::zero(),
-            wait_msg_cid: None,
-            voucher_shortfall: T::zero(),
-            last_payment_requested: false,
-            all_blocks_received: false,
-        }
+        let mut state = ClientState::new(
+            DealProposal::new(cid, DealId(1), params),
+            PeerId::default(),
+            Vec::new(),
+            addr.clone(),
+            addr,
+            T::from_atto(100_000_000u64),
+        );
+        state.bytes_received = received;
+        state.funds_spent = T::from_atto(spent);
+        state
     }
 
     #[test]

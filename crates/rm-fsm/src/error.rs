@@ -8,7 +8,7 @@ use crate::machine::Invalid;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// `begin` was called with an id that is already running or already stored.
+    /// `begin` was called with an id that is already stored.
     #[error("machine {0} already exists")]
     Exists(String),
     /// An event was sent to an id that was never begun.
@@ -17,16 +17,24 @@ pub enum Error {
     /// An event was sent to a machine that has reached a final state; it absorbs nothing.
     #[error("machine {0} is in a final state")]
     Final(String),
-    /// The event has no transition from the machine's state, or the rule's action refused it.
-    /// The state is unchanged; the same error was published to subscribers.
+    /// The event has no transition from the machine's state, or the rule's action refused
+    /// it. The state is unchanged.
     #[error(transparent)]
     Invalid(#[from] Invalid),
-    /// The group was closed (or the machine is not running) before the event was applied.
-    #[error("group closed")]
+    /// The journal was closed before the event was written.
+    #[error("journal closed")]
     Closed,
-    /// An entry action triggered more events than [`Config::max_triggers`](crate::Config::max_triggers).
-    #[error("an entry action may trigger at most {0} events")]
-    TriggerLimit(usize),
+    /// A snapshot handed to [`Journal::record`](crate::Journal::record) is not newer than
+    /// the stored one (a driver running on a stale copy of the state).
+    #[error("machine {id}: snapshot {given} is not newer than the stored {stored}")]
+    Stale {
+        /// The machine.
+        id: String,
+        /// The stored `seq`.
+        stored: u64,
+        /// The `seq` handed in.
+        given: u64,
+    },
     /// The store failed; the event was not applied.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -5,7 +5,7 @@ use std::hash::Hash;
 
 /// A machine id: anything that maps to and from bytes one-to-one.
 ///
-/// The bytes are the machine's key in its group's column family, so the encoding must be
+/// The bytes are the machine's key in its journal's keyspace, so the encoding must be
 /// stable across versions. Implemented for `u64` (8 bytes big-endian, so keys sort numerically),
 /// `String` (UTF-8), `Vec<u8>` (as is) and `(Vec<u8>, u64)` (the bytes followed by 8 bytes
 /// big-endian; e.g. a peer id and a deal id).

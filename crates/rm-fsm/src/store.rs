@@ -1,8 +1,8 @@
-//! Where groups and counters keep their bytes: a key-value [`Store`] per column family.
+//! Where journals and counters keep their bytes: a key-value [`Store`] per keyspace.
 //!
 //! The real one is a keyspace of the node's database ([`rm_store::Keyspace`]: RocksDB, or
 //! memory). [`MemStore`] keeps a map in memory for unit tests (clones share the map, so
-//! "reopening" a group on a clone sees what was written); tests wrap either to inject
+//! "reopening" a journal on a clone sees what was written); tests wrap either to inject
 //! failures.
 
 use std::collections::BTreeMap;
@@ -64,6 +64,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Calls `visit` for every entry in key order until it returns `false`.
     fn scan(&self, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError>;
+
+    /// Calls `visit` for every entry whose key starts with `prefix`, in key order, until it
+    /// returns `false`. The default scans everything; stores that can seek override it.
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.scan(&mut |key, value| !key.starts_with(prefix) || visit(key, value))
+    }
 }
 
 impl<T: Store + ?Sized> Store for Arc<T> {
@@ -77,6 +87,14 @@ impl<T: Store + ?Sized> Store for Arc<T> {
 
     fn scan(&self, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
         (**self).scan(visit)
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        (**self).scan_prefix(prefix, visit)
     }
 }
 
@@ -153,6 +171,20 @@ impl Store for rm_store::Keyspace {
 
     fn scan(&self, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
         for item in self.iter() {
+            let (key, value) = item?;
+            if !visit(&key, &value) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        for item in self.prefix(prefix) {
             let (key, value) = item?;
             if !visit(&key, &value) {
                 break;

@@ -14,7 +14,7 @@ mod rm_fsm {
     use std::time::Duration;
 
     use crate::common::{Ev, Job, Jobs, model, rocks};
-    use rm_fsm::{Config, Durability, Error, Group, Snapshot};
+    use rm_fsm::{Config, Durability, Error, Journal, Snapshot};
 
     const TEST_NAME: &str = "rm_fsm::sigkill_leaves_every_machine_at_a_prefix_of_its_events";
     const CHILD_DIR: &str = "RM_FSM_CRASH_CHILD_DIR";
@@ -57,11 +57,9 @@ mod rm_fsm {
         })
     }
 
-    async fn open(dir: &str, round: u64) -> Group<Jobs, u64> {
-        let db = rm_fsm::open_db(dir, &["jobs"]).unwrap();
-        Group::open(crate::common::table(), (), rocks(&db), config(round))
-            .await
-            .unwrap()
+    fn open(dir: &str, round: u64) -> Journal<Jobs, u64> {
+        let db = crate::common::open_db(std::path::Path::new(dir));
+        Journal::open(crate::common::table(), rocks(&db), config(round))
     }
 
     /// The child: sends this round's events to every machine until it is killed.
@@ -72,28 +70,17 @@ mod rm_fsm {
             .build()
             .unwrap();
         rt.block_on(async {
-            let group = open(dir, round).await;
+            let group = open(dir, round);
             println!("{READY}");
             std::io::stdout().flush().unwrap();
             let mut tasks = Vec::new();
             for id in 0..MACHINES {
                 let group = group.clone();
                 tasks.push(tokio::spawn(async move {
-                    if id % 2 == 0 {
-                        for ev in events(round, id) {
-                            match group.send(&id, ev).await {
-                                Ok(_) | Err(Error::Invalid(_)) => {}
-                                Err(e) => panic!("child: {e}"),
-                            }
-                        }
-                    } else {
-                        // Pipelined: queued record-only events get coalesced into one write.
-                        let mut receipts = Vec::new();
-                        for ev in events(round, id) {
-                            receipts.push(group.enqueue(&id, ev).await.unwrap());
-                        }
-                        for r in receipts {
-                            let _ = r.await;
+                    for ev in events(round, id) {
+                        match group.apply(&id, ev).await {
+                            Ok(_) | Err(Error::Invalid(_)) => {}
+                            Err(e) => panic!("child: {e}"),
                         }
                     }
                 }));
@@ -114,7 +101,7 @@ mod rm_fsm {
         let mut out = vec![start.clone()];
         let mut current = start.clone();
         for ev in events(round, id) {
-            if let Some((state, _)) = model(&current.state, &ev) {
+            if let Some(state) = model(&current.state, &ev) {
                 current = Snapshot {
                     seq: current.seq + 1,
                     state,
@@ -126,7 +113,7 @@ mod rm_fsm {
     }
 
     async fn read_all(dir: &str, round: u64) -> Vec<Snapshot<Job>> {
-        let group = open(dir, round).await;
+        let group = open(dir, round);
         let snapshots = (0..MACHINES)
             .map(|id| group.snapshot(&id).unwrap().expect("machine exists"))
             .collect();
@@ -149,7 +136,7 @@ mod rm_fsm {
             .build()
             .unwrap();
         rt.block_on(async {
-            let group = open(&dir, 0).await;
+            let group = open(&dir, 0);
             for id in 0..MACHINES {
                 group.begin(id, Job::new()).await.unwrap();
             }

@@ -1,16 +1,15 @@
-//! Property test: random sequences of valid and invalid events, with the store closed and
-//! reopened at random points, always match an independent reference model.
+//! Property test: random sequences of valid and invalid events, with the journal closed
+//! and reopened at random points, always match an independent reference model.
 
 mod common;
 
 /// Named `rm_fsm` so `cargo test --workspace --all-targets -- rm_fsm::` selects these tests.
 mod rm_fsm {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
-    use crate::common::{Ev, Job, Jobs, Recorder, model, rocks, table, temp_db};
+    use crate::common::{Ev, Job, Jobs, model, rocks, table, temp_db};
     use proptest::prelude::*;
-    use rm_fsm::{Config, Durability, Error, Group, Snapshot};
+    use rm_fsm::{Config, Durability, Error, Journal, Snapshot};
 
     const MACHINES: u64 = 3;
 
@@ -52,31 +51,28 @@ mod rm_fsm {
         TestCaseError::fail(e.to_string())
     }
 
-    async fn open(
-        db: &Arc<rocksdb::DB>,
+    fn open(
+        db: &rm_store::Db,
         config: &Config,
-        live: usize,
-    ) -> Result<Group<Jobs, u64>, TestCaseError> {
-        let rec = Recorder::default();
-        let group = Group::open(table(), rec.clone(), rocks(db), config.clone())
-            .await
-            .map_err(fail)?;
-        prop_assert_eq!(group.live(), live, "non-final machines are loaded");
-        // Every loaded machine is resumed: its entry action runs once, flagged as resumed.
-        rec.wait_for("resumed entry actions", |e| e.len() == live)
-            .await;
-        prop_assert!(rec.entries().iter().all(|e| e.resumed));
-        Ok(group)
+        reference: &BTreeMap<u64, Snapshot<Job>>,
+    ) -> Result<Journal<Jobs, u64>, TestCaseError> {
+        let journal = Journal::open(table(), rocks(db), config.clone());
+        // The unfinished machines, and only those, are found without reading the others.
+        let unfinished = journal.unfinished().map_err(fail)?;
+        let expected: Vec<(u64, Snapshot<Job>)> = reference
+            .iter()
+            .filter(|(_, s)| !s.state.is_final())
+            .map(|(id, s)| (*id, s.clone()))
+            .collect();
+        prop_assert_eq!(unfinished, expected);
+        Ok(journal)
     }
 
     async fn run(ops: Vec<Op>, durability: Durability) -> Result<(), TestCaseError> {
         let (_dir, db) = temp_db();
         let config = Config::default().with_durability(durability);
         let mut reference: BTreeMap<u64, Snapshot<Job>> = BTreeMap::new();
-        let live =
-            |r: &BTreeMap<u64, Snapshot<Job>>| r.values().filter(|s| !s.state.is_final()).count();
-
-        let mut group = open(&db, &config, 0).await?;
+        let mut group = open(&db, &config, &reference)?;
         for id in 0..MACHINES {
             group.begin(id, Job::new()).await.map_err(fail)?;
             reference.insert(
@@ -91,13 +87,13 @@ mod rm_fsm {
             match op {
                 Op::Reopen => {
                     group.close().await;
-                    group = open(&db, &config, live(&reference)).await?;
+                    group = open(&db, &config, &reference)?;
                 }
                 Op::Send(id, ev) => {
                     let before = reference[&id].clone();
-                    let result = group.send(&id, ev.clone()).await;
+                    let result = group.apply(&id, ev.clone()).await;
                     match model(&before.state, &ev) {
-                        Some((next, _)) => {
+                        Some(next) => {
                             let after = Snapshot {
                                 seq: before.seq + 1,
                                 state: next,
@@ -130,7 +126,7 @@ mod rm_fsm {
         group.close().await;
         drop(group);
 
-        let group = open(&db, &config, live(&reference)).await?;
+        let group = open(&db, &config, &reference)?;
         for (id, expected) in &reference {
             prop_assert_eq!(group.snapshot(id).map_err(fail)?, Some(expected.clone()));
         }

@@ -4,10 +4,10 @@ mod common;
 
 /// Named `rm_fsm` so `cargo test --workspace --all-targets -- rm_fsm::` selects these tests.
 mod rm_fsm {
-    use crate::common::{Ev, Job, Jobs, St, model, table};
+    use crate::common::{Ev, Job, Jobs, K, St, model, table};
     use rm_fsm::{
-        Dest, Effect, EventKind, HasStatus, Invalid, Key, Machine, Rejection, Rule, Snapshot,
-        Source, Table, TableError, Transition, step,
+        Dest, Event, HasStatus, Invalid, Key, Machine, Rejection, Rule, Snapshot, Source, Table,
+        TableError, Transition, step,
     };
 
     fn job(status: St) -> Job {
@@ -18,31 +18,22 @@ mod rm_fsm {
     }
 
     #[test]
-    fn to_moves_and_runs_entry() {
+    fn to_moves() {
         let t = table();
         let next = t.transition(&job(St::Idle), &Ev::Start).unwrap();
         assert!(matches!(next, Transition::To(ref j) if j.status == St::Running));
-        assert!(next.runs_entry());
     }
 
     #[test]
-    fn no_change_keeps_status_and_runs_entry() {
+    fn stay_keeps_status_and_records_data() {
         let t = table();
         let before = job(St::Paused);
         let next = t.transition(&before, &Ev::Tick).unwrap();
-        assert!(matches!(next, Transition::NoChange(_)));
-        assert!(next.runs_entry());
+        assert!(matches!(next, Transition::Stay(_)));
         assert_eq!(next.state().status, St::Paused);
         assert_ne!(next.state().trail, before.trail, "the action ran");
-    }
-
-    #[test]
-    fn just_record_keeps_status_records_data_and_runs_no_entry() {
-        let t = table();
         let next = t.transition(&job(St::Running), &Ev::Progress(7)).unwrap();
-        assert!(matches!(next, Transition::JustRecord(_)));
-        assert!(!next.runs_entry());
-        assert_eq!(next.state().status, St::Running);
+        assert!(matches!(next, Transition::Stay(_)));
         assert_eq!(next.state().progress, 7);
     }
 
@@ -53,7 +44,7 @@ mod rm_fsm {
         let from_paused = t.transition(&job(St::Paused), &Ev::Poke).unwrap();
         assert!(matches!(from_paused, Transition::To(ref j) if j.status == St::Running));
         let from_running = t.transition(&job(St::Running), &Ev::Poke).unwrap();
-        assert!(matches!(from_running, Transition::JustRecord(ref j) if j.status == St::Running));
+        assert!(matches!(from_running, Transition::Stay(ref j) if j.status == St::Running));
         // Fail is any-status only.
         let failed = t
             .transition(&job(St::Paused), &Ev::Fail("x".into()))
@@ -96,7 +87,7 @@ mod rm_fsm {
     }
 
     #[test]
-    fn actions_cannot_change_the_status_of_no_change_or_record_rules() {
+    fn actions_cannot_change_the_status_of_stay_rules() {
         fn sneaky(job: &mut Job, _: &Ev) -> Result<(), String> {
             job.set_status(St::Done);
             job.progress += 1;
@@ -104,8 +95,8 @@ mod rm_fsm {
         }
         let t: Jobs = Table::new(
             vec![
-                Rule::new("Poke", Source::any(), Dest::JustRecord).action(sneaky),
-                Rule::new("Tick", Source::any(), Dest::NoChange).action(sneaky),
+                Rule::new(K::Poke, Source::any(), Dest::Stay).action(sneaky),
+                Rule::new(K::Tick, Source::any(), Dest::Stay).action(sneaky),
             ],
             [St::Done],
         )
@@ -122,25 +113,25 @@ mod rm_fsm {
         let dup: Result<Jobs, _> = Table::new(
             vec![
                 Rule::new(
-                    "Start",
+                    K::Start,
                     Source::of([St::Idle, St::Paused]),
                     Dest::To(St::Running),
                 ),
-                Rule::new("Start", Source::one(St::Paused), Dest::NoChange),
+                Rule::new(K::Start, Source::one(St::Paused), Dest::Stay),
             ],
             [St::Done],
         );
         assert_eq!(
             dup.unwrap_err(),
             TableError::Duplicate {
-                event: "Start",
+                kind: "Start",
                 status: "Paused"
             }
         );
         let dup_any: Result<Jobs, _> = Table::new(
             vec![
-                Rule::new("Fail", Source::any(), Dest::To(St::Failed)),
-                Rule::new("Fail", Source::any(), Dest::To(St::Done)),
+                Rule::new(K::Fail, Source::any(), Dest::To(St::Failed)),
+                Rule::new(K::Fail, Source::any(), Dest::To(St::Done)),
             ],
             [St::Done, St::Failed],
         );
@@ -150,7 +141,7 @@ mod rm_fsm {
         ));
         let from_final: Result<Jobs, _> = Table::new(
             vec![Rule::new(
-                "Start",
+                K::Start,
                 Source::one(St::Done),
                 Dest::To(St::Running),
             )],
@@ -159,16 +150,34 @@ mod rm_fsm {
         assert_eq!(
             from_final.unwrap_err(),
             TableError::FromFinal {
-                event: "Start",
+                kind: "Start",
                 status: "Done"
             }
         );
         let empty: Result<Jobs, _> =
-            Table::new(vec![Rule::new("Start", Source::of([]), Dest::NoChange)], []);
+            Table::new(vec![Rule::new(K::Start, Source::of([]), Dest::Stay)], []);
         assert_eq!(empty.unwrap_err(), TableError::Empty("Start"));
-        let unnamed: Result<Jobs, _> =
-            Table::new(vec![Rule::new("", Source::any(), Dest::NoChange)], []);
-        assert_eq!(unnamed.unwrap_err(), TableError::Empty(""));
+    }
+
+    #[test]
+    fn the_check_finds_dead_ends_unreachable_statuses_and_unused_kinds() {
+        assert_eq!(table().check(St::Idle), Ok(()));
+        // Paused can be entered and never left; Done is never reached; most kinds have no
+        // rule.
+        let t: Jobs = Table::new(
+            vec![
+                Rule::new(K::Start, Source::one(St::Idle), Dest::To(St::Running)),
+                Rule::new(K::Pause, Source::one(St::Running), Dest::To(St::Paused)),
+                Rule::new(K::Fail, Source::one(St::Running), Dest::To(St::Failed)),
+            ],
+            [St::Done, St::Failed],
+        )
+        .unwrap();
+        let problems = t.check(St::Idle).unwrap_err();
+        assert!(problems.contains(&TableError::NoWayOut("Paused")), "{problems:?}");
+        assert!(problems.contains(&TableError::Unreachable("Done")), "{problems:?}");
+        assert!(problems.contains(&TableError::UnusedKind("Tick")), "{problems:?}");
+        assert!(!problems.contains(&TableError::NoWayOut("Running")), "{problems:?}");
     }
 
     #[test]
@@ -178,19 +187,19 @@ mod rm_fsm {
         assert_eq!(rows.len(), t.rules().len());
         assert_eq!(rows[1].event, "Progress");
         assert_eq!(rows[1].from, "Running");
-        assert_eq!(rows[1].to, "(record only)");
+        assert_eq!(rows[1].to, "(same)");
         assert_eq!(rows[1].doc, "progress += n; refuses 0");
         assert_eq!(rows[2].from, "Running, Paused");
-        assert_eq!(rows[2].to, "(no change)");
+        assert_eq!(rows[2].to, "(same)");
         assert_eq!(rows[6].from, "*");
         assert_eq!(rows[6].to, "Failed");
         let md = t.to_markdown();
         assert!(md.starts_with("| Event | From | To | Action |\n|---|---|---|---|\n"));
-        assert!(md.contains("| Progress | Running | (record only) | progress += n; refuses 0 |\n"));
-        assert!(md.contains("| Tick | Running, Paused | (no change) |  |\n"));
+        assert!(md.contains("| Progress | Running | (same) | progress += n; refuses 0 |\n"));
+        assert!(md.contains("| Tick | Running, Paused | (same) |  |\n"));
         assert!(md.ends_with("\nFinal states: Done, Failed.\n"));
         assert_eq!(t.finals(), &[St::Done, St::Failed]);
-        assert_eq!(Ev::Progress(3).kind(), "Progress");
+        assert_eq!(Ev::Progress(3).kind(), K::Progress);
         assert!(t.rules()[1].has_action());
         assert!(t.rules()[0].description().is_empty());
     }
@@ -212,43 +221,44 @@ mod rm_fsm {
         for status in [St::Idle, St::Running, St::Paused, St::Done, St::Failed] {
             for ev in &events {
                 let state = job(status);
-                let by_table = t.transition(&state, ev).ok().map(|tr| {
-                    let entry = tr.runs_entry() && !t.is_final(tr.state());
-                    (tr.into_state(), entry)
-                });
+                let by_table = t.transition(&state, ev).ok().map(Transition::into_state);
                 assert_eq!(by_table, model(&state, ev), "{status:?} {ev:?}");
             }
         }
     }
 
     #[test]
-    fn step_reports_effects_and_counts_applied_events() {
+    fn step_counts_applied_events_and_final_states_absorb_nothing() {
         let t = table();
         let start = Snapshot {
             seq: 4,
             state: job(St::Idle),
         };
         let s = step(&t, &start, &Ev::Start).unwrap();
-        assert_eq!((s.snapshot.seq, s.effect), (5, Effect::Enter));
-        let s = step(&t, &s.snapshot, &Ev::Progress(1)).unwrap();
-        assert_eq!((s.snapshot.seq, s.effect), (6, Effect::Record));
-        let running = s.snapshot;
+        assert_eq!(s.seq, 5);
+        let running = step(&t, &s, &Ev::Progress(1)).unwrap();
+        assert_eq!(running.seq, 6);
         assert!(matches!(
             step(&t, &running, &Ev::Resume),
             Err(Rejection::Invalid(_))
         ));
         let done = step(&t, &running, &Ev::Finish).unwrap();
-        assert_eq!((done.snapshot.seq, done.effect), (7, Effect::Finish));
-        // Fail into a final state from a NoChange-capable status is Finish too.
-        assert_eq!(
-            step(&t, &running, &Ev::Fail("f".into())).unwrap().effect,
-            Effect::Finish
-        );
+        assert_eq!(done.seq, 7);
         // A final state absorbs nothing, not even an any-status event.
         assert_eq!(
-            step(&t, &done.snapshot, &Ev::Fail("again".into())),
+            step(&t, &done, &Ev::Fail("again".into())),
             Err(Rejection::Final)
         );
+    }
+
+    #[test]
+    fn named_enums_serialise_as_their_names() {
+        let bytes = serde_ipld_dagcbor::to_vec(&St::Paused).unwrap();
+        assert_eq!(bytes, serde_ipld_dagcbor::to_vec(&"Paused").unwrap());
+        assert_eq!(serde_ipld_dagcbor::from_slice::<St>(&bytes).unwrap(), St::Paused);
+        let other = serde_ipld_dagcbor::to_vec(&"Sleeping").unwrap();
+        assert!(serde_ipld_dagcbor::from_slice::<St>(&other).is_err());
+        assert_eq!(St::Paused.to_string(), "Paused");
     }
 
     #[test]

@@ -1,20 +1,94 @@
-//! The provider deal machine: its state, its events and its transition table (data).
+//! The provider deal machine as data: its statuses, its events, the record it persists
+//! and its transition table.
 //!
 //! `docs/state-machines/provider.md` is generated from [`table`] by `cargo xtask fsm-docs`.
-//! The provider's "awaiting acceptance" status (the custom decider runs there) is
-//! go-fil-markets' `WaitForAcceptance` number.
+//! The statuses are the provider's own; [`ProviderStatus::wire`] maps them to
+//! go-fil-markets' `DealStatus` numbers, which is what a `DealResponse` carries.
 
-use rm_fsm::{Dest, EventKind, HasStatus, Rule, Source, Table};
-use rm_types::{Address, DealStatus, ProviderDealState, TokenAmount};
+use std::sync::OnceLock;
+
+use rm_fsm::{Dest, HasStatus, Rule, Source, Table};
+use rm_types::{Address, DealError, DealProposal, DealStatus, Outcome, PeerId, TokenAmount};
 use serde::{Deserialize, Serialize};
 
-/// The status of a deal as the state machine keys it (a [`DealStatus`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Status(pub DealStatus);
+rm_fsm::named_enum! {
+    /// Where a provider deal is. The last five are final.
+    pub enum ProviderStatus: Status {
+        /// The proposal was read; the payload is being looked up.
+        New,
+        /// The payload is here; the terms and the custom decider are checked.
+        WaitForAcceptance,
+        /// Accepted; the unseal price is due before any data.
+        FundsNeededUnseal,
+        /// The payload's piece is being unsealed.
+        Unsealing,
+        /// The data is ready to be read.
+        Unsealed,
+        /// Blocks flow.
+        Ongoing,
+        /// Stopped at a payment point, waiting for a voucher.
+        FundsNeeded,
+        /// Every block was read; the rest of the money is due next.
+        BlocksComplete,
+        /// Every block sent; waiting for the last voucher.
+        FundsNeededLastPayment,
+        /// Paid in full; completing.
+        Finalizing,
+        /// Failing: telling the client, then `Errored`.
+        Failing,
+        /// Cancelled by the client: ending.
+        Cancelling,
+        /// Every block sent, everything owed paid.
+        Completed,
+        /// Failed (the error says why).
+        Errored,
+        /// The proposal was rejected.
+        Rejected,
+        /// The payload is not here.
+        DealNotFound,
+        /// Cancelled by the client.
+        Cancelled,
+    }
+}
 
-impl rm_fsm::Status for Status {
-    fn name(&self) -> &'static str {
-        self.0.short_name()
+use ProviderStatus as S;
+
+impl ProviderStatus {
+    /// The statuses a deal ends in.
+    pub const FINAL: [ProviderStatus; 5] = [
+        S::Completed,
+        S::Errored,
+        S::Rejected,
+        S::DealNotFound,
+        S::Cancelled,
+    ];
+
+    /// Whether the deal has ended.
+    pub fn is_final(self) -> bool {
+        Self::FINAL.contains(&self)
+    }
+
+    /// The go-fil-markets `DealStatus` with the same meaning.
+    pub fn wire(self) -> DealStatus {
+        match self {
+            S::New => DealStatus::New,
+            S::WaitForAcceptance => DealStatus::WaitForAcceptance,
+            S::FundsNeededUnseal => DealStatus::FundsNeededUnseal,
+            S::Unsealing => DealStatus::Unsealing,
+            S::Unsealed => DealStatus::Unsealed,
+            S::Ongoing => DealStatus::Ongoing,
+            S::FundsNeeded => DealStatus::FundsNeeded,
+            S::BlocksComplete => DealStatus::BlocksComplete,
+            S::FundsNeededLastPayment => DealStatus::FundsNeededLastPayment,
+            S::Finalizing => DealStatus::Finalizing,
+            S::Failing => DealStatus::Failing,
+            S::Cancelling => DealStatus::Cancelling,
+            S::Completed => DealStatus::Completed,
+            S::Errored => DealStatus::Errored,
+            S::Rejected => DealStatus::Rejected,
+            S::DealNotFound => DealStatus::DealNotFound,
+            S::Cancelled => DealStatus::Cancelled,
+        }
     }
 }
 
@@ -29,12 +103,27 @@ pub struct PaymentLane {
     pub lane: u64,
 }
 
-/// A provider deal as persisted: the go-fil-markets state plus the payment lane.
+/// A provider deal as persisted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ProviderDeal {
-    /// The deal in go-fil-markets' terms.
-    #[serde(rename = "State")]
-    pub state: ProviderDealState,
+pub struct ProviderState {
+    /// Where the deal is.
+    #[serde(rename = "Status")]
+    pub status: ProviderStatus,
+    /// The accepted proposal (without `Resume`).
+    #[serde(rename = "Proposal")]
+    pub proposal: DealProposal,
+    /// The client's peer id.
+    #[serde(rename = "Client")]
+    pub client: PeerId,
+    /// Blocks sent so far (where the client continues after a resume).
+    #[serde(rename = "BlocksSent", default)]
+    pub blocks_sent: u64,
+    /// Bytes of block data sent so far.
+    #[serde(rename = "BytesSent", default)]
+    pub bytes_sent: u64,
+    /// Everything received, cumulatively.
+    #[serde(rename = "FundsReceived", default)]
+    pub funds_received: TokenAmount,
     /// The lane paying this deal, once the first voucher arrived.
     #[serde(rename = "PaymentLane", default)]
     pub lane: Option<PaymentLane>,
@@ -45,40 +134,87 @@ pub struct ProviderDeal {
     /// How many times the client resumed the deal on a new stream.
     #[serde(rename = "Resumes", default)]
     pub resumes: u64,
+    /// Why the deal is failing or failed, or who cancelled it.
+    #[serde(rename = "Error", default)]
+    pub error: Option<DealError>,
 }
 
-impl ProviderDeal {
+/// At most this many received amounts are kept in a deal's record.
+pub const MAX_RECEIVED_KEPT: usize = 1024;
+
+impl ProviderState {
+    /// A new deal's record, for a proposal from `client`.
+    pub fn new(proposal: DealProposal, client: PeerId) -> Self {
+        ProviderState {
+            status: S::New,
+            proposal: DealProposal {
+                resume: None,
+                ..proposal
+            },
+            client,
+            blocks_sent: 0,
+            bytes_sent: 0,
+            funds_received: TokenAmount::zero(),
+            lane: None,
+            received: Vec::new(),
+            resumes: 0,
+            error: None,
+        }
+    }
+
     /// The deal's status.
-    pub fn status(&self) -> DealStatus {
-        self.state.status
+    pub fn status(&self) -> ProviderStatus {
+        self.status
+    }
+
+    /// The error text, or empty (go-fil-markets' `Message`).
+    pub fn message(&self) -> String {
+        self.error.as_ref().map(ToString::to_string).unwrap_or_default()
+    }
+
+    /// How the deal ended, once it has.
+    pub fn outcome(&self) -> Option<Outcome> {
+        match self.status {
+            S::Completed => Some(Outcome::Completed),
+            S::Cancelled => Some(Outcome::Cancelled),
+            S::Errored | S::Rejected | S::DealNotFound => Some(Outcome::Failed),
+            _ => None,
+        }
     }
 }
 
-impl HasStatus for ProviderDeal {
-    type Status = Status;
-    fn status(&self) -> Status {
-        Status(self.state.status)
+impl HasStatus for ProviderState {
+    type Status = ProviderStatus;
+    fn status(&self) -> ProviderStatus {
+        self.status
     }
-    fn set_status(&mut self, status: Status) {
-        self.state.status = status.0;
+    fn set_status(&mut self, status: ProviderStatus) {
+        self.status = status;
     }
 }
 
-/// What happens to a provider deal (go-fil-markets `ProviderEvent` names where they exist).
+rm_fsm::named_enum! {
+    /// The kinds of [`ProviderEvent`], one per variant: what the table's rules name.
+    pub enum ProviderEventKind: Kind {
+        Received, Accepted, UnsealPaymentRequested, Rejected, NotFound, Resumed, Unsealed,
+        BlocksSent, PaymentRequested, BlocksCompleted, LastPaymentRequested, PaymentReceived,
+        PartialPaymentReceived, Completed, Failed, Errored, ClientCancelled, Closed,
+    }
+}
+
+/// What happens to a provider deal.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Event {
-    /// The proposal was read; the decider runs next.
-    DealReceived,
-    /// Accepted; data flows.
-    DealAccepted,
+pub enum ProviderEvent {
+    /// The payload is here; the terms are checked next.
+    Received,
+    /// Accepted; the payload is unsealed before any data.
+    Accepted,
     /// Accepted; the unseal price is due before any data.
     UnsealPaymentRequested,
-    /// Rejected (terms, decider).
-    DealRejected(String),
+    /// Rejected (terms, selector, the decider).
+    Rejected(DealError),
     /// The payload is not here.
-    DealNotFound(String),
-    /// The decider failed.
-    DecisioningError(String),
+    NotFound(DealError),
     /// The client continues on a new stream from these totals.
     Resumed {
         /// Blocks the client has.
@@ -86,7 +222,9 @@ pub enum Event {
         /// Bytes the client has.
         bytes: u64,
     },
-    /// Blocks were read for the client: the totals so far.
+    /// Unsealing finished; the data can be read.
+    Unsealed,
+    /// Blocks were read for the client: the totals after this response.
     BlocksSent {
         /// Blocks sent so far.
         blocks: u64,
@@ -113,113 +251,95 @@ pub enum Event {
         /// The lane it came on.
         lane: PaymentLane,
     },
-    /// A voucher was refused.
-    SaveVoucherFailed(String),
-    /// Unsealing finished.
-    UnsealComplete,
-    /// Unsealing failed.
-    UnsealError(String),
-    /// Reading the data failed.
-    BlockErrored(String),
     /// Everything sent and paid.
-    Complete,
+    Completed,
+    /// The deal fails; the client is told before it ends `Errored`.
+    Failed(DealError),
+    /// The deal ends `Errored` at once (the client knows, or cannot be told).
+    Errored(DealError),
     /// The client cancelled.
     ClientCancelled(String),
-    /// Cancelling or failing finished.
-    CancelComplete,
-    /// The stream failed for good (no resume in time) or storage failed.
-    DataTransferError(String),
+    /// Failing or cancelling finished.
+    Closed,
 }
 
-impl EventKind for Event {
-    fn kind(&self) -> &'static str {
+impl rm_fsm::Event for ProviderEvent {
+    type Kind = ProviderEventKind;
+    fn kind(&self) -> ProviderEventKind {
+        use ProviderEventKind as K;
         match self {
-            Event::DealReceived => "DealReceived",
-            Event::DealAccepted => "DealAccepted",
-            Event::UnsealPaymentRequested => "UnsealPaymentRequested",
-            Event::DealRejected(_) => "DealRejected",
-            Event::DealNotFound(_) => "DealNotFound",
-            Event::DecisioningError(_) => "DecisioningError",
-            Event::Resumed { .. } => "Resumed",
-            Event::BlocksSent { .. } => "BlocksSent",
-            Event::PaymentRequested => "PaymentRequested",
-            Event::BlocksCompleted => "BlocksCompleted",
-            Event::LastPaymentRequested => "LastPaymentRequested",
-            Event::PaymentReceived { .. } => "PaymentReceived",
-            Event::PartialPaymentReceived { .. } => "PartialPaymentReceived",
-            Event::SaveVoucherFailed(_) => "SaveVoucherFailed",
-            Event::UnsealComplete => "UnsealComplete",
-            Event::UnsealError(_) => "UnsealError",
-            Event::BlockErrored(_) => "BlockErrored",
-            Event::Complete => "Complete",
-            Event::ClientCancelled(_) => "ClientCancelled",
-            Event::CancelComplete => "CancelComplete",
-            Event::DataTransferError(_) => "DataTransferError",
+            ProviderEvent::Received => K::Received,
+            ProviderEvent::Accepted => K::Accepted,
+            ProviderEvent::UnsealPaymentRequested => K::UnsealPaymentRequested,
+            ProviderEvent::Rejected(_) => K::Rejected,
+            ProviderEvent::NotFound(_) => K::NotFound,
+            ProviderEvent::Resumed { .. } => K::Resumed,
+            ProviderEvent::Unsealed => K::Unsealed,
+            ProviderEvent::BlocksSent { .. } => K::BlocksSent,
+            ProviderEvent::PaymentRequested => K::PaymentRequested,
+            ProviderEvent::BlocksCompleted => K::BlocksCompleted,
+            ProviderEvent::LastPaymentRequested => K::LastPaymentRequested,
+            ProviderEvent::PaymentReceived { .. } => K::PaymentReceived,
+            ProviderEvent::PartialPaymentReceived { .. } => K::PartialPaymentReceived,
+            ProviderEvent::Completed => K::Completed,
+            ProviderEvent::Failed(_) => K::Failed,
+            ProviderEvent::Errored(_) => K::Errored,
+            ProviderEvent::ClientCancelled(_) => K::ClientCancelled,
+            ProviderEvent::Closed => K::Closed,
         }
     }
 }
 
 /// The provider machine's table type.
-pub type ProviderTable = Table<ProviderDeal, Event>;
+pub type ProviderTable = Table<ProviderState, ProviderEvent>;
 
-use DealStatus as D;
+type R = Rule<ProviderState, ProviderEvent>;
 
-fn s(status: DealStatus) -> Status {
-    Status(status)
-}
-
-fn of<const N: usize>(statuses: [DealStatus; N]) -> Source<Status> {
-    Source::of(statuses.map(Status))
-}
-
-fn record_message(deal: &mut ProviderDeal, event: &Event) -> Result<(), String> {
-    let text = match event {
-        Event::DealRejected(m)
-        | Event::DealNotFound(m)
-        | Event::DecisioningError(m)
-        | Event::SaveVoucherFailed(m)
-        | Event::UnsealError(m)
-        | Event::BlockErrored(m)
-        | Event::DataTransferError(m) => m.clone(),
-        Event::ClientCancelled(m) if m.is_empty() => "client cancelled retrieval".to_owned(),
-        Event::ClientCancelled(m) => format!("client cancelled retrieval: {m}"),
-        _ => return Ok(()),
-    };
-    deal.state.message = text;
+fn record_error(deal: &mut ProviderState, event: &ProviderEvent) -> Result<(), String> {
+    deal.error = Some(match event {
+        ProviderEvent::Rejected(e)
+        | ProviderEvent::NotFound(e)
+        | ProviderEvent::Failed(e)
+        | ProviderEvent::Errored(e) => e.clone(),
+        ProviderEvent::ClientCancelled(reason) => {
+            DealError::cancelled(rm_types::Side::Client, reason)
+        }
+        _ => return Err("not an error event".into()),
+    });
     Ok(())
 }
 
-fn record_resume(deal: &mut ProviderDeal, event: &Event) -> Result<(), String> {
-    let Event::Resumed { blocks, bytes } = event else {
+fn record_resume(deal: &mut ProviderState, event: &ProviderEvent) -> Result<(), String> {
+    let ProviderEvent::Resumed { blocks, bytes } = event else {
         return Err("not Resumed".into());
     };
-    if *blocks > deal.state.blocks_sent || *bytes > deal.state.total_sent {
+    if *blocks > deal.blocks_sent || *bytes > deal.bytes_sent {
         return Err(format!(
             "client claims {blocks} blocks / {bytes} bytes, only {} / {} were sent",
-            deal.state.blocks_sent, deal.state.total_sent
+            deal.blocks_sent, deal.bytes_sent
         ));
     }
-    deal.state.blocks_sent = *blocks;
-    deal.state.total_sent = *bytes;
+    deal.blocks_sent = *blocks;
+    deal.bytes_sent = *bytes;
     deal.resumes += 1;
     Ok(())
 }
 
-fn record_sent(deal: &mut ProviderDeal, event: &Event) -> Result<(), String> {
-    let Event::BlocksSent { blocks, bytes } = event else {
+fn record_sent(deal: &mut ProviderState, event: &ProviderEvent) -> Result<(), String> {
+    let ProviderEvent::BlocksSent { blocks, bytes } = event else {
         return Err("not BlocksSent".into());
     };
-    deal.state.blocks_sent = *blocks;
-    deal.state.total_sent = *bytes;
+    if *blocks < deal.blocks_sent || *bytes < deal.bytes_sent {
+        return Err("sent totals may not decrease".into());
+    }
+    deal.blocks_sent = *blocks;
+    deal.bytes_sent = *bytes;
     Ok(())
 }
 
-/// At most this many received amounts are kept in a deal's record (the oldest go first).
-pub const MAX_RECEIVED_KEPT: usize = 1024;
-
-fn record_payment(deal: &mut ProviderDeal, event: &Event) -> Result<(), String> {
-    let (Event::PaymentReceived { received, lane }
-    | Event::PartialPaymentReceived { received, lane }) = event
+fn record_payment(deal: &mut ProviderState, event: &ProviderEvent) -> Result<(), String> {
+    let (ProviderEvent::PaymentReceived { received, lane }
+    | ProviderEvent::PartialPaymentReceived { received, lane }) = event
     else {
         return Err("not a payment".into());
     };
@@ -227,208 +347,158 @@ fn record_payment(deal: &mut ProviderDeal, event: &Event) -> Result<(), String> 
         return Err("negative payment".into());
     }
     match &deal.lane {
-        Some(known) if known.channel != lane.channel || known.lane != lane.lane => {
-            return Err("payment on another lane".into());
-        }
+        Some(known) if known != lane => return Err("payment on another lane".into()),
         Some(_) => {}
         None => deal.lane = Some(lane.clone()),
     }
-    deal.state.funds_received += received;
+    deal.funds_received += received;
     if received.is_positive() {
         if deal.received.len() >= MAX_RECEIVED_KEPT {
             deal.received.remove(0);
         }
         deal.received.push(received.clone());
     }
-    let params = &deal.state.proposal.params;
-    if matches!(event, Event::PaymentReceived { .. }) && deal.state.status != D::FundsNeededUnseal {
-        let paid = params.bytes_paid_for(&deal.state.funds_received);
-        deal.state.current_interval = params.next_interval(paid);
-    }
     Ok(())
 }
 
-/// Statuses in which the provider may be sending data or waiting for money.
-const LIVE_DATA: [DealStatus; 7] = [
-    D::Accepted,
-    D::Unsealed,
-    D::Ongoing,
-    D::FundsNeeded,
-    D::BlocksComplete,
-    D::FundsNeededLastPayment,
-    D::Finalizing,
+/// Statuses in which data may be sent or money awaited (a resume continues from there).
+const DATA: [ProviderStatus; 6] = [
+    S::Unsealed,
+    S::Ongoing,
+    S::FundsNeeded,
+    S::BlocksComplete,
+    S::FundsNeededLastPayment,
+    S::Finalizing,
 ];
 
-/// The provider's transition table.
-pub fn table() -> ProviderTable {
-    let r = Rule::new;
-    Table::new(
-        vec![
-            r(
-                "DealReceived",
-                of([D::New]),
-                Dest::To(s(D::WaitForAcceptance)),
-            )
-            .doc("proposal read; the decider runs (awaiting acceptance)"),
-            r(
-                "DealAccepted",
-                of([D::WaitForAcceptance]),
-                Dest::To(s(D::Unsealing)),
-            )
+/// Statuses from which a deal can fail.
+const LIVE: [ProviderStatus; 10] = [
+    S::New,
+    S::WaitForAcceptance,
+    S::FundsNeededUnseal,
+    S::Unsealing,
+    S::Unsealed,
+    S::Ongoing,
+    S::FundsNeeded,
+    S::BlocksComplete,
+    S::FundsNeededLastPayment,
+    S::Finalizing,
+];
+
+fn build() -> ProviderTable {
+    use ProviderEventKind as K;
+    let of = Source::of;
+    let rules: Vec<R> = vec![
+        R::new(K::Received, of([S::New]), Dest::To(S::WaitForAcceptance))
+            .doc("the payload is here; terms and the decider next"),
+        R::new(K::Accepted, of([S::WaitForAcceptance]), Dest::To(S::Unsealing))
             .doc("writes Accepted; the payload is unsealed before any data"),
-            r(
-                "UnsealPaymentRequested",
-                of([D::WaitForAcceptance]),
-                Dest::To(s(D::FundsNeededUnseal)),
-            )
-            .doc("writes FundsNeededUnseal, PaymentOwed = unseal price"),
-            r(
-                "DealRejected",
-                of([D::WaitForAcceptance]),
-                Dest::To(s(D::Rejected)),
-            )
-            .action(record_message)
-            .doc("terms below the ask, or the decider said no"),
-            r(
-                "DealNotFound",
-                of([D::New, D::WaitForAcceptance]),
-                Dest::To(s(D::DealNotFound)),
-            )
-            .action(record_message)
-            .doc("payload not in the blockstore"),
-            r(
-                "DecisioningError",
-                of([D::WaitForAcceptance]),
-                Dest::To(s(D::Errored)),
-            )
-            .action(record_message),
-            r("Resumed", of(LIVE_DATA), Dest::To(s(D::Ongoing)))
-                .action(record_resume)
-                .doc("TotalSent, BlocksSent = the client's totals; continue from there"),
-            r(
-                "Resumed",
-                of([
-                    D::New,
-                    D::WaitForAcceptance,
-                    D::FundsNeededUnseal,
-                    D::Unsealing,
-                ]),
-                Dest::JustRecord,
-            )
+        R::new(
+            K::UnsealPaymentRequested,
+            of([S::WaitForAcceptance]),
+            Dest::To(S::FundsNeededUnseal),
+        )
+        .doc("writes FundsNeededUnseal, PaymentOwed = unseal price"),
+        R::new(K::Rejected, of([S::WaitForAcceptance]), Dest::To(S::Rejected))
+            .action(record_error)
+            .doc("terms below the ask, a bad selector, or the decider said no"),
+        R::new(
+            K::NotFound,
+            of([S::New, S::WaitForAcceptance]),
+            Dest::To(S::DealNotFound),
+        )
+        .action(record_error),
+        R::new(K::Resumed, of(DATA), Dest::To(S::Ongoing))
             .action(record_resume)
-            .doc("nothing sent yet"),
-            r("Resumed", of([D::Failing, D::Cancelling]), Dest::JustRecord)
-                .action(record_resume)
-                .doc("the new stream finishes the failure or cancel"),
-            r(
-                "BlocksSent",
-                of([D::Accepted, D::Unsealed, D::Ongoing]),
-                Dest::To(s(D::Ongoing)),
-            )
+            .doc("BlocksSent, BytesSent = the client's totals; continue from there"),
+        R::new(
+            K::Resumed,
+            of([
+                S::New,
+                S::WaitForAcceptance,
+                S::FundsNeededUnseal,
+                S::Unsealing,
+                S::Failing,
+                S::Cancelling,
+            ]),
+            Dest::Stay,
+        )
+        .action(record_resume)
+        .doc("nothing sent yet, or the new stream finishes the deal"),
+        R::new(K::Unsealed, of([S::Unsealing]), Dest::To(S::Unsealed)),
+        R::new(K::BlocksSent, of([S::Unsealed, S::Ongoing]), Dest::To(S::Ongoing))
             .action(record_sent)
-            .doc("TotalSent, BlocksSent = totals after this response"),
-            r(
-                "PaymentRequested",
-                of([D::Accepted, D::Unsealed, D::Ongoing]),
-                Dest::To(s(D::FundsNeeded)),
-            )
-            .doc("payment point reached: sent ≥ NextInterval(funds)"),
-            r(
-                "BlocksCompleted",
-                of([D::Accepted, D::Unsealed, D::Ongoing]),
-                Dest::To(s(D::BlocksComplete)),
-            ),
-            r(
-                "LastPaymentRequested",
-                of([D::BlocksComplete]),
-                Dest::To(s(D::FundsNeededLastPayment)),
-            )
-            .doc("everything sent; the full balance is due"),
-            r(
-                "PaymentReceived",
-                of([D::FundsNeeded]),
-                Dest::To(s(D::Ongoing)),
-            )
+            .doc("BlocksSent, BytesSent = totals after this response"),
+        R::new(
+            K::PaymentRequested,
+            of([S::Unsealed, S::Ongoing]),
+            Dest::To(S::FundsNeeded),
+        )
+        .doc("payment point reached: sent ≥ NextInterval(funds)"),
+        R::new(
+            K::BlocksCompleted,
+            of([S::Unsealed, S::Ongoing]),
+            Dest::To(S::BlocksComplete),
+        ),
+        R::new(
+            K::LastPaymentRequested,
+            of([S::BlocksComplete]),
+            Dest::To(S::FundsNeededLastPayment),
+        )
+        .doc("everything sent; the full balance is due"),
+        R::new(K::PaymentReceived, of([S::FundsNeeded]), Dest::To(S::Ongoing))
             .action(record_payment)
-            .doc("FundsReceived += received; CurrentInterval advances"),
-            r(
-                "PaymentReceived",
-                of([D::FundsNeededLastPayment]),
-                Dest::To(s(D::Finalizing)),
-            )
-            .action(record_payment),
-            r(
-                "PaymentReceived",
-                of([D::FundsNeededUnseal]),
-                Dest::To(s(D::Unsealing)),
-            )
-            .action(record_payment)
-            .doc("unseal price paid"),
-            r(
-                "PartialPaymentReceived",
-                of([
-                    D::FundsNeeded,
-                    D::FundsNeededLastPayment,
-                    D::FundsNeededUnseal,
-                ]),
-                Dest::JustRecord,
-            )
-            .action(record_payment)
-            .doc("FundsReceived += received; writes the remainder owed"),
-            r(
-                "SaveVoucherFailed",
-                of([
-                    D::FundsNeeded,
-                    D::FundsNeededLastPayment,
-                    D::FundsNeededUnseal,
-                ]),
-                Dest::To(s(D::Failing)),
-            )
-            .action(record_message),
-            r(
-                "UnsealComplete",
-                of([D::Unsealing]),
-                Dest::To(s(D::Unsealed)),
-            ),
-            r("UnsealError", of([D::Unsealing]), Dest::To(s(D::Failing))).action(record_message),
-            r(
-                "BlockErrored",
-                of([D::Accepted, D::Unsealed, D::Ongoing]),
-                Dest::To(s(D::Failing)),
-            )
-            .action(record_message),
-            r(
-                "Complete",
-                of([D::BlocksComplete, D::Finalizing]),
-                Dest::To(s(D::Completed)),
-            )
-            .doc("writes Completed"),
-            r(
-                "ClientCancelled",
-                of([D::Failing, D::Cancelling]),
-                Dest::JustRecord,
-            ),
-            r("ClientCancelled", Source::any(), Dest::To(s(D::Cancelling))).action(record_message),
-            r(
-                "CancelComplete",
-                of([D::Cancelling]),
-                Dest::To(s(D::Cancelled)),
-            ),
-            r("CancelComplete", of([D::Failing]), Dest::To(s(D::Errored)))
-                .doc("writes Errored with the message"),
-            r("DataTransferError", Source::any(), Dest::To(s(D::Errored)))
-                .action(record_message)
-                .doc("the client did not resume in time, or storage failed"),
-        ],
-        [
-            s(D::Completed),
-            s(D::Errored),
-            s(D::Rejected),
-            s(D::DealNotFound),
-            s(D::Cancelled),
-        ],
-    )
-    .expect("the provider table is well formed")
+            .doc("FundsReceived += received"),
+        R::new(
+            K::PaymentReceived,
+            of([S::FundsNeededLastPayment]),
+            Dest::To(S::Finalizing),
+        )
+        .action(record_payment),
+        R::new(
+            K::PaymentReceived,
+            of([S::FundsNeededUnseal]),
+            Dest::To(S::Unsealing),
+        )
+        .action(record_payment)
+        .doc("unseal price paid"),
+        R::new(
+            K::PartialPaymentReceived,
+            of([S::FundsNeeded, S::FundsNeededLastPayment, S::FundsNeededUnseal]),
+            Dest::Stay,
+        )
+        .action(record_payment)
+        .doc("FundsReceived += received; writes the remainder owed"),
+        R::new(
+            K::Completed,
+            of([S::BlocksComplete, S::Finalizing]),
+            Dest::To(S::Completed),
+        )
+        .doc("recorded before `Completed` is written"),
+        R::new(K::Failed, of(LIVE), Dest::To(S::Failing))
+            .action(record_error)
+            .doc("writes Errored with the reason, then Errored"),
+        R::new(K::Failed, of([S::Failing, S::Cancelling]), Dest::Stay),
+        R::new(K::Errored, Source::any(), Dest::To(S::Errored))
+            .action(record_error)
+            .doc("the client failed, or did not resume in time"),
+        R::new(K::ClientCancelled, of(LIVE), Dest::To(S::Cancelling))
+            .action(record_error),
+        R::new(
+            K::ClientCancelled,
+            of([S::Failing, S::Cancelling]),
+            Dest::Stay,
+        ),
+        R::new(K::Closed, of([S::Cancelling]), Dest::To(S::Cancelled)),
+        R::new(K::Closed, of([S::Failing]), Dest::To(S::Errored)),
+    ];
+    Table::new(rules, ProviderStatus::FINAL).expect("the provider table is well formed")
+}
+
+/// The provider's transition table (built once).
+pub fn table() -> &'static ProviderTable {
+    static TABLE: OnceLock<ProviderTable> = OnceLock::new();
+    TABLE.get_or_init(build)
 }
 
 /// The generated documentation of the table (`docs/state-machines/provider.md`).
@@ -437,8 +507,10 @@ pub fn markdown() -> String {
         "# Provider deal state machine\n\n\
          <!-- Generated by `cargo xtask fsm-docs` from crates/rm-provider/src/fsm.rs. Do not edit. -->\n\n\
          A deal starts in `New` when a proposal is read. `WaitForAcceptance` is where the \
-         custom decider runs. Each row: the event, the statuses it applies in (`*` = any \
-         other non-final status), where it goes, and what it records or writes.\n\n{}",
+         terms and the custom decider are checked. Each row: the event, the statuses it \
+         applies in (`*` = any other non-final status), where it goes, and what it records \
+         or writes. The deal core (`crates/rm-provider/src/deal.rs`) decides which event \
+         happens; this table decides what it does to the record.\n\n{}",
         table().to_markdown()
     )
 }
@@ -459,7 +531,19 @@ mod tests {
     }
 
     #[test]
-    fn every_status_reached_has_its_own_way_out() {
-        assert_eq!(rm_fsm::dead_ends(&table()), Vec::<&str>::new());
+    fn every_status_is_reachable_and_can_end_and_every_event_has_a_rule() {
+        assert_eq!(table().check(S::New), Ok(()));
+    }
+
+    #[test]
+    fn wire_statuses_are_distinct_and_finals_agree() {
+        let mut seen = Vec::new();
+        for &status in <ProviderStatus as rm_fsm::Status>::ALL {
+            let wire = status.wire();
+            assert!(!seen.contains(&wire), "{status:?}");
+            seen.push(wire);
+            assert_eq!(status.is_final(), wire.is_terminal(), "{status:?}");
+            assert_eq!(status.is_final(), table().is_final_status(status));
+        }
     }
 }

@@ -10,20 +10,34 @@
 //!
 //! # How a deal runs
 //!
-//! [`Provider::start`] makes the provider the network's receiver. A deal stream starts with
-//! a proposal: the provider checks the terms against its [`Ask`](rm_types::Ask), the
-//! payload against its blockstore and asks the custom decider ([`Provider::set_decider`]);
-//! then it writes `Accepted` (or `FundsNeededUnseal` when an unseal price is due first)
-//! and sends blocks, several per response, until the block that reaches the next payment
-//! point (`Params::next_payment_point`; the math is in `docs/payments.md`). That response says `FundsNeeded` and
-//! what is owed; the provider reads a voucher, saves it (only its new delta counts) and
-//! goes on, or answers a partial payment with the remainder. After the last block the
-//! whole balance is due (`FundsNeededLastPayment`); then `Completed`.
+//! Each deal is a [`ProviderDeal`]: a deterministic machine with no I/O, no async and no
+//! clock reads (`deal.rs`). Its inputs — the payload located, the decider's answer, the
+//! piece unsealed, blocks read, a client message, a voucher saved, the stream lost, a
+//! client back on a new stream, a timer — are method calls; its outputs are
+//! [`ProviderAction`]s: persist this event, unseal, read the next blocks up to the
+//! payment point, save this voucher, send this response. Its record and transitions are
+//! data ([`fsm::table`], rendered in `docs/state-machines/provider.md`).
+//!
+//! [`Provider::start`] makes the provider the network's receiver. Queries are answered by
+//! `queries.rs`; each deal stream goes to `sessions.rs`, which starts a driver task for a
+//! new deal (`driver.rs`, one per deal, not per stream), hands a stream that resumes a
+//! running deal to its driver, and answers a stream for a finished deal from its record.
+//!
+//! A deal is accepted after the ask checks (go-fil-markets `CheckDealParams`) and the
+//! custom decider ([`Provider::set_decider`]); it writes `Accepted` (or
+//! `FundsNeededUnseal` when an unseal price is due first), unseals the payload and sends
+//! blocks, several per response, up to the next payment point
+//! (`Params::next_payment_point`; the math is in `docs/payments.md`). That response says
+//! `FundsNeeded` and what is owed; the provider saves the client's voucher (only its new
+//! delta counts) and goes on, or answers a partial payment with the remainder. After the
+//! last block the whole balance is due (`FundsNeededLastPayment`); the deal is recorded
+//! `Completed` before `Completed` is written.
 //!
 //! A stream that breaks leaves the deal where it was. When the client comes back with the
-//! same deal id and a `Resume` (how far it verified), the provider continues from that
-//! block; money already received stays counted. A deal nobody resumes within
-//! [`Config::resume_window`] ends `Errored`; a restarted provider waits the same way.
+//! same deal id and a `Resume` (how far it verified, checked against the DAG), the
+//! provider continues from that block; money already received stays counted. A deal
+//! nobody resumes within [`DealConfig::resume_window`] ends `Errored`; a restarted
+//! provider waits the same way.
 //!
 //! # Example
 //!
@@ -58,15 +72,23 @@
 //!
 //! # Errors
 //!
-//! API calls return [`Error`]; a failed deal ends in a final status with a message, and
-//! the client is told in a `DealResponse`.
+//! API calls return [`Error`]; a failed deal ends in a final status with a typed
+//! [`DealError`](rm_types::DealError) in its record, and the client is told in a
+//! `DealResponse`.
 
+pub mod deal;
+mod driver;
 mod error;
 pub mod fsm;
 mod provider;
+mod queries;
+mod sessions;
 
+pub use deal::{
+    DealConfig, Finished, Located, ProviderAction, ProviderDeal, ReadBlocks, answer_finished,
+};
 pub use error::Error;
-pub use fsm::{Event, PaymentLane, ProviderDeal};
+pub use fsm::{PaymentLane, ProviderEvent, ProviderState, ProviderStatus};
 pub use provider::{
     Config, DEALS_KEYSPACE, DealKey, Deals, Decider, KEYSPACES, META_KEYSPACE, Provider,
     ProviderSubscription,

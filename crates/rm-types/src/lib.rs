@@ -15,6 +15,7 @@
 //! | [`block`] | [`Block`]: a block on the wire, and CID recomputation from its prefix |
 //! | [`payment`] | the payment math shared by client and provider |
 //! | [`state`] | deal states, asks, retrieval peers |
+//! | [`outcome`] | [`DealError`], why a deal failed, and [`Outcome`], how it ended |
 //! | [`node`] | the node traits and [`PeerResolver`] |
 //! | [`codec`] | DAG-CBOR helpers and the stream framing scanner |
 //!
@@ -66,6 +67,7 @@ mod error;
 pub mod fvm;
 pub mod messages;
 pub mod node;
+pub mod outcome;
 pub mod paych;
 pub mod payment;
 pub mod protocol;
@@ -86,6 +88,7 @@ pub use node::{
     ChainHead, ChannelAvailableFunds, ChannelSetup, NodeError, PeerResolver, ResolverError,
     RetrievalClientNode, RetrievalProviderNode,
 };
+pub use outcome::{DealError, MAX_REASON_LEN, Outcome, Side};
 pub use paych::{ChainEpoch, Merge, ModVerifyParams, SignedVoucher};
 pub use state::{
     Ask, ClientDealState, PaymentInfo, PeerId, ProviderDealIdentifier, ProviderDealState,

@@ -288,6 +288,11 @@ pub struct DealCancel {
     /// Why the client cancelled.
     #[serde(rename = "Cancel")]
     pub reason: String,
+    /// Set when the client ends the deal because it failed (a wrong block, a request for
+    /// money it does not owe) rather than because its user cancelled: the provider then
+    /// ends the deal as failed too. Left out when false.
+    #[serde(rename = "Failed", default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
 }
 
 /// What a client writes on the deal stream after its proposal.
@@ -332,12 +337,15 @@ impl<'de> Deserialize<'de> for ClientMessage {
             payment_voucher: Option<SignedVoucher>,
             #[serde(rename = "Cancel", default)]
             cancel: Option<String>,
+            #[serde(rename = "Failed", default)]
+            failed: bool,
         }
         let wire = Wire::deserialize(d)?;
         if let Some(reason) = wire.cancel {
             return Ok(ClientMessage::Cancel(DealCancel {
                 id: wire.id,
                 reason,
+                failed: wire.failed,
             }));
         }
         let payment_channel = wire

@@ -1,37 +1,23 @@
 //! The example machine shared by the tests: a job that starts, makes progress, pauses, and
-//! ends done or failed. Plus an independent reference model, recording entry actions and
-//! store wrappers that count or fail writes.
+//! ends done or failed. Plus an independent reference model and a store wrapper that
+//! counts or fails writes.
 #![allow(dead_code, unreachable_pub)]
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rm_fsm::{
-    Actions, Batch, Context, Dest, EventKind, HasStatus, Rule, Source, Store, StoreError, Table,
-};
+use rm_fsm::{Batch, Dest, HasStatus, Rule, Source, Store, StoreError, Table};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum St {
-    Idle,
-    Running,
-    Paused,
-    Done,
-    Failed,
+rm_fsm::named_enum! {
+    /// A job's status.
+    pub enum St: Status { Idle, Running, Paused, Done, Failed }
 }
 
-impl rm_fsm::Status for St {
-    fn name(&self) -> &'static str {
-        match self {
-            St::Idle => "Idle",
-            St::Running => "Running",
-            St::Paused => "Paused",
-            St::Done => "Done",
-            St::Failed => "Failed",
-        }
-    }
+rm_fsm::named_enum! {
+    /// A job event's kind.
+    pub enum K: Kind { Start, Progress, Tick, Pause, Resume, Finish, Fail, Poke }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,17 +68,18 @@ pub enum Ev {
     Poke,
 }
 
-impl EventKind for Ev {
-    fn kind(&self) -> &'static str {
+impl rm_fsm::Event for Ev {
+    type Kind = K;
+    fn kind(&self) -> K {
         match self {
-            Ev::Start => "Start",
-            Ev::Progress(_) => "Progress",
-            Ev::Tick => "Tick",
-            Ev::Pause => "Pause",
-            Ev::Resume => "Resume",
-            Ev::Finish => "Finish",
-            Ev::Fail(_) => "Fail",
-            Ev::Poke => "Poke",
+            Ev::Start => K::Start,
+            Ev::Progress(_) => K::Progress,
+            Ev::Tick => K::Tick,
+            Ev::Pause => K::Pause,
+            Ev::Resume => K::Resume,
+            Ev::Finish => K::Finish,
+            Ev::Fail(_) => K::Fail,
+            Ev::Poke => K::Poke,
         }
     }
 }
@@ -146,128 +133,54 @@ pub fn table() -> Jobs {
     use St::*;
     Table::new(
         vec![
-            Rule::new("Start", Source::one(Idle), Dest::To(Running)).action(act),
-            Rule::new("Progress", Source::one(Running), Dest::JustRecord)
+            Rule::new(K::Start, Source::one(Idle), Dest::To(Running)).action(act),
+            Rule::new(K::Progress, Source::one(Running), Dest::Stay)
                 .action(progress)
                 .doc("progress += n; refuses 0"),
-            Rule::new("Tick", Source::of([Running, Paused]), Dest::NoChange).action(act),
-            Rule::new("Pause", Source::one(Running), Dest::To(Paused)).action(act),
-            Rule::new("Resume", Source::one(Paused), Dest::To(Running)).action(act),
-            Rule::new("Finish", Source::one(Running), Dest::To(Done)).action(act),
-            Rule::new("Fail", Source::any(), Dest::To(Failed))
+            Rule::new(K::Tick, Source::of([Running, Paused]), Dest::Stay).action(act),
+            Rule::new(K::Pause, Source::one(Running), Dest::To(Paused)).action(act),
+            Rule::new(K::Resume, Source::one(Paused), Dest::To(Running)).action(act),
+            Rule::new(K::Finish, Source::one(Running), Dest::To(Done)).action(act),
+            Rule::new(K::Fail, Source::any(), Dest::To(Failed))
                 .action(fail)
                 .doc("note = reason"),
-            Rule::new("Poke", Source::any(), Dest::JustRecord).action(act),
-            Rule::new("Poke", Source::one(Paused), Dest::To(Running)).action(act),
+            Rule::new(K::Poke, Source::any(), Dest::Stay).action(act),
+            Rule::new(K::Poke, Source::one(Paused), Dest::To(Running)).action(act),
         ],
         [Done, Failed],
     )
     .expect("the example table is valid")
 }
 
-/// The reference model, written independently of the table: the next job and whether its
-/// entry action runs, or `None` if the event is refused (invalid, or the job is final).
-pub fn model(job: &Job, ev: &Ev) -> Option<(Job, bool)> {
+/// The reference model, written independently of the table: the next job, or `None` if
+/// the event is refused (invalid, or the job is final).
+pub fn model(job: &Job, ev: &Ev) -> Option<Job> {
     use St::*;
     if job.is_final() {
         return None;
     }
     let mut next = job.clone();
-    let (to, entry) = match (job.status, ev) {
-        (Idle, Ev::Start) => (Running, true),
+    let to = match (job.status, ev) {
+        (Idle, Ev::Start) => Running,
         (Running, Ev::Progress(n)) if *n > 0 => {
             next.progress = next.progress.saturating_add(*n);
-            (Running, false)
+            Running
         }
-        (Running | Paused, Ev::Tick) => (job.status, true),
-        (Running, Ev::Pause) => (Paused, true),
-        (Paused, Ev::Resume) => (Running, true),
-        (Running, Ev::Finish) => (Done, false),
+        (Running | Paused, Ev::Tick) => job.status,
+        (Running, Ev::Pause) => Paused,
+        (Paused, Ev::Resume) => Running,
+        (Running, Ev::Finish) => Done,
         (_, Ev::Fail(reason)) => {
             next.note = reason.clone();
-            (Failed, false)
+            Failed
         }
-        (Paused, Ev::Poke) => (Running, true),
-        (_, Ev::Poke) => (job.status, false),
+        (Paused, Ev::Poke) => Running,
+        (_, Ev::Poke) => job.status,
         _ => return None,
     };
     mark(&mut next, ev);
     next.status = to;
-    Some((next, entry))
-}
-
-/// One run of an entry action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entered {
-    pub id: u64,
-    pub status: St,
-    pub progress: u64,
-    pub resumed: bool,
-}
-
-type Hook = Arc<dyn Fn(&mut Context<Jobs, u64>, &Job) + Send + Sync>;
-
-/// Entry actions for the tests: record every run, optionally wait at a gate, then run a hook.
-#[derive(Clone, Default)]
-pub struct Recorder {
-    pub log: Arc<Mutex<Vec<Entered>>>,
-    /// Machines whose entry actions wait for a permit of their semaphore.
-    pub gates: Arc<Mutex<HashMap<u64, Arc<tokio::sync::Semaphore>>>>,
-    pub hook: Option<Hook>,
-}
-
-impl Recorder {
-    pub fn with_hook(hook: impl Fn(&mut Context<Jobs, u64>, &Job) + Send + Sync + 'static) -> Self {
-        Recorder {
-            hook: Some(Arc::new(hook)),
-            ..Recorder::default()
-        }
-    }
-
-    /// Entry actions of `id` block until [`Recorder::open_gate`] gives them permits.
-    pub fn close_gate(&self, id: u64) -> Arc<tokio::sync::Semaphore> {
-        let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        self.gates.lock().unwrap().insert(id, gate.clone());
-        gate
-    }
-
-    pub fn entries(&self) -> Vec<Entered> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits (bounded: 10 s) until `pred` holds for the recorded entries.
-    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Entered]) -> bool) {
-        for _ in 0..10_000 {
-            if pred(&self.log.lock().unwrap()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        panic!(
-            "timed out waiting for {what}; entries: {:?}",
-            self.entries()
-        );
-    }
-}
-
-impl Actions<Jobs, u64> for Recorder {
-    async fn on_entry(&self, ctx: &mut Context<Jobs, u64>, job: &Job) {
-        self.log.lock().unwrap().push(Entered {
-            id: *ctx.id(),
-            status: job.status,
-            progress: job.progress,
-            resumed: ctx.resumed(),
-        });
-        let gate = self.gates.lock().unwrap().get(ctx.id()).cloned();
-        if let Some(gate) = gate
-            && let Ok(permit) = gate.acquire().await
-        {
-            permit.forget();
-        }
-        if let Some(hook) = &self.hook {
-            hook(ctx, job);
-        }
-    }
+    Some(next)
 }
 
 /// Waits (bounded: 10 s) until `cond` is true.
@@ -316,7 +229,7 @@ impl<S: Store> Store for Counting<S> {
 
     fn write(&self, batch: &Batch, sync: bool) -> Result<(), StoreError> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Rocks("injected failure".into()));
+            return Err(StoreError::Db(rm_store::Error::Backend("injected failure".into())));
         }
         if sync {
             self.synced.fetch_add(1, Ordering::SeqCst);
@@ -329,15 +242,30 @@ impl<S: Store> Store for Counting<S> {
     fn scan(&self, visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<(), StoreError> {
         self.inner.scan(visit)
     }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.scan_prefix(prefix, visit)
+    }
 }
 
-/// A fresh RocksDB database with column family `jobs` in a temporary directory.
-pub fn temp_db() -> (tempfile::TempDir, Arc<rocksdb::DB>) {
+/// The RocksDB database at `path` with keyspace `jobs`.
+#[cfg(feature = "rocksdb")]
+pub fn open_db(path: &std::path::Path) -> rm_store::Db {
+    rm_store::Db::open(path, &["jobs"], &rm_store::Options::default()).unwrap()
+}
+
+/// A fresh RocksDB database with keyspace `jobs` in a temporary directory.
+#[cfg(feature = "rocksdb")]
+pub fn temp_db() -> (tempfile::TempDir, rm_store::Db) {
     let dir = tempfile::tempdir().unwrap();
-    let db = rm_fsm::open_db(dir.path(), &["jobs"]).unwrap();
+    let db = open_db(dir.path());
     (dir, db)
 }
 
-pub fn rocks(db: &Arc<rocksdb::DB>) -> rm_fsm::RocksStore {
-    rm_fsm::RocksStore::new(db.clone(), "jobs").unwrap()
+pub fn rocks(db: &rm_store::Db) -> rm_store::Keyspace {
+    db.keyspace("jobs").unwrap()
 }

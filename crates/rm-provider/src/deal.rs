@@ -1,0 +1,943 @@
+//! [`ProviderDeal`]: the sans-IO core of one provider deal.
+//!
+//! Like the client's core it decides everything and does nothing itself: inputs are
+//! method calls with the time passed in, outputs are [`ProviderAction`]s taken with
+//! [`ProviderDeal::poll_action`] and a deadline from [`ProviderDeal::poll_timeout`].
+//!
+//! The driver's contract:
+//!
+//! - Carry out actions in order; a [`ProviderAction::Persist`] is on disk before any later
+//!   action (a deal is recorded `Completed` before `Completed` is written to the client).
+//! - Answer each request (`Locate`, `Decide`, `Unseal`, `ReadBlocks`, `CountBytes`,
+//!   `SaveVoucher`) exactly once with its `handle_*` method.
+//! - Read the client's next message only while [`ProviderDeal::wants_message`] is true;
+//!   report a failed read or write with [`ProviderDeal::handle_stream_lost`].
+//! - When the client comes back on a new stream, offer it with
+//!   [`ProviderDeal::handle_resume`]: `Ok` means use the new stream from now on, `Err` is
+//!   the response refusing it (written on the new stream, which is then closed).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rm_fsm::{Rejection, Snapshot, step};
+use rm_types::{
+    Address, Ask, Block, ClientMessage, DealError, DealId, DealPayment, DealProposal,
+    DealResponse, DealStatus, NodeError, Outcome, SignedVoucher, TokenAmount,
+};
+
+use crate::fsm::{self, PaymentLane, ProviderEvent, ProviderState, ProviderStatus as S};
+
+/// Limits and deadlines of one deal.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DealConfig {
+    /// Most bytes of block data per response (must fit the network's message size).
+    /// Default 4 MiB.
+    pub max_response_bytes: usize,
+    /// Most blocks per response. Default 1024.
+    pub max_blocks_per_response: usize,
+    /// How long the provider waits for a payment (the client may be adding funds).
+    /// Default 10 minutes.
+    pub payment_timeout: Duration,
+    /// How long a deal whose stream broke waits for the client to resume it. Default 10
+    /// minutes.
+    pub resume_window: Duration,
+    /// Most bytes of block data per second, or no limit (the default).
+    pub max_bytes_per_second: Option<u64>,
+}
+
+impl Default for DealConfig {
+    fn default() -> Self {
+        DealConfig {
+            max_response_bytes: 4 << 20,
+            max_blocks_per_response: 1024,
+            payment_timeout: Duration::from_secs(600),
+            resume_window: Duration::from_secs(600),
+            max_bytes_per_second: None,
+        }
+    }
+}
+
+/// What the driver must do next (see the [module docs](self) for the contract).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProviderAction {
+    /// Write `snapshot` (reached by `event`) to the deal's journal before anything else.
+    Persist {
+        /// The event applied last.
+        event: ProviderEvent,
+        /// The deal's new snapshot.
+        snapshot: Snapshot<ProviderState>,
+    },
+    /// Find out whether the payload (in the named piece, if any) is here; answer with
+    /// [`ProviderDeal::handle_located`].
+    Locate,
+    /// Ask the custom decider about the deal; answer with
+    /// [`ProviderDeal::handle_decision`].
+    Decide,
+    /// Make the payload readable (unseal its piece); answer with
+    /// [`ProviderDeal::handle_unsealed`].
+    Unseal,
+    /// Read the next blocks of the traversal, from block number `from`: at most
+    /// `max_blocks` blocks and `max_bytes` bytes, and none after the block that brings the
+    /// bytes read to `stop_after` or more. Answer with [`ProviderDeal::handle_read`].
+    ReadBlocks {
+        /// The position in the traversal.
+        from: u64,
+        /// Most blocks.
+        max_blocks: usize,
+        /// Most bytes (the block that crosses it is the last).
+        max_bytes: usize,
+        /// Stop after the block that reaches this many bytes (the payment point).
+        stop_after: Option<u64>,
+    },
+    /// Count the bytes of the traversal's first `blocks` blocks (a client's resume claim);
+    /// answer with [`ProviderDeal::handle_counted`].
+    CountBytes {
+        /// How many blocks.
+        blocks: u64,
+    },
+    /// Check and save a voucher through the node; answer with
+    /// [`ProviderDeal::handle_voucher_saved`].
+    SaveVoucher {
+        /// Its channel.
+        channel: Address,
+        /// The voucher.
+        voucher: SignedVoucher,
+        /// What the deal is owed (what the voucher should add).
+        expected: TokenAmount,
+    },
+    /// Write this response on the stream.
+    Send(DealResponse),
+    /// Finish the stream gracefully and drop it.
+    Close,
+    /// Drop the stream without finishing it.
+    Reset,
+    /// The deal has ended; the driver may stop.
+    Finished(Outcome),
+}
+
+/// Blocks read for [`ProviderAction::ReadBlocks`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBlocks {
+    /// The blocks, in traversal order.
+    pub blocks: Vec<Block>,
+    /// Whether the traversal is complete after them.
+    pub done: bool,
+}
+
+/// Where the payload is ([`ProviderDeal::handle_located`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Located {
+    /// Here (in a piece or in the blockstore).
+    Here,
+    /// Not here.
+    Nowhere,
+}
+
+/// What a stream for a deal that has ended gets ([`answer_finished`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finished {
+    /// This response, then the stream is closed.
+    Refuse(DealResponse),
+    /// `Accepted`, the blocks from number `from` up to (not including) `until`, several
+    /// per response, and `Completed` with the last ones.
+    Tail {
+        /// The first block the client lacks.
+        from: u64,
+        /// How many blocks the deal sent (and was paid for).
+        until: u64,
+    },
+}
+
+/// The answer to `proposal` for a deal that has ended: a completed deal's client that lost
+/// the last responses gets the blocks it lacks (it paid for them) and `Completed` again; a
+/// fresh proposal reusing a completed deal's id is refused (no free copy of the data);
+/// anything else hears how the deal ended.
+pub fn answer_finished(state: &ProviderState, proposal: &DealProposal) -> Finished {
+    let id = proposal.id;
+    let refuse = |status: DealStatus, message: String| {
+        Finished::Refuse(DealResponse {
+            status,
+            id,
+            payment_owed: TokenAmount::zero(),
+            message,
+            blocks: Vec::new(),
+        })
+    };
+    let completed = state.status == S::Completed;
+    let same = state.proposal.payload_cid == proposal.payload_cid
+        && state.proposal.params == proposal.params;
+    match proposal.resume {
+        None if completed => refuse(
+            DealStatus::Errored,
+            format!("deal id {} was already used (ended {})", id.0, state.status),
+        ),
+        Some(resume) if completed && same && resume.blocks < state.blocks_sent => {
+            Finished::Tail {
+                from: resume.blocks,
+                until: state.blocks_sent,
+            }
+        }
+        _ => refuse(state.status.wire(), state.message()),
+    }
+}
+
+/// A request in flight.
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    Locate,
+    Decide,
+    Unseal,
+    Read(u64),
+    Count(rm_types::Resume),
+    Save {
+        lane: PaymentLane,
+        amount: TokenAmount,
+    },
+}
+
+/// The sans-IO core of one provider deal (see the [module docs](self)).
+#[derive(Debug)]
+pub struct ProviderDeal {
+    id: DealId,
+    snapshot: Snapshot<ProviderState>,
+    ask: Ask,
+    config: DealConfig,
+    /// Whether a stream is attached.
+    attached: bool,
+    /// Since when the deal has no stream.
+    detached_at: Option<Instant>,
+    /// Since when the deal waits for a payment.
+    asked_at: Option<Instant>,
+    /// Not before this instant is the next response read (the rate limit).
+    next_send_at: Option<Instant>,
+    pending: Option<Pending>,
+    /// A resume waiting for the request in flight to finish.
+    resume: Option<rm_types::Resume>,
+    /// A payment that arrived before it was asked for.
+    early_payment: Option<DealPayment>,
+    actions: VecDeque<ProviderAction>,
+    finished: bool,
+}
+
+impl ProviderDeal {
+    /// The core of a deal whose proposal just arrived on a stream (its record at `seq` 0,
+    /// already persisted), judged against `ask`.
+    pub fn new(
+        id: DealId,
+        state: ProviderState,
+        ask: Ask,
+        now: Instant,
+        config: DealConfig,
+    ) -> Self {
+        let mut deal = Self::build(id, Snapshot { seq: 0, state }, ask, config);
+        deal.attached = true;
+        deal.drive(now);
+        deal
+    }
+
+    /// The core of a deal from its last persisted snapshot (after a restart): it has no
+    /// stream and waits for the client to resume within the resume window.
+    pub fn restore(
+        id: DealId,
+        snapshot: Snapshot<ProviderState>,
+        ask: Ask,
+        now: Instant,
+        config: DealConfig,
+    ) -> Self {
+        let mut deal = Self::build(id, snapshot, ask, config);
+        deal.detached_at = Some(now);
+        deal.drive(now);
+        deal
+    }
+
+    fn build(id: DealId, snapshot: Snapshot<ProviderState>, ask: Ask, config: DealConfig) -> Self {
+        ProviderDeal {
+            id,
+            snapshot,
+            ask,
+            config,
+            attached: false,
+            detached_at: None,
+            asked_at: None,
+            next_send_at: None,
+            pending: None,
+            resume: None,
+            early_payment: None,
+            actions: VecDeque::new(),
+            finished: false,
+        }
+    }
+
+    /// The deal's id (the client's).
+    pub fn id(&self) -> DealId {
+        self.id
+    }
+
+    /// The deal's current state.
+    pub fn state(&self) -> &ProviderState {
+        &self.snapshot.state
+    }
+
+    /// The deal's current snapshot.
+    pub fn snapshot(&self) -> &Snapshot<ProviderState> {
+        &self.snapshot
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<ProviderAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`ProviderDeal::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let Some(t) = self.detached_at {
+            consider(t + self.config.resume_window);
+        }
+        if let Some(t) = self.asked_at {
+            consider(t + self.config.payment_timeout);
+        }
+        if let Some(t) = self.next_send_at {
+            consider(t);
+        }
+        next
+    }
+
+    /// Whether the driver should read the client's next message.
+    pub fn wants_message(&self) -> bool {
+        !self.finished && self.attached && self.early_payment.is_none()
+    }
+
+    /// Whether the deal has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    fn status(&self) -> S {
+        self.snapshot.state.status
+    }
+
+    fn response(&self, status: DealStatus) -> DealResponse {
+        DealResponse {
+            status,
+            id: self.id,
+            payment_owed: TokenAmount::zero(),
+            message: String::new(),
+            blocks: Vec::new(),
+        }
+    }
+
+    fn owed(&self, state: &ProviderState, finishing: bool) -> TokenAmount {
+        let params = &state.proposal.params;
+        if state.status == S::FundsNeededUnseal {
+            (&params.unseal_price - &state.funds_received).clamp_non_negative()
+        } else {
+            params.outstanding_balance(&state.funds_received, state.bytes_sent, finishing)
+        }
+    }
+
+    // ---- inputs ----
+
+    /// The result of [`ProviderAction::Locate`].
+    pub fn handle_located(&mut self, now: Instant, result: Result<Located, String>) {
+        if self.pending.take() != Some(Pending::Locate) {
+            return;
+        }
+        match result {
+            Ok(Located::Here) => {
+                self.apply(now, ProviderEvent::Received);
+            }
+            Ok(Located::Nowhere) => {
+                let error = DealError::not_found("not found");
+                let mut r = self.response(DealStatus::DealNotFound);
+                r.message = error.wire_message();
+                if self.apply(now, ProviderEvent::NotFound(error)) {
+                    self.send(r);
+                }
+            }
+            Err(e) => {
+                self.fail(now, DealError::storage(format!("looking up the payload: {e}")));
+                return;
+            }
+        }
+        self.drive(now);
+    }
+
+    /// The custom decider's answer ([`ProviderAction::Decide`]).
+    pub fn handle_decision(&mut self, now: Instant, decision: Result<(), String>) {
+        if self.pending.take() != Some(Pending::Decide) {
+            return;
+        }
+        match decision {
+            Ok(()) => self.accept(now),
+            Err(reason) => self.reject(now, reason),
+        }
+        self.drive(now);
+    }
+
+    /// The result of [`ProviderAction::Unseal`].
+    pub fn handle_unsealed(&mut self, now: Instant, result: Result<(), String>) {
+        if self.pending.take() != Some(Pending::Unseal) {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.apply(now, ProviderEvent::Unsealed);
+            }
+            Err(e) => return self.fail(now, DealError::unseal(e)),
+        }
+        self.drive(now);
+    }
+
+    /// The result of [`ProviderAction::ReadBlocks`]: sends them, and asks for payment
+    /// when they reach a payment point or the end.
+    pub fn handle_read(&mut self, now: Instant, result: Result<ReadBlocks, String>) {
+        let Some(Pending::Read(from)) = self.pending.take() else {
+            return;
+        };
+        // Read for a stream that is gone, or from before a resume: not sent, read again.
+        if !self.attached || from != self.snapshot.state.blocks_sent || self.resume.is_some() {
+            return self.drive(now);
+        }
+        let read = match result {
+            Ok(read) => read,
+            Err(e) => return self.fail(now, DealError::storage(format!("reading blocks: {e}"))),
+        };
+        let count = read.blocks.len() as u64;
+        let bytes: u64 = read.blocks.iter().map(|b| b.data.len() as u64).sum();
+        if count == 0 && !read.done {
+            return self.fail(now, DealError::internal("the reader returned no block"));
+        }
+        let state = &self.snapshot.state;
+        let sent = state.bytes_sent + bytes;
+        let funds = state.funds_received.clone();
+        let params = state.proposal.params.clone();
+        if count > 0 {
+            let event = ProviderEvent::BlocksSent {
+                blocks: state.blocks_sent + count,
+                bytes: sent,
+            };
+            if !self.apply(now, event) {
+                return;
+            }
+        }
+        let mut response = self.response(DealStatus::Ongoing);
+        response.blocks = read.blocks;
+        if read.done {
+            self.apply(now, ProviderEvent::BlocksCompleted);
+            let owed = params.outstanding_balance(&funds, sent, true);
+            if owed.is_positive() {
+                self.apply(now, ProviderEvent::LastPaymentRequested);
+                self.asked_at = Some(now);
+                response.status = DealStatus::FundsNeededLastPayment;
+                response.payment_owed = owed;
+            } else {
+                // Recorded before the client hears of it.
+                self.apply(now, ProviderEvent::Completed);
+                response.status = DealStatus::Completed;
+            }
+        } else if params.next_payment_point(&funds).is_some_and(|p| sent >= p) {
+            self.apply(now, ProviderEvent::PaymentRequested);
+            self.asked_at = Some(now);
+            response.status = DealStatus::FundsNeeded;
+            response.payment_owed = params.outstanding_balance(&funds, sent, false);
+        }
+        self.send(response);
+        if let Some(rate) = self.config.max_bytes_per_second.filter(|r| *r > 0) {
+            self.next_send_at = Some(now + Duration::from_secs_f64(bytes as f64 / rate as f64));
+        }
+        self.drive(now);
+    }
+
+    /// The client's next message.
+    pub fn handle_message(&mut self, now: Instant, message: ClientMessage) {
+        if self.finished || !self.attached {
+            return;
+        }
+        match message {
+            ClientMessage::Cancel(cancel) => {
+                if cancel.id != self.id {
+                    return self.fail(
+                        now,
+                        DealError::protocol(format!(
+                            "a cancel for deal {} on the stream of deal {}",
+                            cancel.id.0, self.id.0
+                        )),
+                    );
+                }
+                let event = if cancel.failed {
+                    ProviderEvent::Failed(DealError::peer(&cancel.reason))
+                } else {
+                    ProviderEvent::ClientCancelled(cancel.reason)
+                };
+                self.apply(now, event);
+                self.drive(now);
+            }
+            ClientMessage::Payment(payment) => {
+                if self.early_payment.is_some() {
+                    return self.fail(
+                        now,
+                        DealError::protocol("the client sent payments it was not asked for"),
+                    );
+                }
+                self.early_payment = Some(*payment);
+                self.drive(now);
+            }
+        }
+    }
+
+    /// The result of [`ProviderAction::SaveVoucher`]: the amount newly received (zero
+    /// for a voucher already saved).
+    pub fn handle_voucher_saved(&mut self, now: Instant, result: Result<TokenAmount, NodeError>) {
+        let Some(Pending::Save { lane, amount }) = self.pending.take() else {
+            return;
+        };
+        let delta = match result {
+            Ok(delta) => delta,
+            Err(e) => return self.fail(now, DealError::payment(e)),
+        };
+        let state = &self.snapshot.state;
+        // A lane pays one deal, so its cumulative amount is what this deal received. A
+        // voucher saved before a crash comes back with a zero delta: on the deal's own,
+        // already recorded lane the deal is credited what is above what it has.
+        let received = if delta.is_positive() || state.lane.is_none() {
+            delta
+        } else {
+            (&amount - &state.funds_received).clamp_non_negative()
+        };
+        let mut after = state.clone();
+        after.funds_received = &after.funds_received + &received;
+        let finishing = state.status == S::FundsNeededLastPayment;
+        let owed = self.owed(&after, finishing);
+        let status = state.status;
+        if owed.is_positive() {
+            if self.apply(now, ProviderEvent::PartialPaymentReceived { received, lane }) {
+                let mut r = self.response(status.wire());
+                r.payment_owed = owed;
+                self.send(r);
+            }
+        } else {
+            self.asked_at = None;
+            self.apply(now, ProviderEvent::PaymentReceived { received, lane });
+        }
+        self.drive(now);
+    }
+
+    /// The client is back on a new stream with `proposal` (carrying how far it got).
+    /// `Ok`: the driver uses the new stream from now on (the old one is dropped). `Err`:
+    /// the response refusing it; the deal is unchanged.
+    pub fn handle_resume(
+        &mut self,
+        now: Instant,
+        proposal: &DealProposal,
+    ) -> Result<(), DealResponse> {
+        let refuse = |message: String| {
+            let mut r = self.response(DealStatus::Errored);
+            r.message = message;
+            r
+        };
+        if self.finished {
+            let mut r = self.response(self.status().wire());
+            r.message = self.snapshot.state.message();
+            return Err(r);
+        }
+        let stored = &self.snapshot.state.proposal;
+        if stored.payload_cid != proposal.payload_cid || stored.params != proposal.params {
+            return Err(refuse("the resumed proposal differs from the deal's".into()));
+        }
+        let claim = proposal.resume.unwrap_or_default();
+        if claim.blocks > self.snapshot.state.blocks_sent {
+            return Err(refuse(format!(
+                "the client claims {} blocks, {} were sent",
+                claim.blocks, self.snapshot.state.blocks_sent
+            )));
+        }
+        // The old stream, and whatever was queued for it, is gone.
+        self.actions.retain(|a| {
+            !matches!(
+                a,
+                ProviderAction::Send(_) | ProviderAction::Close | ProviderAction::Reset
+            )
+        });
+        self.attached = true;
+        self.detached_at = None;
+        self.early_payment = None;
+        self.resume = Some(claim);
+        self.drive(now);
+        Ok(())
+    }
+
+    /// The result of [`ProviderAction::CountBytes`] for a resume claim.
+    pub fn handle_counted(&mut self, now: Instant, result: Result<u64, String>) {
+        let Some(Pending::Count(claim)) = self.pending.take() else {
+            return;
+        };
+        if !self.attached {
+            // That stream is gone too; wait for the next resume.
+            return self.drive(now);
+        }
+        match result {
+            Ok(bytes) if bytes == claim.bytes => self.resumed(now, claim),
+            Ok(bytes) => self.fail(
+                now,
+                DealError::protocol(format!(
+                    "the client claims {} bytes in its first {} blocks; they hold {bytes}",
+                    claim.bytes, claim.blocks
+                )),
+            ),
+            Err(e) => self.fail(now, DealError::storage(format!("counting bytes: {e}"))),
+        }
+    }
+
+    /// The stream broke: the deal waits for the client to resume.
+    pub fn handle_stream_lost(&mut self, now: Instant) {
+        if !self.attached {
+            return;
+        }
+        self.attached = false;
+        self.detached_at = Some(now);
+        self.early_payment = None;
+        self.resume = None;
+        self.actions.retain(|a| {
+            !matches!(
+                a,
+                ProviderAction::Send(_) | ProviderAction::Close | ProviderAction::Reset
+            )
+        });
+        self.drive(now);
+    }
+
+    /// Time passed: a resume window or a payment deadline may be over, a rate limit lifted.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.finished {
+            return;
+        }
+        if let Some(t) = self.detached_at
+            && now >= t + self.config.resume_window
+        {
+            let error = DealError::timeout(format!(
+                "the client did not resume the deal within {:?}",
+                self.config.resume_window
+            ));
+            self.apply(now, ProviderEvent::Errored(error));
+            return self.drive(now);
+        }
+        if let Some(t) = self.asked_at
+            && now >= t + self.config.payment_timeout
+        {
+            self.asked_at = None;
+            let error = DealError::timeout(format!(
+                "no payment within {:?}",
+                self.config.payment_timeout
+            ));
+            return self.fail(now, error);
+        }
+        if self.next_send_at.is_some_and(|t| now >= t) {
+            self.next_send_at = None;
+        }
+        self.drive(now);
+    }
+
+    /// The ask changed: a deal not decided yet is judged against the new one.
+    pub fn set_ask(&mut self, ask: Ask) {
+        self.ask = ask;
+    }
+
+    // ---- decisions ----
+
+    fn apply(&mut self, _now: Instant, event: ProviderEvent) -> bool {
+        match step(fsm::table(), &self.snapshot, &event) {
+            Ok(next) => {
+                self.snapshot = next;
+                self.actions.push_back(ProviderAction::Persist {
+                    event,
+                    snapshot: self.snapshot.clone(),
+                });
+                true
+            }
+            Err(Rejection::Final) => false,
+            Err(Rejection::Invalid(invalid)) => {
+                let error = ProviderEvent::Errored(DealError::internal(invalid));
+                if let Ok(next) = step(fsm::table(), &self.snapshot, &error) {
+                    self.snapshot = next;
+                    self.actions.push_back(ProviderAction::Persist {
+                        event: error,
+                        snapshot: self.snapshot.clone(),
+                    });
+                }
+                false
+            }
+        }
+    }
+
+    fn send(&mut self, response: DealResponse) {
+        if self.attached {
+            self.actions.push_back(ProviderAction::Send(response));
+        }
+    }
+
+    fn fail(&mut self, now: Instant, error: DealError) {
+        self.pending = None;
+        self.apply(now, ProviderEvent::Failed(error));
+        self.drive(now);
+    }
+
+    /// The ask checks (go-fil-markets `CheckDealParams`) and the selector.
+    fn check_terms(&self) -> Result<(), String> {
+        let params = &self.snapshot.state.proposal.params;
+        let ask = &self.ask;
+        params.validate().map_err(|e| e.to_string())?;
+        if params.price_per_byte < ask.price_per_byte {
+            return Err("Price per byte too low".into());
+        }
+        if params.payment_interval > ask.payment_interval {
+            return Err("Payment interval too large".into());
+        }
+        if params.payment_interval_increase > ask.payment_interval_increase {
+            return Err("Payment interval increase too large".into());
+        }
+        if params.unseal_price < ask.unseal_price {
+            return Err("Unseal price too small".into());
+        }
+        crate::provider::dag_selector(params)?;
+        Ok(())
+    }
+
+    fn reject(&mut self, now: Instant, reason: String) {
+        let error = DealError::rejected(&reason);
+        let mut r = self.response(DealStatus::Rejected);
+        r.message = error.wire_message();
+        if self.apply(now, ProviderEvent::Rejected(error)) {
+            self.send(r);
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        let unseal = self.snapshot.state.proposal.params.unseal_price.clone();
+        if unseal.is_positive() {
+            if self.apply(now, ProviderEvent::UnsealPaymentRequested) {
+                self.asked_at = Some(now);
+                let mut r = self.response(DealStatus::FundsNeededUnseal);
+                r.payment_owed = unseal;
+                self.send(r);
+            }
+        } else if self.apply(now, ProviderEvent::Accepted) {
+            self.send(self.response(DealStatus::Accepted));
+        }
+    }
+
+    /// A resume claim checked: continue from the client's totals.
+    fn resumed(&mut self, now: Instant, claim: rm_types::Resume) {
+        let before = self.status();
+        let event = ProviderEvent::Resumed {
+            blocks: claim.blocks,
+            bytes: claim.bytes,
+        };
+        if !self.apply(now, event) {
+            return self.drive(now);
+        }
+        match before {
+            S::New | S::WaitForAcceptance | S::Failing | S::Cancelling => {}
+            S::FundsNeededUnseal => {
+                let mut r = self.response(DealStatus::FundsNeededUnseal);
+                r.payment_owed = self.owed(&self.snapshot.state, false);
+                self.asked_at = Some(now);
+                self.send(r);
+            }
+            // The stream starts with the acceptance again, so a client that never saw it
+            // can go on; a client further along ignores it.
+            _ => self.send(self.response(DealStatus::Accepted)),
+        }
+        self.drive(now);
+    }
+
+    /// Takes the payment that arrived, if the deal is waiting for one.
+    fn take_payment(&mut self, now: Instant) {
+        if !matches!(
+            self.status(),
+            S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal
+        ) {
+            return;
+        }
+        let Some(payment) = self.early_payment.take() else {
+            return;
+        };
+        let state = &self.snapshot.state;
+        if payment.id != self.id {
+            return self.fail(
+                now,
+                DealError::protocol(format!(
+                    "payment for deal {} on this deal's stream",
+                    payment.id.0
+                )),
+            );
+        }
+        let Some(voucher) = payment.payment_voucher else {
+            return self.fail(now, DealError::protocol("payment without a voucher"));
+        };
+        let lane = PaymentLane {
+            channel: payment.payment_channel,
+            lane: voucher.lane,
+        };
+        if state.lane.as_ref().is_some_and(|known| known != &lane) {
+            return self.fail(
+                now,
+                DealError::payment("voucher on another lane than the deal's"),
+            );
+        }
+        if !voucher.merges.is_empty() {
+            // A merge moves value between lanes; a lane's amount would no longer be what
+            // this deal was paid.
+            return self.fail(now, DealError::payment("vouchers with merges are not accepted"));
+        }
+        let expected = self.owed(state, state.status == S::FundsNeededLastPayment);
+        self.pending = Some(Pending::Save {
+            lane: lane.clone(),
+            amount: voucher.amount.clone(),
+        });
+        self.actions.push_back(ProviderAction::SaveVoucher {
+            channel: lane.channel,
+            voucher,
+            expected,
+        });
+    }
+
+    /// Issues whatever the deal's status calls for, unless a request is in flight.
+    fn drive(&mut self, now: Instant) {
+        loop {
+            if self.finished {
+                return;
+            }
+            if self.status().is_final() {
+                if self.attached {
+                    self.actions.push_back(ProviderAction::Close);
+                    self.attached = false;
+                }
+                let outcome = self.snapshot.state.outcome().unwrap_or(Outcome::Failed);
+                self.actions.push_back(ProviderAction::Finished(outcome));
+                self.finished = true;
+                return;
+            }
+            if self.pending.is_some() {
+                return;
+            }
+            if let Some(claim) = self.resume.take() {
+                if claim.blocks == 0 {
+                    if claim.bytes != 0 {
+                        return self.fail(
+                            now,
+                            DealError::protocol("the client claims bytes in no blocks"),
+                        );
+                    }
+                    self.resumed(now, claim);
+                } else {
+                    self.pending = Some(Pending::Count(claim));
+                    self.actions.push_back(ProviderAction::CountBytes {
+                        blocks: claim.blocks,
+                    });
+                }
+                return;
+            }
+            let before = self.snapshot.seq;
+            match self.status() {
+                S::New => {
+                    self.pending = Some(Pending::Locate);
+                    self.actions.push_back(ProviderAction::Locate);
+                }
+                S::WaitForAcceptance => match self.check_terms() {
+                    Err(reason) => self.reject(now, reason),
+                    Ok(()) => {
+                        self.pending = Some(Pending::Decide);
+                        self.actions.push_back(ProviderAction::Decide);
+                    }
+                },
+                S::Unsealing => {
+                    self.pending = Some(Pending::Unseal);
+                    self.actions.push_back(ProviderAction::Unseal);
+                }
+                S::Unsealed | S::Ongoing => {
+                    if self.attached && self.next_send_at.is_none() {
+                        self.read_next(now);
+                    }
+                }
+                S::BlocksComplete => {
+                    if self.attached {
+                        let owed = self.owed(&self.snapshot.state, true);
+                        if owed.is_positive() {
+                            if self.apply(now, ProviderEvent::LastPaymentRequested) {
+                                self.asked_at = Some(now);
+                                let mut r = self.response(DealStatus::FundsNeededLastPayment);
+                                r.payment_owed = owed;
+                                self.send(r);
+                            }
+                        } else if self.apply(now, ProviderEvent::Completed) {
+                            self.send(self.response(DealStatus::Completed));
+                        }
+                    }
+                }
+                S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal => {
+                    self.take_payment(now);
+                }
+                S::Finalizing => {
+                    if self.apply(now, ProviderEvent::Completed) {
+                        self.send(self.response(DealStatus::Completed));
+                    }
+                }
+                S::Failing => {
+                    let mut r = self.response(DealStatus::Errored);
+                    r.message = self
+                        .snapshot
+                        .state
+                        .error
+                        .as_ref()
+                        .map(DealError::wire_message)
+                        .unwrap_or_default();
+                    // The deal ends Errored whether or not the client hears why.
+                    self.send(r);
+                    self.apply(now, ProviderEvent::Closed);
+                }
+                S::Cancelling => {
+                    // The client waits for this answer before it ends its side.
+                    self.send(self.response(DealStatus::Cancelled));
+                    self.apply(now, ProviderEvent::Closed);
+                }
+                S::Completed | S::Errored | S::Rejected | S::DealNotFound | S::Cancelled => {}
+            }
+            if self.snapshot.seq == before {
+                return;
+            }
+        }
+    }
+
+    /// Sends the next blocks, or stops for payment at a payment point.
+    fn read_next(&mut self, now: Instant) {
+        let state = &self.snapshot.state;
+        let params = &state.proposal.params;
+        let point = params.next_payment_point(&state.funds_received);
+        if point.is_some_and(|p| state.bytes_sent >= p) {
+            // A resumed deal can owe money before anything else is sent.
+            let owed = params.outstanding_balance(&state.funds_received, state.bytes_sent, false);
+            if self.apply(now, ProviderEvent::PaymentRequested) {
+                self.asked_at = Some(now);
+                let mut r = self.response(DealStatus::FundsNeeded);
+                r.payment_owed = owed;
+                self.send(r);
+            }
+            return;
+        }
+        let from = state.blocks_sent;
+        let stop_after = point.map(|p| p - state.bytes_sent);
+        self.pending = Some(Pending::Read(from));
+        self.actions.push_back(ProviderAction::ReadBlocks {
+            from,
+            max_blocks: self.config.max_blocks_per_response.max(1),
+            max_bytes: self.config.max_response_bytes,
+            stop_after,
+        });
+    }
+}

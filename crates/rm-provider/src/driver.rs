@@ -1,0 +1,331 @@
+//! The async adapter of one provider deal: it carries out a [`ProviderDeal`]'s actions on
+//! the stream, the blockstore, the unsealer, the node and the journal, and feeds the
+//! results back. Every decision is the core's.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use rm_blockio::{BlockReader, Blockstore};
+use rm_network::DealStream;
+use rm_types::{
+    Address, ClientMessage, DealProposal, NodeError, RetrievalProviderNode, SignedVoucher,
+    TokenAmount,
+};
+use tokio::sync::mpsc;
+
+use crate::deal::{Located, ProviderAction, ProviderDeal, ReadBlocks};
+use crate::provider::{DealKey, Inner, dag_selector, lock};
+use crate::queries;
+use crate::sessions::refuse_stream;
+
+type Reader = BlockReader<Arc<dyn Blockstore>>;
+
+enum Done {
+    Unsealed(Result<(), String>),
+    Read(Option<Reader>, Result<ReadBlocks, String>),
+    Counted(Result<u64, String>),
+    Saved(Result<TokenAmount, NodeError>),
+}
+
+pub(crate) struct Driver<N> {
+    inner: Arc<Inner<N>>,
+    key: DealKey,
+    deal: ProviderDeal,
+    stream: Option<DealStream>,
+    attach: mpsc::Receiver<(DealStream, DealProposal)>,
+}
+
+async fn read(stream: &mut Option<DealStream>) -> Result<ClientMessage, rm_network::Error> {
+    match stream {
+        Some(s) => s.read_client_message().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl<N: RetrievalProviderNode> Driver<N> {
+    pub(crate) fn new(
+        inner: Arc<Inner<N>>,
+        key: DealKey,
+        deal: ProviderDeal,
+        stream: Option<DealStream>,
+        attach: mpsc::Receiver<(DealStream, DealProposal)>,
+    ) -> Self {
+        let mut driver = Driver {
+            inner,
+            key,
+            deal,
+            stream: None,
+            attach,
+        };
+        if let Some(s) = stream {
+            driver.use_stream(s);
+        }
+        driver
+    }
+
+    /// The core's deadlines govern a deal; the stream's read timeout must not cut a client
+    /// that is receiving blocks or adding funds.
+    fn use_stream(&mut self, mut stream: DealStream) {
+        stream.set_read_timeout(self.inner.config.deal.payment_timeout);
+        self.stream = Some(stream);
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut reader: Option<Reader> = None;
+        let mut work: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        loop {
+            while let Some(action) = self.deal.poll_action() {
+                let now = Instant::now();
+                match action {
+                    ProviderAction::Persist { event, snapshot } => {
+                        if let Err(e) = self.inner.deals.record(&self.key, &event, &snapshot).await {
+                            tracing::warn!(deal = self.key.1, error = %e, "provider deal not persisted; stopping it");
+                            return self.stop().await;
+                        }
+                    }
+                    ProviderAction::Locate => {
+                        let proposal = &self.deal.state().proposal;
+                        let found = self
+                            .inner
+                            .locate(&proposal.payload_cid, proposal.params.piece_cid.as_ref())
+                            .map(|l| match l {
+                                queries::Located::Nowhere => Located::Nowhere,
+                                _ => Located::Here,
+                            });
+                        self.deal.handle_located(now, found);
+                    }
+                    ProviderAction::Decide => {
+                        let decision = self.inner.decide(self.deal.state());
+                        self.deal.handle_decision(now, decision);
+                    }
+                    ProviderAction::Unseal => {
+                        let inner = Arc::clone(&self.inner);
+                        let proposal = self.deal.state().proposal.clone();
+                        work.push(Box::pin(async move {
+                            Done::Unsealed(inner.unseal(&proposal).await)
+                        }));
+                    }
+                    ProviderAction::ReadBlocks {
+                        from,
+                        max_blocks,
+                        max_bytes,
+                        stop_after,
+                    } => {
+                        let reader = reader.take();
+                        work.push(self.read_blocks(reader, from, max_blocks, max_bytes, stop_after));
+                    }
+                    ProviderAction::CountBytes { blocks } => work.push(self.count(blocks)),
+                    ProviderAction::SaveVoucher {
+                        channel,
+                        voucher,
+                        expected,
+                    } => work.push(self.save(channel, voucher, expected)),
+                    ProviderAction::Send(response) => {
+                        let Some(s) = self.stream.as_mut() else { continue };
+                        if let Err(e) = s.write_response(&response).await {
+                            tracing::debug!(deal = self.key.1, error = %e, "deal stream lost");
+                            self.stream = None;
+                            self.deal.handle_stream_lost(Instant::now());
+                        }
+                    }
+                    ProviderAction::Close => {
+                        if let Some(mut s) = self.stream.take() {
+                            // Everything is written; a peer already gone changes nothing.
+                            let _ = s.finish().await;
+                        }
+                    }
+                    ProviderAction::Reset => {
+                        if let Some(s) = self.stream.take() {
+                            s.reset();
+                        }
+                    }
+                    ProviderAction::Finished(outcome) => {
+                        tracing::debug!(deal = self.key.1, ?outcome, "provider deal finished");
+                        return self.stop().await;
+                    }
+                }
+            }
+            let deadline = self.deal.poll_timeout();
+            tokio::select! {
+                Some(done) = work.next(), if !work.is_empty() => {
+                    let now = Instant::now();
+                    match done {
+                        Done::Unsealed(r) => self.deal.handle_unsealed(now, r),
+                        Done::Read(r, result) => {
+                            reader = r;
+                            self.deal.handle_read(now, result);
+                        }
+                        Done::Counted(r) => self.deal.handle_counted(now, r),
+                        Done::Saved(r) => self.deal.handle_voucher_saved(now, r),
+                    }
+                }
+                message = read(&mut self.stream), if self.deal.wants_message() => {
+                    let now = Instant::now();
+                    match message {
+                        Ok(m) => self.deal.handle_message(now, m),
+                        Err(e) => {
+                            tracing::debug!(deal = self.key.1, error = %e, "deal stream lost");
+                            self.stream = None;
+                            self.deal.handle_stream_lost(now);
+                        }
+                    }
+                }
+                () = sleep_until(deadline) => self.deal.handle_timeout(Instant::now()),
+                resumed = self.attach.recv() => {
+                    let Some((stream, proposal)) = resumed else { continue };
+                    match self.deal.handle_resume(Instant::now(), &proposal) {
+                        Ok(()) => {
+                            if let Some(old) = self.stream.take() {
+                                old.reset();
+                            }
+                            self.use_stream(stream);
+                        }
+                        Err(r) => refuse_stream(stream, &r).await,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Leaves the deal: streams that came to resume it meanwhile hear how it stands, and
+    /// the session is unregistered.
+    async fn stop(mut self) {
+        lock(&self.inner.sessions).remove(&self.key);
+        self.attach.close();
+        while let Ok((stream, proposal)) = self.attach.try_recv() {
+            let r = match self.deal.handle_resume(Instant::now(), &proposal) {
+                Err(r) => r,
+                Ok(()) => continue,
+            };
+            refuse_stream(stream, &r).await;
+        }
+        if let Some(mut s) = self.stream.take() {
+            let _ = s.finish().await;
+        }
+    }
+
+    fn read_blocks(
+        &self,
+        reader: Option<Reader>,
+        from: u64,
+        max_blocks: usize,
+        max_bytes: usize,
+        stop_after: Option<u64>,
+    ) -> BoxFuture<'static, Done> {
+        let store = Arc::clone(&self.inner.blockstore);
+        let proposal = self.deal.state().proposal.clone();
+        Box::pin(async move {
+            let task = tokio::task::spawn_blocking(move || {
+                let mut reader = match reader {
+                    Some(r) if r.position() == from => r,
+                    _ => {
+                        let opened = dag_selector(&proposal.params).and_then(|selector| {
+                            BlockReader::resume(store, proposal.payload_cid, &selector, from)
+                                .map_err(|e| e.to_string())
+                        });
+                        match opened {
+                            Ok(r) => r,
+                            Err(e) => return (None, Err(e)),
+                        }
+                    }
+                };
+                let mut blocks = Vec::new();
+                let mut bytes = 0u64;
+                while blocks.len() < max_blocks && bytes < max_bytes as u64 {
+                    match reader.next_block() {
+                        Ok(Some(block)) => {
+                            bytes += block.data.len() as u64;
+                            blocks.push(block);
+                            if stop_after.is_some_and(|s| bytes >= s) {
+                                break;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => return (None, Err(e.to_string())),
+                    }
+                }
+                let done = reader.is_done();
+                (Some(reader), Ok(ReadBlocks { blocks, done }))
+            });
+            match task.await {
+                Ok((reader, result)) => Done::Read(reader, result),
+                Err(e) => Done::Read(None, Err(e.to_string())),
+            }
+        })
+    }
+
+    /// Bytes of block data in the first `blocks` blocks of the deal's traversal (read on
+    /// the blocking pool: a resume late in a large DAG reads much of it).
+    fn count(&self, blocks: u64) -> BoxFuture<'static, Done> {
+        let store = Arc::clone(&self.inner.blockstore);
+        let proposal = self.deal.state().proposal.clone();
+        Box::pin(async move {
+            let count = move || {
+                let selector = dag_selector(&proposal.params)?;
+                let mut reader = BlockReader::new(store, proposal.payload_cid, &selector)
+                    .map_err(|e| e.to_string())?;
+                let mut bytes = 0u64;
+                for _ in 0..blocks {
+                    match reader.next_block() {
+                        Ok(Some(block)) => bytes += block.data.len() as u64,
+                        Ok(None) => return Err("the DAG has fewer blocks".to_owned()),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+                Ok(bytes)
+            };
+            Done::Counted(match tokio::task::spawn_blocking(count).await {
+                Ok(r) => r,
+                Err(e) => Err(format!("counting bytes: {e}")),
+            })
+        })
+    }
+
+    /// Saves a voucher through the node, once its lane is known to pay this deal only.
+    fn save(
+        &self,
+        channel: Address,
+        voucher: SignedVoucher,
+        expected: TokenAmount,
+    ) -> BoxFuture<'static, Done> {
+        let inner = Arc::clone(&self.inner);
+        let key = self.key.clone();
+        let first = self.deal.state().lane.is_none();
+        Box::pin(async move {
+            let lane = (channel.clone(), voucher.lane);
+            let taken = || NodeError::InvalidVoucher("the voucher's lane pays another deal".into());
+            if lock(&inner.lanes).get(&lane).is_some_and(|owner| owner != &key) {
+                return Done::Saved(Err(taken()));
+            }
+            let node = &inner.node;
+            let saved = async {
+                let head = node.chain_head().await?;
+                node.save_payment_voucher(&channel, &voucher, &expected, &head)
+                    .await
+            }
+            .await;
+            if saved.is_ok() && first {
+                // Bind the lane to this deal; another deal may have got there first.
+                let mut lanes = lock(&inner.lanes);
+                match lanes.get(&lane) {
+                    Some(owner) if owner != &key => return Done::Saved(Err(taken())),
+                    Some(_) => {}
+                    None => {
+                        lanes.insert(lane, key);
+                    }
+                }
+            }
+            Done::Saved(saved)
+        })
+    }
+}

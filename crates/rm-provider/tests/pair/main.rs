@@ -1,0 +1,185 @@
+//! Property tests of the two deal cores against each other, in memory: random terms, DAGs
+//! and selectors, random faults, and the invariants of `sim.rs` checked after every step.
+//!
+//! Each property runs `PROPTEST_CASES` cases (256 unless the environment says otherwise);
+//! the totals of injected faults are printed with `--nocapture`.
+
+mod sim;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use rm_types::Outcome;
+use sim::{Faults, Injected, Sim, Terms};
+
+/// Steps of simulated work after which a deal that has not ended is a liveness failure.
+const MAX_STEPS: u64 = 200_000;
+
+fn terms() -> impl Strategy<Value = Terms> {
+    (
+        prop_oneof![Just(0u64), 1u64..5, 100u64..2000],
+        prop_oneof![Just(1u64), 1u64..20_000, 20_000u64..200_000],
+        0u64..10_000,
+        prop_oneof![3 => Just(0u64), 1 => 1u64..100_000],
+        prop_oneof![4 => Just(100u64), 1 => 30u64..100, 1 => 100u64..300],
+        0usize..40_000,
+        prop_oneof![Just(256usize), Just(1024), Just(4096)],
+        2usize..8,
+        prop::bool::weighted(0.2),
+    )
+        .prop_map(
+            |(price, interval, increase, unseal, budget_percent, data_len, chunk, max_links, partial)| {
+                Terms {
+                    price,
+                    interval,
+                    increase,
+                    unseal,
+                    budget_percent,
+                    data_len,
+                    chunk,
+                    max_links,
+                    partial,
+                }
+            },
+        )
+}
+
+fn honest_faults() -> impl Strategy<Value = Faults> {
+    (0u32..30, 0u32..100, 0u32..20, 0u32..10, 0u32..10, 0u32..5).prop_map(
+        |(loss, delay, cut, crash_client, crash_provider, cancel)| Faults {
+            loss,
+            delay,
+            max_delay: Duration::from_millis(300),
+            cut,
+            crash_client,
+            crash_provider,
+            max_down: Duration::from_secs(3),
+            cancel,
+            lying_provider: 0,
+            lying_client: 0,
+        },
+    )
+}
+
+fn dishonest_faults() -> impl Strategy<Value = Faults> {
+    (honest_faults(), 0u32..300, 0u32..300).prop_map(|(mut f, p, c)| {
+        f.lying_provider = p;
+        f.lying_client = c;
+        f
+    })
+}
+
+/// Totals over every case of a property, printed at the end.
+struct Totals {
+    name: &'static str,
+    cases: u64,
+    steps: u64,
+    outcomes: [u64; 3],
+    injected: Injected,
+}
+
+impl Totals {
+    const fn new(name: &'static str) -> Self {
+        Totals {
+            name,
+            cases: 0,
+            steps: 0,
+            outcomes: [0; 3],
+            injected: Injected {
+                loss: 0,
+                delay: 0,
+                cut: 0,
+                crash_client: 0,
+                crash_provider: 0,
+                cancel: 0,
+                provider_lies: 0,
+                client_lies: 0,
+            },
+        }
+    }
+
+    fn add(&mut self, o: &sim::Outcomes) {
+        self.cases += 1;
+        self.steps += o.steps;
+        let i = match o.client {
+            Outcome::Completed => 0,
+            Outcome::Cancelled => 1,
+            Outcome::Failed => 2,
+        };
+        self.outcomes[i] += 1;
+        self.injected.add(&o.injected);
+    }
+
+    fn print(&self, name: &str) {
+        println!(
+            "pair {name}: {} cases, {} steps; client outcomes completed/cancelled/failed {:?}; injected {:?}",
+            self.cases, self.steps, self.outcomes, self.injected
+        );
+    }
+}
+
+fn cases() -> u64 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(256)
+}
+
+fn name_of(totals: &Totals) -> &'static str {
+    totals.name
+}
+
+static HONEST: Mutex<Totals> = Mutex::new(Totals::new("honest"));
+static FAULTY: Mutex<Totals> = Mutex::new(Totals::new("faults"));
+static DISHONEST: Mutex<Totals> = Mutex::new(Totals::new("dishonest"));
+
+fn run(seed: u64, terms: &Terms, faults: Faults, totals: &Mutex<Totals>) -> Result<sim::Outcomes, TestCaseError> {
+    let outcomes = Sim::new(seed, terms, faults)
+        .run(MAX_STEPS)
+        .map_err(TestCaseError::fail)?;
+    let mut totals = totals.lock().unwrap();
+    totals.add(&outcomes);
+    if totals.cases == cases() {
+        totals.print(name_of(&totals));
+    }
+    Ok(outcomes)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases() as u32,
+        ..ProptestConfig::default()
+    })]
+
+    /// With no fault at all, every deal completes on both sides and is paid exactly.
+    #[test]
+    fn honest_deals_complete(seed in any::<u64>(), terms in terms()) {
+        let o = run(seed, &terms, Faults::default(), &HONEST)?;
+        prop_assert_eq!(o.client, Outcome::Completed);
+        prop_assert_eq!(o.provider, Outcome::Completed);
+    }
+
+    /// Lost and delayed messages, cut streams, crashes of either side and cancels: every
+    /// deal ends on both sides, they agree how, and no invariant breaks on the way.
+    #[test]
+    fn faults_never_break_the_invariants(
+        seed in any::<u64>(),
+        terms in terms(),
+        faults in honest_faults(),
+    ) {
+        run(seed, &terms, faults, &FAULTY)?;
+    }
+
+    /// A dishonest peer (wrong, extra, missing or repeated blocks; lower, replayed,
+    /// other-lane or repeated vouchers): the honest side is never paid for bad bytes nor
+    /// pays for them, and every deal still ends.
+    #[test]
+    fn dishonest_peers_get_nothing_free(
+        seed in any::<u64>(),
+        terms in terms(),
+        faults in dishonest_faults(),
+    ) {
+        run(seed, &terms, faults, &DISHONEST)?;
+    }
+}

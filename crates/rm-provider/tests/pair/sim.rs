@@ -1,0 +1,1139 @@
+//! The in-memory pair: a [`ClientDeal`] and a [`ProviderDeal`] wired through a simulated
+//! stream with a fake clock, memory blockstores and a memory payment-channel ledger. No
+//! sockets, no RocksDB, no tokio: the harness is both drivers, carries every action out
+//! at once, and injects faults between them (quinn-proto's test `Pair` is the model).
+//!
+//! The stream is modelled as TCP gives it: in order, or broken. A "lost" message breaks
+//! the stream from that message on; a delayed one delays the rest behind it. Duplicates,
+//! wrong blocks and bad vouchers are a dishonest peer's doing.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rm_blockio::blockstore::MemoryBlockstore;
+use rm_blockio::unixfs::{Importer, Preset};
+use rm_blockio::{BlockReader, Blockstore, Selector, SelectorVerifier};
+use rm_client::{ClientAction, ClientDeal, ClientState, Outbound, VerifyError};
+use rm_fsm::Snapshot;
+use rm_paych::{Ledger, PaychNode, Wallet, ledger};
+use rm_provider::{
+    Finished, Located, ProviderAction, ProviderDeal, ProviderState, ReadBlocks, answer_finished,
+};
+use rm_types::{
+    Address, Block, Cid, ClientMessage, DealId, DealProposal, DealResponse, Outcome, Params,
+    RetrievalClientNode, RetrievalProviderNode, SignedVoucher, TokenAmount,
+};
+
+/// A deterministic random source (splitmix64).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+
+    /// True with probability `per_mille` / 1000.
+    pub fn chance(&mut self, per_mille: u32) -> bool {
+        per_mille > 0 && self.next() % 1000 < u64::from(per_mille)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+/// The terms and the DAG of one simulated deal.
+#[derive(Debug, Clone)]
+pub struct Terms {
+    pub price: u64,
+    pub interval: u64,
+    pub increase: u64,
+    pub unseal: u64,
+    /// The budget as a fraction of the whole price, in per cent (100 = exactly enough).
+    pub budget_percent: u64,
+    pub data_len: usize,
+    pub chunk: usize,
+    pub max_links: usize,
+    /// Only the root and its first link (ExploreFields Links/0/Hash).
+    pub partial: bool,
+}
+
+/// What may go wrong, each per mille per step (or per message).
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// A message is lost: the stream breaks there.
+    pub loss: u32,
+    /// A message is delayed by up to `max_delay`.
+    pub delay: u32,
+    pub max_delay: Duration,
+    /// The stream is cut (both ends see it break).
+    pub cut: u32,
+    /// The client process dies and restarts from its last persisted snapshot.
+    pub crash_client: u32,
+    /// The provider process dies, stays down up to `max_down`, restarts.
+    pub crash_provider: u32,
+    pub max_down: Duration,
+    /// The user cancels (once).
+    pub cancel: u32,
+    /// A dishonest provider: a response's blocks are tampered with (wrong, extra, missing)
+    /// or duplicated.
+    pub lying_provider: u32,
+    /// A dishonest client: a voucher is lower, replayed, on another lane, or sent twice.
+    pub lying_client: u32,
+}
+
+impl Faults {
+    pub fn dishonest(&self) -> bool {
+        self.lying_provider > 0 || self.lying_client > 0
+    }
+}
+
+/// How many faults of each kind were injected.
+#[derive(Debug, Clone, Default)]
+pub struct Injected {
+    pub loss: u64,
+    pub delay: u64,
+    pub cut: u64,
+    pub crash_client: u64,
+    pub crash_provider: u64,
+    pub cancel: u64,
+    pub provider_lies: u64,
+    pub client_lies: u64,
+}
+
+impl Injected {
+    pub fn add(&mut self, other: &Injected) {
+        self.loss += other.loss;
+        self.delay += other.delay;
+        self.cut += other.cut;
+        self.crash_client += other.crash_client;
+        self.crash_provider += other.crash_provider;
+        self.cancel += other.cancel;
+        self.provider_lies += other.provider_lies;
+        self.client_lies += other.client_lies;
+    }
+}
+
+enum ToProvider {
+    Open(DealProposal),
+    Message(ClientMessage),
+    End,
+}
+
+enum ToClient {
+    Response(DealResponse),
+    End,
+}
+
+/// One direction of one stream: messages with their delivery time, in order.
+struct Pipe<T> {
+    queue: VecDeque<(Instant, T)>,
+}
+
+impl<T> Pipe<T> {
+    fn new() -> Self {
+        Pipe {
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, at: Instant, item: T) {
+        // In order: nothing overtakes what was sent before.
+        let at = self.queue.back().map_or(at, |(last, _)| at.max(*last));
+        self.queue.push_back((at, item));
+    }
+}
+
+/// A stream: its number, and what is in flight each way.
+struct Stream {
+    id: u64,
+    to_provider: Pipe<ToProvider>,
+    to_client: Pipe<ToClient>,
+    /// Whether each side still has it open.
+    client_open: bool,
+    provider_open: bool,
+}
+
+pub struct Outcomes {
+    pub client: Outcome,
+    pub provider: Outcome,
+    pub steps: u64,
+    pub injected: Injected,
+}
+
+pub struct Sim {
+    rng: Rng,
+    now: Instant,
+    faults: Faults,
+    pub injected: Injected,
+    params: Params,
+    root: Cid,
+    selector: Selector,
+    /// Bytes and blocks of the selected part of the DAG.
+    total_bytes: u64,
+    max_block: u64,
+    ledger: Arc<Ledger>,
+    client_wallet: Arc<Wallet>,
+    client_addr: Address,
+    client_node: PaychNode,
+    provider_node: PaychNode,
+    provider_store: MemoryBlockstore,
+    client_store: MemoryBlockstore,
+    id: DealId,
+    client: Option<ClientDeal>,
+    client_disk: Snapshot<ClientState>,
+    client_config: rm_client::DealConfig,
+    verifier: Option<SelectorVerifier>,
+    provider: Option<ProviderDeal>,
+    provider_disk: Option<Snapshot<ProviderState>>,
+    provider_config: rm_provider::DealConfig,
+    provider_down_until: Option<Instant>,
+    streams: Vec<Stream>,
+    next_stream: u64,
+    client_stream: Option<u64>,
+    provider_stream: Option<u64>,
+    /// Every voucher the client sent, for replays.
+    sent_vouchers: Vec<(Address, SignedVoucher)>,
+    cancelled: bool,
+    client_outcome: Option<Outcome>,
+    provider_outcome: Option<Outcome>,
+}
+
+fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+    f.now_or_never().expect("the local ledger answers at once")
+}
+
+fn partial_selector() -> rm_types::Ipld {
+    use rm_types::Ipld;
+    let map = |k: &str, v: Ipld| Ipld::Map([(k.to_owned(), v)].into_iter().collect());
+    let fields = |name: &str, next: Ipld| map("f", map("f>", map(name, next)));
+    let matcher = map(".", Ipld::Map(Default::default()));
+    let index = map(
+        "i",
+        Ipld::Map(
+            [
+                ("i".to_owned(), Ipld::Integer(0)),
+                (">".to_owned(), fields("Hash", matcher)),
+            ]
+            .into_iter()
+            .collect(),
+        ),
+    );
+    fields("Links", index)
+}
+
+impl Sim {
+    pub fn new(seed: u64, terms: &Terms, faults: Faults) -> Sim {
+        let mut rng = Rng::new(seed);
+        let base = Instant::now();
+        // The DAG.
+        let provider_store = MemoryBlockstore::new();
+        let data: Vec<u8> = (0..terms.data_len).map(|_| rng.next() as u8).collect();
+        let preset = Preset::GO_FIL_MARKETS
+            .with_chunk_size(terms.chunk)
+            .with_max_links(terms.max_links);
+        let root = Importer::import_bytes(&provider_store, preset, &data)
+            .expect("import")
+            .root;
+        let mut params = Params::new(
+            TokenAmount::from_atto(terms.price),
+            terms.interval,
+            terms.increase,
+        );
+        params.unseal_price = TokenAmount::from_atto(terms.unseal);
+        if terms.partial {
+            params.selector = Some(partial_selector());
+        }
+        let selector_bytes = rm_types::codec::to_vec(&params.selector_or_all()).unwrap();
+        let selector = Selector::from_dag_cbor(&selector_bytes).unwrap();
+        let mut total_bytes = 0;
+        let mut max_block = 0;
+        for block in BlockReader::new(&provider_store, root, &selector).unwrap() {
+            let len = block.unwrap().data.len() as u64;
+            total_bytes += len;
+            max_block = max_block.max(len);
+        }
+        let whole = u128::from(terms.price) * u128::from(total_bytes) + u128::from(terms.unseal);
+        let budget = (whole * u128::from(terms.budget_percent) / 100).max(1);
+        let total_funds = TokenAmount::from_atto(budget);
+        // The payment channel world: one ledger both sides see, as two processes would
+        // see one chain.
+        let ledger = Arc::new(Ledger::open(rm_store::Keyspace::memory(
+            ledger::DEFAULT_KEYSPACE,
+        )));
+        let client_wallet = Arc::new(Wallet::in_memory());
+        let client_addr = client_wallet.new_key().unwrap();
+        let provider_wallet = Arc::new(Wallet::in_memory());
+        let provider_addr = provider_wallet.new_key().unwrap();
+        let client_node = PaychNode::new(Arc::clone(&ledger), Arc::clone(&client_wallet));
+        let provider_node = PaychNode::new(Arc::clone(&ledger), provider_wallet);
+        let id = DealId(rng.below(1000));
+        let state = ClientState::new(
+            DealProposal::new(root, id, params.clone()),
+            rm_types::PeerId(vec![1, 2, 3]),
+            Vec::new(),
+            client_addr.clone(),
+            provider_addr,
+            total_funds.clone(),
+        );
+        let client_config = client_config();
+        let client = ClientDeal::new(id, state.clone(), base, client_config.clone());
+        Sim {
+            rng,
+            now: base,
+            faults,
+            injected: Injected::default(),
+            params,
+            root,
+            selector,
+            total_bytes,
+            max_block,
+            ledger,
+            client_wallet,
+            client_addr,
+            client_node,
+            provider_node,
+            provider_store,
+            client_store: MemoryBlockstore::new(),
+            id,
+            client: Some(client),
+            client_disk: Snapshot { seq: 0, state },
+            client_config,
+            verifier: None,
+            provider: None,
+            provider_disk: None,
+            provider_config: provider_config(),
+            provider_down_until: None,
+            streams: Vec::new(),
+            next_stream: 0,
+            client_stream: None,
+            provider_stream: None,
+            sent_vouchers: Vec::new(),
+            cancelled: false,
+            client_outcome: None,
+            provider_outcome: None,
+        }
+    }
+
+    fn stream(&mut self, id: u64) -> Option<&mut Stream> {
+        self.streams.iter_mut().find(|s| s.id == id)
+    }
+
+    fn latency(&mut self) -> Duration {
+        let base = Duration::from_micros(100 + self.rng.below(900));
+        if self.rng.chance(self.faults.delay) {
+            self.injected.delay += 1;
+            let extra = self.rng.below(self.faults.max_delay.as_millis() as u64 + 1);
+            base + Duration::from_millis(extra)
+        } else {
+            base
+        }
+    }
+
+    fn to_provider(&mut self, item: ToProvider) {
+        let Some(id) = self.client_stream else { return };
+        let at = self.now + self.latency();
+        if let Some(s) = self.stream(id) {
+            s.to_provider.push(at, item);
+        }
+    }
+
+    fn to_client(&mut self, item: ToClient) {
+        let Some(id) = self.provider_stream else { return };
+        let at = self.now + self.latency();
+        if let Some(s) = self.stream(id) {
+            s.to_client.push(at, item);
+        }
+    }
+
+    /// Breaks stream `id`: what is in flight is lost, and both ends see it end.
+    fn cut(&mut self, id: u64) {
+        let now = self.now;
+        if let Some(s) = self.stream(id) {
+            s.to_provider.queue.clear();
+            s.to_client.queue.clear();
+            s.to_provider.push(now, ToProvider::End);
+            s.to_client.push(now, ToClient::End);
+        }
+    }
+
+    // ---- the client's driver ----
+
+    fn run_client(&mut self) -> bool {
+        let mut did = false;
+        loop {
+            let Some(client) = self.client.as_mut() else { return did };
+            let Some(action) = client.poll_action() else { return did };
+            did = true;
+            let now = self.now;
+            match action {
+                ClientAction::Persist { snapshot, .. } => {
+                    assert!(snapshot.seq > self.client_disk.seq, "client seq goes up");
+                    self.client_disk = snapshot;
+                }
+                ClientAction::Connect => {
+                    if self.provider_down_until.is_some() {
+                        self.client_mut().handle_stream_lost(now, "connection refused");
+                    } else {
+                        let id = self.next_stream;
+                        self.next_stream += 1;
+                        self.streams.push(Stream {
+                            id,
+                            to_provider: Pipe::new(),
+                            to_client: Pipe::new(),
+                            client_open: true,
+                            provider_open: true,
+                        });
+                        self.client_stream = Some(id);
+                        if !self.client_mut().handle_connected(now) {
+                            self.client_stream = None;
+                        }
+                    }
+                }
+                ClientAction::Send(Outbound::Proposal(p)) => self.to_provider(ToProvider::Open(p)),
+                ClientAction::Send(Outbound::Payment(p)) => {
+                    self.send_payment(p);
+                }
+                ClientAction::Send(Outbound::Cancel(c)) => {
+                    self.to_provider(ToProvider::Message(ClientMessage::Cancel(c)));
+                }
+                ClientAction::Close | ClientAction::Reset => {
+                    self.to_provider(ToProvider::End);
+                    if let Some(id) = self.client_stream.take()
+                        && let Some(s) = self.stream(id)
+                    {
+                        s.client_open = false;
+                    }
+                }
+                ClientAction::Verify(blocks) => {
+                    let result = self.verify(blocks);
+                    self.client_mut().handle_verified(now, result);
+                }
+                ClientAction::SetupChannel {
+                    client,
+                    miner,
+                    funds,
+                } => {
+                    let head = ready(RetrievalClientNode::chain_head(&self.client_node)).unwrap();
+                    let r = ready(self.client_node.get_or_create_payment_channel(
+                        &client, &miner, &funds, &head,
+                    ));
+                    self.client_mut().handle_channel_setup(now, r);
+                }
+                ClientAction::WaitChannel(wait) => {
+                    let r = ready(self.client_node.wait_for_payment_channel_ready(&wait));
+                    self.client_mut().handle_channel_ready(now, r);
+                }
+                ClientAction::AllocateLane(channel) => {
+                    let r = ready(self.client_node.allocate_lane(&channel));
+                    self.client_mut().handle_lane(now, r);
+                }
+                ClientAction::CreateVoucher {
+                    channel,
+                    lane,
+                    amount,
+                } => {
+                    let head = ready(RetrievalClientNode::chain_head(&self.client_node)).unwrap();
+                    let r = ready(
+                        self.client_node
+                            .create_payment_voucher(&channel, &amount, lane, &head),
+                    );
+                    self.client_mut().handle_voucher(now, r);
+                }
+                ClientAction::CheckFunds(channel) => {
+                    let r = ready(self.client_node.check_available_funds(&channel));
+                    self.client_mut().handle_available_funds(now, r);
+                }
+                ClientAction::Finished(outcome) => {
+                    self.client_outcome = Some(outcome);
+                }
+            }
+            // A crash can come between any two actions.
+            if self.client_outcome.is_none() && self.rng.chance(self.faults.crash_client / 4) {
+                self.crash_client();
+            }
+        }
+    }
+
+    fn client_mut(&mut self) -> &mut ClientDeal {
+        self.client.as_mut().expect("the client runs")
+    }
+
+    fn send_payment(&mut self, payment: rm_types::DealPayment) {
+        let mut payment = payment;
+        if let Some(voucher) = &payment.payment_voucher {
+            self.sent_vouchers
+                .push((payment.payment_channel.clone(), voucher.clone()));
+        }
+        if self.rng.chance(self.faults.lying_client)
+            && let Some(voucher) = payment.payment_voucher.clone()
+        {
+            self.injected.client_lies += 1;
+            let channel = payment.payment_channel.clone();
+            let sign = |lane: u64, nonce: u64, amount: TokenAmount| {
+                rm_paych::voucher::create(
+                    &self.client_wallet,
+                    &self.client_addr,
+                    channel.clone(),
+                    lane,
+                    nonce,
+                    amount,
+                )
+                .unwrap()
+            };
+            let lie = match self.rng.below(4) {
+                0 if voucher.amount.is_positive() => Some(sign(
+                    voucher.lane,
+                    voucher.nonce + 1,
+                    &voucher.amount - &TokenAmount::from_atto(1u64),
+                )),
+                1 => self.sent_vouchers.first().map(|(_, v)| v.clone()),
+                2 => Some(sign(voucher.lane + 1, 1, voucher.amount.clone())),
+                _ => {
+                    // The same voucher twice.
+                    self.to_provider(ToProvider::Message(ClientMessage::Payment(Box::new(
+                        payment.clone(),
+                    ))));
+                    None
+                }
+            };
+            if let Some(lie) = lie {
+                payment.payment_voucher = Some(lie);
+            }
+        }
+        self.to_provider(ToProvider::Message(ClientMessage::Payment(Box::new(payment))));
+    }
+
+    fn verify(&mut self, blocks: Vec<Block>) -> Result<bool, VerifyError> {
+        let from = self.client.as_ref().unwrap().state().blocks_received;
+        let verifier = match self.verifier.take() {
+            Some(v) if v.blocks_verified() == from => v,
+            _ => SelectorVerifier::resume(self.root, &self.selector, from, &self.client_store)
+                .map_err(|e| VerifyError::Storage(e.to_string()))?,
+        };
+        let mut verifier = verifier;
+        let mut verified = Vec::new();
+        for block in blocks {
+            let v = verifier
+                .verify(&block)
+                .map_err(|e| VerifyError::Block(e.to_string()))?;
+            verified.push((v.cid, block.data));
+        }
+        self.client_store
+            .put_many(&verified)
+            .map_err(|e| VerifyError::Storage(e.to_string()))?;
+        let done = verifier.is_done();
+        self.verifier = Some(verifier);
+        Ok(done)
+    }
+
+    fn crash_client(&mut self) {
+        self.injected.crash_client += 1;
+        if let Some(id) = self.client_stream.take() {
+            self.cut(id);
+        }
+        self.verifier = None;
+        let deal = ClientDeal::restore(
+            self.id,
+            self.client_disk.clone(),
+            self.now,
+            self.client_config.clone(),
+        );
+        self.client = Some(deal);
+        self.client_outcome = None;
+    }
+
+    // ---- the provider's driver ----
+
+    fn run_provider(&mut self) -> bool {
+        let mut did = false;
+        loop {
+            let Some(provider) = self.provider.as_mut() else { return did };
+            let Some(action) = provider.poll_action() else { return did };
+            did = true;
+            let now = self.now;
+            match action {
+                ProviderAction::Persist { snapshot, .. } => {
+                    let seq = self.provider_disk.as_ref().map_or(0, |s| s.seq);
+                    assert!(snapshot.seq > seq, "provider seq goes up");
+                    self.provider_disk = Some(snapshot);
+                }
+                ProviderAction::Locate => self.provider_mut().handle_located(now, Ok(Located::Here)),
+                ProviderAction::Decide => self.provider_mut().handle_decision(now, Ok(())),
+                ProviderAction::Unseal => self.provider_mut().handle_unsealed(now, Ok(())),
+                ProviderAction::ReadBlocks {
+                    from,
+                    max_blocks,
+                    max_bytes,
+                    stop_after,
+                } => {
+                    let r = self.read(from, max_blocks, max_bytes, stop_after);
+                    self.provider_mut().handle_read(now, r);
+                }
+                ProviderAction::CountBytes { blocks } => {
+                    let mut reader =
+                        BlockReader::new(&self.provider_store, self.root, &self.selector).unwrap();
+                    let mut bytes = 0;
+                    let mut result = Ok(0);
+                    for _ in 0..blocks {
+                        match reader.next_block() {
+                            Ok(Some(b)) => bytes += b.data.len() as u64,
+                            _ => {
+                                result = Err("the DAG has fewer blocks".to_owned());
+                                break;
+                            }
+                        }
+                    }
+                    let r = result.map(|_: u64| bytes);
+                    self.provider_mut().handle_counted(now, r);
+                }
+                ProviderAction::SaveVoucher {
+                    channel,
+                    voucher,
+                    expected,
+                } => {
+                    let head =
+                        ready(RetrievalProviderNode::chain_head(&self.provider_node)).unwrap();
+                    let r = ready(self.provider_node.save_payment_voucher(
+                        &channel, &voucher, &expected, &head,
+                    ));
+                    self.provider_mut().handle_voucher_saved(now, r);
+                }
+                ProviderAction::Send(response) => self.send_response(response),
+                ProviderAction::Close | ProviderAction::Reset => {
+                    self.to_client(ToClient::End);
+                    if let Some(id) = self.provider_stream.take()
+                        && let Some(s) = self.stream(id)
+                    {
+                        s.provider_open = false;
+                    }
+                }
+                ProviderAction::Finished(outcome) => {
+                    self.provider_outcome = Some(outcome);
+                }
+            }
+            if self.provider_outcome.is_none() && self.rng.chance(self.faults.crash_provider / 4)
+            {
+                self.crash_provider();
+            }
+        }
+    }
+
+    fn provider_mut(&mut self) -> &mut ProviderDeal {
+        self.provider.as_mut().expect("the provider runs")
+    }
+
+    fn read(
+        &mut self,
+        from: u64,
+        max_blocks: usize,
+        max_bytes: usize,
+        stop_after: Option<u64>,
+    ) -> Result<ReadBlocks, String> {
+        let mut reader = BlockReader::resume(&self.provider_store, self.root, &self.selector, from)
+            .map_err(|e| e.to_string())?;
+        let mut blocks = Vec::new();
+        let mut bytes = 0u64;
+        while blocks.len() < max_blocks && bytes < max_bytes as u64 {
+            match reader.next_block().map_err(|e| e.to_string())? {
+                Some(block) => {
+                    bytes += block.data.len() as u64;
+                    blocks.push(block);
+                    if stop_after.is_some_and(|s| bytes >= s) {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok(ReadBlocks {
+            blocks,
+            done: reader.is_done(),
+        })
+    }
+
+    fn send_response(&mut self, mut response: DealResponse) {
+        if !response.blocks.is_empty() && self.rng.chance(self.faults.lying_provider) {
+            self.injected.provider_lies += 1;
+            let n = response.blocks.len();
+            match self.rng.below(4) {
+                0 => {
+                    let i = self.rng.below(n as u64) as usize;
+                    let block = &mut response.blocks[i];
+                    if block.data.is_empty() {
+                        block.data.push(1);
+                    } else {
+                        block.data[0] ^= 0xff;
+                    }
+                }
+                1 => {
+                    let extra = response.blocks[0].clone();
+                    response.blocks.push(extra);
+                }
+                2 => {
+                    response.blocks.remove(self.rng.below(n as u64) as usize);
+                }
+                _ => {
+                    // The same response twice.
+                    self.to_client(ToClient::Response(response.clone()));
+                }
+            }
+        }
+        self.to_client(ToClient::Response(response));
+    }
+
+    fn crash_provider(&mut self) {
+        self.injected.crash_provider += 1;
+        if let Some(id) = self.provider_stream.take() {
+            self.cut(id);
+        }
+        self.provider = None;
+        let down = self.rng.below(self.faults.max_down.as_millis() as u64 + 1);
+        self.provider_down_until = Some(self.now + Duration::from_millis(down));
+        self.provider_outcome = None;
+    }
+
+    fn restart_provider(&mut self) {
+        self.provider_down_until = None;
+        if let Some(disk) = self.provider_disk.clone() {
+            let deal = ProviderDeal::restore(
+                self.id,
+                disk,
+                ask(),
+                self.now,
+                self.provider_config.clone(),
+            );
+            self.provider_outcome = deal.is_finished().then(|| deal.state().outcome()).flatten();
+            self.provider = Some(deal);
+        }
+    }
+
+    /// The provider's dispatcher: a new stream's proposal.
+    fn open(&mut self, stream: u64, proposal: DealProposal) {
+        let now = self.now;
+        let respond = |sim: &mut Sim, responses: Vec<DealResponse>| {
+            let old = sim.provider_stream.replace(stream);
+            for r in responses {
+                sim.to_client(ToClient::Response(r));
+            }
+            sim.to_client(ToClient::End);
+            sim.provider_stream = old;
+        };
+        match (&mut self.provider, &self.provider_disk) {
+            (Some(deal), _) if !deal.is_finished() => match deal.handle_resume(now, &proposal) {
+                Ok(()) => {
+                    if let Some(old) = self.provider_stream.replace(stream) {
+                        self.cut(old);
+                    }
+                }
+                Err(r) => respond(self, vec![r]),
+            },
+            (_, Some(disk)) => {
+                let state = disk.state.clone();
+                match answer_finished(&state, &proposal) {
+                    Finished::Refuse(r) => respond(self, vec![r]),
+                    Finished::Tail { from, until } => {
+                        let mut responses = vec![response(self.id, rm_types::DealStatus::Accepted)];
+                        let read = self
+                            .read(from, usize::MAX, usize::MAX, None)
+                            .expect("the provider's DAG is whole");
+                        let mut last = response(self.id, rm_types::DealStatus::Completed);
+                        last.blocks = read.blocks.into_iter().take((until - from) as usize).collect();
+                        responses.push(last);
+                        respond(self, responses);
+                    }
+                }
+            }
+            (None, None) if proposal.resume.is_some_and(|r| r.blocks > 0) => {
+                let mut r = response(self.id, rm_types::DealStatus::Errored);
+                r.message = "unknown deal to resume".into();
+                respond(self, vec![r]);
+            }
+            (_, None) => {
+                let state = ProviderState::new(proposal, rm_types::PeerId(vec![9]));
+                self.provider_disk = Some(Snapshot {
+                    seq: 0,
+                    state: state.clone(),
+                });
+                self.provider_stream = Some(stream);
+                self.provider = Some(ProviderDeal::new(
+                    self.id,
+                    state,
+                    ask(),
+                    now,
+                    self.provider_config.clone(),
+                ));
+            }
+        }
+    }
+
+    // ---- the network and the clock ----
+
+    /// Delivers one message that is due and may be read; true if one was.
+    fn deliver(&mut self) -> bool {
+        let now = self.now;
+        for i in 0..self.streams.len() {
+            let id = self.streams[i].id;
+            // To the provider.
+            let due = self.streams[i]
+                .to_provider
+                .queue
+                .front()
+                .is_some_and(|(at, _)| *at <= now);
+            if due && self.provider_down_until.is_none() {
+                let is_open = matches!(self.streams[i].to_provider.queue.front(), Some((_, ToProvider::Open(_))));
+                let attached = self.provider_stream == Some(id);
+                let readable = is_open
+                    || (attached
+                        && self
+                            .provider
+                            .as_ref()
+                            .is_some_and(|p| p.wants_message() || p.is_finished()));
+                if readable || (!attached && !is_open) {
+                    let (_, item) = self.streams[i].to_provider.queue.pop_front().unwrap();
+                    if self.rng.chance(self.faults.loss) {
+                        self.injected.loss += 1;
+                        self.cut(id);
+                        return true;
+                    }
+                    match item {
+                        ToProvider::Open(p) => self.open(id, p),
+                        ToProvider::Message(m) if attached => {
+                            if let Some(p) = self.provider.as_mut() {
+                                p.handle_message(now, m);
+                            }
+                        }
+                        ToProvider::End if attached => {
+                            self.provider_stream = None;
+                            if let Some(p) = self.provider.as_mut() {
+                                p.handle_stream_lost(now);
+                            }
+                        }
+                        _ => {}
+                    }
+                    return true;
+                }
+            }
+            // To the client.
+            let due = self.streams[i]
+                .to_client
+                .queue
+                .front()
+                .is_some_and(|(at, _)| *at <= now);
+            if due {
+                let attached = self.client_stream == Some(id);
+                let readable = !attached
+                    || self
+                        .client
+                        .as_ref()
+                        .is_some_and(|c| c.wants_message() || c.is_finished());
+                if readable {
+                    let (_, item) = self.streams[i].to_client.queue.pop_front().unwrap();
+                    if attached && self.rng.chance(self.faults.loss) {
+                        self.injected.loss += 1;
+                        self.cut(id);
+                        return true;
+                    }
+                    match item {
+                        ToClient::Response(r) if attached => {
+                            if let Some(c) = self.client.as_mut() {
+                                c.handle_response(now, r);
+                            }
+                        }
+                        ToClient::End if attached => {
+                            self.client_stream = None;
+                            if let Some(c) = self.client.as_mut() {
+                                c.handle_stream_lost(now, "the provider closed the stream");
+                            }
+                        }
+                        _ => {}
+                    }
+                    return true;
+                }
+            }
+        }
+        // Streams nobody holds any more and nothing is in flight on: forget them.
+        self.streams.retain(|s| {
+            Some(s.id) == self.client_stream
+                || Some(s.id) == self.provider_stream
+                || !s.to_provider.queue.is_empty()
+                || !s.to_client.queue.is_empty()
+        });
+        false
+    }
+
+    /// The next instant something is due: a message, a timer, a restart.
+    fn next_event(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for s in &self.streams {
+            if let Some((at, _)) = s.to_provider.queue.front() {
+                consider(*at);
+            }
+            if let Some((at, _)) = s.to_client.queue.front() {
+                consider(*at);
+            }
+        }
+        if let Some(t) = self.client.as_ref().and_then(ClientDeal::poll_timeout) {
+            consider(t);
+        }
+        if let Some(t) = self.provider.as_ref().and_then(ProviderDeal::poll_timeout) {
+            consider(t);
+        }
+        if let Some(t) = self.provider_down_until {
+            consider(t);
+        }
+        next
+    }
+
+    fn inject(&mut self) {
+        let f = self.faults.clone();
+        if self.rng.chance(f.cut) {
+            if let Some(id) = self.client_stream.or(self.provider_stream) {
+                self.injected.cut += 1;
+                self.cut(id);
+            }
+        }
+        if self.client_outcome.is_none() && self.rng.chance(f.crash_client) {
+            self.crash_client();
+        }
+        if self.provider.is_some() && self.provider_outcome.is_none() && self.rng.chance(f.crash_provider) {
+            self.crash_provider();
+        }
+        // The user tops up a deal that ran out of funds.
+        if self.client.as_ref().is_some_and(|c| c.state().status == rm_client::ClientStatus::InsufficientFunds) {
+            let state = self.client_mut().state().clone();
+            let amount = &state.voucher_shortfall + &TokenAmount::from_atto(1u64);
+            let head = ready(RetrievalClientNode::chain_head(&self.client_node)).unwrap();
+            let setup = ready(self.client_node.get_or_create_payment_channel(
+                &state.client_wallet,
+                &state.miner_wallet,
+                &amount,
+                &head,
+            ))
+            .expect("the local ledger adds funds");
+            let now = self.now;
+            self.client_mut()
+                .add_funds(now, amount, setup)
+                .expect("a deal in InsufficientFunds takes funds");
+        }
+        if !self.cancelled && self.client_outcome.is_none() && self.rng.chance(f.cancel) {
+            self.cancelled = true;
+            self.injected.cancel += 1;
+            let now = self.now;
+            self.client_mut().cancel(now, "changed my mind");
+        }
+    }
+
+    /// Runs until both sides have ended (or `max_steps`); checks the invariants after every
+    /// step.
+    pub fn run(mut self, max_steps: u64) -> Result<Outcomes, String> {
+        let mut steps = 0;
+        while self.client_outcome.is_none() || self.provider_outcome.is_none() {
+            steps += 1;
+            if steps > max_steps {
+                return Err(format!(
+                    "no end after {max_steps} steps: client {:?} ({:?}), provider {:?}",
+                    self.client.as_ref().map(|c| c.state().status),
+                    self.client_outcome,
+                    self.provider.as_ref().map(|p| p.state().status),
+                ));
+            }
+            self.inject();
+            let moved = self.run_client() | self.run_provider() | self.deliver();
+            self.check()?;
+            if moved {
+                continue;
+            }
+            if self.provider_down_until.is_some_and(|t| t <= self.now) {
+                self.restart_provider();
+                continue;
+            }
+            match self.next_event() {
+                Some(t) => {
+                    self.now = self.now.max(t);
+                    if let Some(c) = self.client.as_mut() {
+                        c.handle_timeout(self.now);
+                    }
+                    if let Some(p) = self.provider.as_mut() {
+                        p.handle_timeout(self.now);
+                    }
+                }
+                None if self.provider.is_none() && self.provider_outcome.is_none() => {
+                    // The provider never heard of the deal and the client gave up.
+                    self.provider_outcome = self.client_outcome;
+                }
+                None => {
+                    return Err(format!(
+                        "stuck: client {:?}, provider {:?}",
+                        self.client.as_ref().map(|c| c.state().status),
+                        self.provider.as_ref().map(|p| p.state().status),
+                    ));
+                }
+            }
+        }
+        self.check_end()?;
+        Ok(Outcomes {
+            client: self.client_outcome.unwrap(),
+            provider: self.provider_outcome.unwrap(),
+            steps,
+            injected: self.injected.clone(),
+        })
+    }
+
+    /// The invariants that hold after every step.
+    fn check(&self) -> Result<(), String> {
+        let p = &self.params;
+        for (who, c) in [
+            ("client", self.client.as_ref().map(|c| c.state())),
+            ("client disk", Some(&self.client_disk.state)),
+        ] {
+            let Some(c) = c else { continue };
+            if c.funds_spent > p.amount_for_bytes(c.bytes_received) {
+                return Err(format!(
+                    "{who} paid {} for {} verified bytes",
+                    c.funds_spent, c.bytes_received
+                ));
+            }
+            if c.funds_spent > c.total_funds {
+                return Err(format!("{who} paid {} over its budget {}", c.funds_spent, c.total_funds));
+            }
+        }
+        let client = self.client.as_ref().map(|c| c.state()).unwrap_or(&self.client_disk.state);
+        if let Some(state) = self.provider.as_ref().map(|p| p.state()).or(self.provider_disk.as_ref().map(|d| &d.state)) {
+            // Credit: never more than what is paid for plus one interval (the block that
+            // crosses the payment point included).
+            if !p.price_per_byte.is_zero() {
+                let paid = p.bytes_paid_for(&state.funds_received);
+                let allowed = p.next_interval(paid).saturating_add(self.max_block);
+                if state.bytes_sent > allowed {
+                    return Err(format!(
+                        "provider sent {} bytes with {paid} paid for (limit {allowed})",
+                        state.bytes_sent
+                    ));
+                }
+            }
+            // Counted once: what the provider received is what the ledger redeemed on the
+            // deal's lane, and never more than the client made.
+            if let Some(lane) = &state.lane {
+                let redeemed = self
+                    .ledger
+                    .lane(&lane.channel, lane.lane)
+                    .unwrap()
+                    .map(|l| l.redeemed)
+                    .unwrap_or_default();
+                if state.funds_received > redeemed {
+                    return Err(format!(
+                        "provider counted {} but the lane redeemed {redeemed}",
+                        state.funds_received
+                    ));
+                }
+            }
+            if state.funds_received > client.funds_spent && !self.faults.dishonest() {
+                return Err(format!(
+                    "provider counted {} but the client spent {}",
+                    state.funds_received, client.funds_spent
+                ));
+            }
+            let sum = state
+                .received
+                .iter()
+                .fold(TokenAmount::zero(), |a, b| &a + b);
+            if sum != state.funds_received {
+                return Err(format!(
+                    "provider's received amounts add up to {sum}, not {}",
+                    state.funds_received
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The invariants of a deal that has ended on both sides.
+    fn check_end(&self) -> Result<(), String> {
+        let whole = self.params.amount_for_bytes(self.total_bytes);
+        let client = self.client.as_ref().map(|c| c.state()).unwrap_or(&self.client_disk.state);
+        if self.client_outcome == Some(Outcome::Completed) {
+            if client.bytes_received != self.total_bytes || client.funds_spent != whole {
+                return Err(format!(
+                    "client completed with {} of {} bytes, paid {} of {whole}",
+                    client.bytes_received, self.total_bytes, client.funds_spent
+                ));
+            }
+            // Every selected block is in the client's store, verified.
+            for block in BlockReader::new(&self.client_store, self.root, &self.selector).unwrap() {
+                block.map_err(|e| format!("client's store after completion: {e}"))?;
+            }
+        }
+        if self.provider_outcome == Some(Outcome::Completed)
+            && let Some(state) = self.provider.as_ref().map(|p| p.state())
+            && (state.bytes_sent != self.total_bytes || state.funds_received != whole)
+        {
+            return Err(format!(
+                "provider completed with {} of {} bytes sent, {} of {whole} received",
+                state.bytes_sent, self.total_bytes, state.funds_received
+            ));
+        }
+        if !self.faults.dishonest() && self.client_outcome != self.provider_outcome {
+            return Err(format!(
+                "the sides disagree: client {:?} ({}), provider {:?} ({})",
+                self.client_outcome,
+                client.message(),
+                self.provider_outcome,
+                self.provider.as_ref().map(|p| p.state().message()).unwrap_or_default(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn response(id: DealId, status: rm_types::DealStatus) -> DealResponse {
+    DealResponse {
+        status,
+        id,
+        payment_owed: TokenAmount::zero(),
+        message: String::new(),
+        blocks: Vec::new(),
+    }
+}
+
+/// The provider's ask: anything the generated terms may ask for.
+fn ask() -> rm_types::Ask {
+    rm_types::Ask {
+        price_per_byte: TokenAmount::zero(),
+        unseal_price: TokenAmount::zero(),
+        payment_interval: u64::MAX,
+        payment_interval_increase: u64::MAX,
+    }
+}
+
+/// Deadlines short enough for simulated time, a reconnect budget longer than any outage
+/// the faults make.
+fn client_config() -> rm_client::DealConfig {
+    let mut c = rm_client::DealConfig::default();
+    c.max_reconnects = 30;
+    c.reconnect_backoff = Duration::from_millis(50);
+    c.max_backoff = Duration::from_secs(1);
+    c.read_timeout = Duration::from_secs(5);
+    c.progress_timeout = Duration::from_secs(120);
+    c
+}
+
+fn provider_config() -> rm_provider::DealConfig {
+    let mut c = rm_provider::DealConfig::default();
+    c.max_response_bytes = 8 << 10;
+    c.max_blocks_per_response = 8;
+    c.payment_timeout = Duration::from_secs(60);
+    c.resume_window = Duration::from_secs(60);
+    c
+}
