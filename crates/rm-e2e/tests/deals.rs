@@ -1,8 +1,10 @@
 //! Acceptance tests of issue 7: whole deals between a client and a provider, each with its
 //! own RocksDB, wallet and ledger, over real libp2p on 127.0.0.1.
 //!
-//! Fixtures (copies of `../shared/fixtures` in `testdata/`), imported with the go-fil-markets test preset; price
-//! 1000 attoFIL/byte, payment interval 10,000, increase 1,000 unless a test says otherwise.
+//! Fixtures: `testdata/lorem.txt` and `testdata/lorem_under_1_block.txt`, go-fil-markets'
+//! retrieval test files (retrievalmarket/impl/fixtures), imported with the go-fil-markets
+//! test preset; price 1000 attoFIL/byte, payment interval 10,000, increase 1,000 unless a
+//! test says otherwise.
 
 use std::path::Path;
 use std::time::Duration;
