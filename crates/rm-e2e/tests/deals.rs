@@ -252,8 +252,8 @@ async fn zero_price_needs_no_channel() {
     assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
 }
 
-/// Reference §7.2 E10: `ExploreFields{"Links": ExploreIndex(0, ExploreFields{"Hash":
-/// Matcher})}` — the root and its first link.
+/// The partial selector of go-fil-markets' retrieval integration test: `ExploreFields{"Links":
+/// ExploreIndex(0, ExploreFields{"Hash": Matcher})}` — the root and its first link.
 fn partial_selector() -> Ipld {
     let map = |k: &str, v: Ipld| Ipld::Map([(k.to_owned(), v)].into_iter().collect());
     let fields = |name: &str, next: Ipld| map("f", map("f>", map(name, next)));
