@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use rm_blockio::{Blockstore, Selector as DagSelector, SelectorVerifier};
 use rm_fsm::{Counter, Group, Subscription};
-use rm_store::Db;
 use rm_network::libp2p::{Multiaddr, PeerId};
 use rm_network::{DealStream, Network};
+use rm_store::Db;
 use rm_types::{
     Address, ChannelSetup, Cid, ClientDealState, DealCancel, DealId, DealPayment, DealProposal,
     DealResponse, DealStatus, NodeError, Params, PeerResolver, Query, QueryParams, QueryResponse,
@@ -162,8 +162,12 @@ impl<N: RetrievalClientNode> Client<N> {
         wallet: Address,
         config: Config,
     ) -> Result<Self, Error> {
-        let store = db.keyspace(DEALS_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
-        let meta = db.keyspace(META_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
+        let store = db
+            .keyspace(DEALS_KEYSPACE)
+            .map_err(rm_fsm::StoreError::from)?;
+        let meta = db
+            .keyspace(META_KEYSPACE)
+            .map_err(rm_fsm::StoreError::from)?;
         let deals = Group::open(fsm::table(), (), store, config.fsm.clone()).await?;
         let client = Client {
             inner: Arc::new(Inner {

@@ -3,7 +3,7 @@
 //!
 //! `rm-client` is layer 3 of the `rm` workspace. It runs each deal as a
 //! persistent state machine ([`rm_fsm`]) whose transition table is data ([`fsm::table`],
-//! rendered in `docs/state-machines.md`), talks to providers through [`rm_network`],
+//! rendered in `docs/state-machines/client.md`), talks to providers through [`rm_network`],
 //! checks every block against the traversal with [`rm_blockio::SelectorVerifier`] before it
 //! is stored or paid for, and pays through any [`rm_types::RetrievalClientNode`] (the
 //! embedded one is `rm_paych::PaychNode`).

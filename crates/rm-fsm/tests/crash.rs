@@ -58,7 +58,7 @@ mod rm_fsm {
     }
 
     async fn open(dir: &str, round: u64) -> Group<Jobs, u64> {
-        let db = rm_fsm::open_db(dir, &["jobs"]).unwrap();
+        let db = crate::common::open_db(std::path::Path::new(dir));
         Group::open(crate::common::table(), (), rocks(&db), config(round))
             .await
             .unwrap()

@@ -13,7 +13,7 @@ mod rm_fsm {
     };
     use rm_fsm::{
         Batch, Config, Durability, Error, Group, Invalid, MemStore, Notification, RecvError,
-        RocksStore, Snapshot, Store, StoreError,
+        Snapshot, Store, StoreError,
     };
 
     type Note = Notification<u64, Job, Ev>;
@@ -596,7 +596,7 @@ mod rm_fsm {
         store.fail.store(true, Ordering::SeqCst);
         assert!(matches!(
             group.send(&1, Ev::Start).await,
-            Err(Error::Store(StoreError::Rocks(_)))
+            Err(Error::Store(StoreError::Db(_)))
         ));
         store.fail.store(false, Ordering::SeqCst);
         assert_eq!(group.snapshot(&1).unwrap().unwrap().seq, 0);
@@ -676,7 +676,7 @@ mod rm_fsm {
             Durability::group_commit(),
         ] {
             let dir = tempfile::tempdir().unwrap();
-            let db = rm_fsm::open_db(dir.path(), &["jobs"]).unwrap();
+            let db = crate::common::open_db(dir.path());
             let config = Config::default().with_durability(durability);
             let group = open(Recorder::default(), rocks(&db), config).await;
             drop(db);
@@ -687,40 +687,31 @@ mod rm_fsm {
             group.close().await;
             drop(group);
             // RocksDB holds a file lock while any handle is alive: none may be left.
-            let reopened = rm_fsm::open_db(dir.path(), &["jobs"]);
+            let reopened = rm_store::Db::open(dir.path(), &["jobs"], &Default::default());
             assert!(reopened.is_ok(), "{durability:?}: {reopened:?}");
         }
     }
 
     #[test]
-    fn rocks_store_needs_its_column_family_and_open_db_keeps_existing_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = rm_fsm::open_db(dir.path(), &["a"]).unwrap();
-        assert_eq!(
-            RocksStore::new(db.clone(), "b").unwrap_err(),
-            StoreError::MissingColumnFamily("b".into())
-        );
-        let a = RocksStore::new(db.clone(), "a").unwrap();
+    fn a_keyspace_is_a_store_and_keyspaces_are_separate() {
+        let (_dir, db) = temp_db();
+        let a = rocks(&db);
         let mut batch = Batch::new();
         batch.put(b"k".to_vec(), b"v".to_vec());
         batch.put(b"gone".to_vec(), b"x".to_vec());
         batch.delete(b"gone".to_vec());
-        a.write(&batch, true).unwrap();
-        drop(a);
-        drop(db);
-        // Reopen asking only for "b": "a" is still opened, with its data.
-        let db = rm_fsm::open_db(dir.path(), &["b"]).unwrap();
-        let a = RocksStore::new(db.clone(), "a").unwrap();
-        assert_eq!(a.get(b"k").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(a.get(b"gone").unwrap(), None);
-        let b = RocksStore::new(db, "b").unwrap();
+        Store::write(&a, &batch, true).unwrap();
+        assert_eq!(Store::get(&a, b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(Store::get(&a, b"gone").unwrap(), None);
+        let other = rm_store::Keyspace::memory("jobs");
         let mut seen = 0;
-        b.scan(&mut |_, _| {
-            seen += 1;
-            true
-        })
-        .unwrap();
-        assert_eq!(seen, 0, "column families are separate keyspaces");
+        other
+            .scan(&mut |_, _| {
+                seen += 1;
+                true
+            })
+            .unwrap();
+        assert_eq!(seen, 0, "another database's keyspace sees nothing");
     }
 
     #[test]

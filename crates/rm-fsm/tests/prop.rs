@@ -6,7 +6,6 @@ mod common;
 /// Named `rm_fsm` so `cargo test --workspace --all-targets -- rm_fsm::` selects these tests.
 mod rm_fsm {
     use std::collections::BTreeMap;
-    use std::sync::Arc;
 
     use crate::common::{Ev, Job, Jobs, Recorder, model, rocks, table, temp_db};
     use proptest::prelude::*;
@@ -53,7 +52,7 @@ mod rm_fsm {
     }
 
     async fn open(
-        db: &Arc<rocksdb::DB>,
+        db: &rm_store::Db,
         config: &Config,
         live: usize,
     ) -> Result<Group<Jobs, u64>, TestCaseError> {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rm_blockio::{BlockReader, Blockstore, Selector as DagSelector};
 use rm_fsm::{Group, Subscription};
-use rm_store::{Db, Keyspace};
 use rm_network::{DealStream, Network};
+use rm_store::{Db, Keyspace};
 use rm_types::{
     Ask, Block, Cid, ClientMessage, DealId, DealProposal, DealResponse, DealStatus, Params,
     ProviderDealState, QueryItemStatus, QueryResponse, QueryResponseStatus, RetrievalProviderNode,
@@ -200,8 +200,12 @@ impl<N: RetrievalProviderNode> Provider<N> {
         db: &Db,
         config: Config,
     ) -> Result<Self, Error> {
-        let store = db.keyspace(DEALS_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
-        let meta = db.keyspace(META_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
+        let store = db
+            .keyspace(DEALS_KEYSPACE)
+            .map_err(rm_fsm::StoreError::from)?;
+        let meta = db
+            .keyspace(META_KEYSPACE)
+            .map_err(rm_fsm::StoreError::from)?;
         let ask = match meta.get(ASK_KEY).map_err(rm_fsm::StoreError::from)? {
             Some(bytes) => codec::from_slice(&bytes).map_err(|e| Error::Corrupt(e.to_string()))?,
             None => Ask::default(),

@@ -316,7 +316,9 @@ impl<S: Store> Store for Counting<S> {
 
     fn write(&self, batch: &Batch, sync: bool) -> Result<(), StoreError> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Rocks("injected failure".into()));
+            return Err(StoreError::Db(rm_store::Error::Backend(
+                "injected failure".into(),
+            )));
         }
         if sync {
             self.synced.fetch_add(1, Ordering::SeqCst);
@@ -332,12 +334,17 @@ impl<S: Store> Store for Counting<S> {
 }
 
 /// A fresh RocksDB database with column family `jobs` in a temporary directory.
-pub fn temp_db() -> (tempfile::TempDir, Arc<rocksdb::DB>) {
+pub fn temp_db() -> (tempfile::TempDir, rm_store::Db) {
     let dir = tempfile::tempdir().unwrap();
-    let db = rm_fsm::open_db(dir.path(), &["jobs"]).unwrap();
+    let db = open_db(dir.path());
     (dir, db)
 }
 
-pub fn rocks(db: &Arc<rocksdb::DB>) -> rm_fsm::RocksStore {
-    rm_fsm::RocksStore::new(db.clone(), "jobs").unwrap()
+/// The RocksDB database at `path` with keyspace `jobs`.
+pub fn open_db(path: &std::path::Path) -> rm_store::Db {
+    rm_store::Db::open(path, &["jobs"], &rm_store::Options::default()).unwrap()
+}
+
+pub fn rocks(db: &rm_store::Db) -> rm_store::Keyspace {
+    db.keyspace("jobs").unwrap()
 }
