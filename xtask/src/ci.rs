@@ -56,7 +56,14 @@ const CLIPPY: Step = Step {
 
 const TEST: Step = Step {
     name: "test",
-    args: &["test", "--workspace", "--locked", "--", "--skip", VECTOR_PREFIX],
+    args: &[
+        "test",
+        "--workspace",
+        "--locked",
+        "--",
+        "--skip",
+        VECTOR_PREFIX,
+    ],
     env: &[],
 };
 
@@ -180,7 +187,10 @@ fn vectors() -> Result<Duration> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         print!("{stdout}");
-        bail!("step 'vectors' failed; run `{}` to reproduce", command_line(&args));
+        bail!(
+            "step 'vectors' failed; run `{}` to reproduce",
+            command_line(&args)
+        );
     }
     let lines: Vec<&str> = stdout
         .lines()
@@ -201,7 +211,10 @@ fn vectors() -> Result<Duration> {
         bail!("step 'vectors': no count printed for {missing:?}");
     }
     if ran == 0 || lines.len() < ran {
-        bail!("step 'vectors': {ran} vector tests passed but only {} printed a count", lines.len());
+        bail!(
+            "step 'vectors': {ran} vector tests passed but only {} printed a count",
+            lines.len()
+        );
     }
     println!("  {} vector tests, {} vector files", ran, lines.len());
     Ok(start.elapsed())

@@ -62,6 +62,8 @@ pub(crate) const EXPECTED_VECTORS: &[&str] = &[
     "rm-blockio/ipld_codec_fixtures.json",
     "rm-blockio/unixfs_kubo_cids.json",
     "rm-paych/paych_signed_voucher.json",
+    "rm-blockio/lorem.txt",
+    "rm-blockio/lorem_under_1_block.txt",
 ];
 
 /// The README's first command: the system pieces the build needs, the same build CI does

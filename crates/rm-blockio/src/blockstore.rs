@@ -300,10 +300,7 @@ impl FileBlockstore {
     }
 
     fn locate(&self, cid: &Cid) -> Result<Option<(u64, u64)>, Error> {
-        Ok(self
-            .index
-            .get_with(&key(cid), parse_location)?
-            .flatten())
+        Ok(self.index.get_with(&key(cid), parse_location)?.flatten())
     }
 
     fn file(&self) -> std::sync::MutexGuard<'_, std::fs::File> {

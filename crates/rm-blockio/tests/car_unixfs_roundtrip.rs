@@ -2,7 +2,7 @@
 //! block inputs that must never panic.
 
 use proptest::prelude::*;
-use rm_blockio::blockstore::{Blockstore, MemoryBlockstore, DbBlockstore};
+use rm_blockio::blockstore::{Blockstore, DbBlockstore, MemoryBlockstore};
 use rm_blockio::car;
 use rm_blockio::codec::{self, Node};
 use rm_blockio::selector::Selector;

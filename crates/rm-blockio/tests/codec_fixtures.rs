@@ -1,5 +1,8 @@
-//! ipld/codec-fixtures vectors (../shared/vectors/ipld_codec_fixtures.json): positive
-//! fixtures decode and re-encode to identical bytes with the right CID; negative ones fail.
+//! The public ipld/codec-fixtures vectors (DAG-PB and DAG-CBOR blocks with their CIDs, and
+//! the negative fixtures), kept in `testdata/ipld_codec_fixtures.json` (source in
+//! `testdata/SOURCES.md`): positive fixtures decode and re-encode to identical bytes with the
+//! right CID; negative ones fail. A missing file fails the tests. Each `vectors_*` test
+//! prints `vectors rm-blockio/ipld_codec_fixtures.json (<part>): <N> checked`.
 
 use cid::Cid;
 use ipld_core::ipld::Ipld;
@@ -11,17 +14,23 @@ use std::collections::BTreeMap;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/ipld_codec_fixtures.json"
+    "/testdata/ipld_codec_fixtures.json"
 );
 
-fn load() -> Option<Value> {
-    match std::fs::read_to_string(VECTORS) {
-        Ok(s) => Some(serde_json::from_str(&s).expect("vector file is JSON")),
-        Err(_) => {
-            println!("skipped: ../shared/vectors not found ({VECTORS})");
-            None
-        }
-    }
+/// The vector file; missing, unreadable or invalid, the test fails.
+fn load() -> Value {
+    let text = std::fs::read_to_string(VECTORS)
+        .unwrap_or_else(|e| panic!("vector file {VECTORS} cannot be read: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("vector file {VECTORS} is not JSON: {e}"))
+}
+
+/// Prints the count line CI looks for, and fails a test that checked nothing.
+fn report(part: &str, checked: usize) {
+    println!("vectors rm-blockio/ipld_codec_fixtures.json ({part}): {checked} checked");
+    assert!(
+        checked > 0,
+        "ipld_codec_fixtures.json ({part}): no vectors checked"
+    );
 }
 
 /// DAG-JSON (as serde_json) to the IPLD data model.
@@ -60,9 +69,9 @@ fn dag_json(v: &Value) -> Ipld {
 }
 
 #[test]
-fn positive_fixtures_round_trip_with_matching_cids() {
-    let Some(v) = load() else { return };
-    let mut checked = 0;
+fn vectors_positive_fixtures_round_trip_with_matching_cids() {
+    let v = load();
+    let mut checked = 0usize;
     for (section, codec) in [("dag_pb", DAG_PB), ("dag_cbor", DAG_CBOR)] {
         for f in v[section].as_array().unwrap() {
             let name = f["name"].as_str().unwrap();
@@ -104,14 +113,14 @@ fn positive_fixtures_round_trip_with_matching_cids() {
             checked += 1;
         }
     }
-    println!("checked {checked} positive codec fixtures");
+    report("positive", checked);
     assert!(checked >= 20, "only {checked} fixtures");
 }
 
 #[test]
-fn negative_fixtures_fail() {
-    let Some(v) = load() else { return };
-    let mut checked = 0;
+fn vectors_negative_fixtures_fail() {
+    let v = load();
+    let mut checked = 0usize;
     for (file, cases) in v["negative"].as_object().unwrap() {
         for case in cases.as_array().unwrap() {
             let name = case["name"].as_str().unwrap();
@@ -150,6 +159,6 @@ fn negative_fixtures_fail() {
             checked += 1;
         }
     }
-    println!("checked {checked} negative codec fixtures");
+    report("negative", checked);
     assert!(checked >= 30, "only {checked} negative fixtures");
 }

@@ -1,5 +1,9 @@
-//! Traversal order (reference §5.1 test tree), the lorem fixtures (§7.1/§7.2 E10), the
-//! provider's reader and the client's verifier, resume, and hostile blocks.
+//! Traversal order (the test tree of go-fil-markets' blockio tests), the provider's reader
+//! and the client's verifier, resume, and hostile blocks; and go-fil-markets' lorem fixtures
+//! (`testdata/lorem.txt`, `testdata/lorem_under_1_block.txt`, from go-fil-markets'
+//! retrieval tests; source in `testdata/SOURCES.md`) imported with its test preset, in full
+//! and under a partial selector. A missing fixture fails the test. Each `vectors_*` test
+//! prints `vectors rm-blockio/<file> (<part>): <N> checked`.
 
 use cid::Cid;
 use proptest::prelude::*;
@@ -11,16 +15,21 @@ use rm_blockio::unixfs::{Importer, Preset};
 use rm_blockio::verifier::{self, SelectorVerifier, Verified};
 use rm_types::Block;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/");
+const LOREM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/lorem.txt");
+const LOREM_SMALL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/testdata/lorem_under_1_block.txt"
+);
 
-fn fixture(name: &str) -> Option<Vec<u8>> {
-    match std::fs::read(format!("{FIXTURES}{name}")) {
-        Ok(b) => Some(b),
-        Err(_) => {
-            println!("skipped: ../shared/fixtures/{name} not found");
-            None
-        }
-    }
+/// A fixture file; missing or unreadable, the test fails.
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("fixture {path} cannot be read: {e}"))
+}
+
+/// Prints the count line CI looks for, and fails a test that checked nothing.
+fn report(label: &str, checked: usize) {
+    println!("vectors rm-blockio/{label}: {checked} checked");
+    assert!(checked > 0, "{label}: no vectors checked");
 }
 
 fn put_cbor(store: &MemoryBlockstore, node: &Node) -> Cid {
@@ -260,10 +269,9 @@ fn oversized_blocks_are_rejected() {
 }
 
 #[test]
-fn lorem_under_the_go_fil_markets_preset() {
-    let Some(lorem) = fixture("lorem.txt") else {
-        return;
-    };
+fn vectors_lorem_under_the_go_fil_markets_preset() {
+    let lorem = fixture(LOREM);
+    let mut checked = 0usize;
     assert_eq!(lorem.len(), 19_000);
     let store = MemoryBlockstore::new();
     let imported = Importer::import_bytes(&store, Preset::GO_FIL_MARKETS, &lorem).unwrap();
@@ -279,20 +287,22 @@ fn lorem_under_the_go_fil_markets_preset() {
     assert_eq!(leaves[..18], [1024; 18]);
     assert_eq!(leaves[18], 568);
     assert!(blocks[1..].iter().all(|b| b.cid().unwrap().codec() == RAW));
-    // Payment points with interval 10000 (reference §3.7): the 10th block crosses it.
+    // Payment points with go-fil-markets' test payment interval of 10,000 bytes: the 10th
+    // block crosses it.
     let mut sent = 0;
     let crossing = blocks.iter().position(|b| {
         sent += b.data.len();
         sent >= 10_000
     });
     assert_eq!((crossing, sent), (Some(9), 10_174));
+    checked += 1;
+    report("lorem.txt (full import)", checked);
 }
 
 #[test]
-fn e10_partial_selector_selects_root_and_first_leaf() {
-    let Some(lorem) = fixture("lorem.txt") else {
-        return;
-    };
+fn vectors_lorem_partial_selector_selects_root_and_first_leaf() {
+    let lorem = fixture(LOREM);
+    let mut checked = 0usize;
     let store = MemoryBlockstore::new();
     let root = Importer::import_bytes(&store, Preset::GO_FIL_MARKETS, &lorem)
         .unwrap()
@@ -322,13 +332,14 @@ fn e10_partial_selector_selects_root_and_first_leaf() {
     assert!(!v.verify(&blocks[0]).unwrap().done);
     assert!(v.verify(&blocks[1]).unwrap().done);
     assert_eq!(v.bytes_verified(), 1_982);
+    checked += 1;
+    report("lorem.txt (partial selector)", checked);
 }
 
 #[test]
-fn lorem_under_one_block_is_a_single_raw_block() {
-    let Some(small) = fixture("lorem_under_1_block.txt") else {
-        return;
-    };
+fn vectors_lorem_under_one_block_is_a_single_raw_block() {
+    let small = fixture(LOREM_SMALL);
+    let mut checked = 0usize;
     assert_eq!(small.len(), 410);
     let store = MemoryBlockstore::new();
     let root = Importer::import_bytes(&store, Preset::GO_FIL_MARKETS, &small)
@@ -338,6 +349,8 @@ fn lorem_under_one_block_is_a_single_raw_block() {
     let blocks = read_all(&store, root, &Selector::explore_all_recursively());
     assert_eq!(blocks.len(), 1);
     assert_eq!(blocks[0].data, small);
+    checked += 1;
+    report("lorem_under_1_block.txt", checked);
 }
 
 #[test]

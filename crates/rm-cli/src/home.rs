@@ -40,7 +40,9 @@ pub async fn open(home: &Home, listen: &[String]) -> Result<Node> {
              stop it first)",
             home.root().display()
         ))),
-        Err(e) => Err(anyhow::Error::new(e)
-            .context(format!("opening the node in {}", home.root().display()))),
+        Err(e) => {
+            Err(anyhow::Error::new(e)
+                .context(format!("opening the node in {}", home.root().display())))
+        }
     }
 }

@@ -18,8 +18,8 @@ use std::{
 };
 
 use futures::StreamExt;
-use rm_store::Keyspace;
 use rm_network::Network;
+use rm_store::Keyspace;
 use rm_types::Cid;
 use tokio::{
     sync::{mpsc, watch},

@@ -1,8 +1,10 @@
 //! Acceptance tests of issue 7: whole deals between a client and a provider, each with its
 //! own RocksDB, wallet and ledger, over real libp2p on 127.0.0.1.
 //!
-//! Fixtures (go-fil-markets' test files, copied into `testdata/`), imported with the go-fil-markets test preset; price
-//! 1000 attoFIL/byte, payment interval 10,000, increase 1,000 unless a test says otherwise.
+//! Fixtures: `testdata/lorem.txt` and `testdata/lorem_under_1_block.txt`, go-fil-markets'
+//! retrieval test files (retrievalmarket/impl/fixtures), imported with the go-fil-markets
+//! test preset; price 1000 attoFIL/byte, payment interval 10,000, increase 1,000 unless a
+//! test says otherwise.
 
 use std::path::Path;
 use std::time::Duration;
@@ -250,8 +252,8 @@ async fn zero_price_needs_no_channel() {
     assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
 }
 
-/// Reference §7.2 E10: `ExploreFields{"Links": ExploreIndex(0, ExploreFields{"Hash":
-/// Matcher})}` — the root and its first link.
+/// The partial selector of go-fil-markets' retrieval integration test: `ExploreFields{"Links":
+/// ExploreIndex(0, ExploreFields{"Hash": Matcher})}` — the root and its first link.
 fn partial_selector() -> Ipld {
     let map = |k: &str, v: Ipld| Ipld::Map([(k.to_owned(), v)].into_iter().collect());
     let fields = |name: &str, next: Ipld| map("f", map("f>", map(name, next)));

@@ -5,7 +5,7 @@ mod rm_fsm {
     use std::collections::BTreeSet;
     use std::sync::Arc;
 
-    use rm_fsm::{Batch, Counter, Error, MemStore, RocksStore, Store};
+    use rm_fsm::{Batch, Counter, Error, MemStore, Store};
 
     fn put(store: &MemStore, key: &[u8], value: &[u8]) {
         let mut batch = Batch::new();
@@ -40,14 +40,14 @@ mod rm_fsm {
     fn the_counter_survives_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = rm_fsm::open_db(dir.path(), &["counters"]).unwrap();
-            let counter = Counter::new(RocksStore::new(db, "counters").unwrap(), "deal-ids");
+            let db = rm_store::Db::open(dir.path(), &["counters"], &Default::default()).unwrap();
+            let counter = Counter::new(db.keyspace("counters").unwrap(), "deal-ids");
             for expected in 0..3 {
                 assert_eq!(counter.next().unwrap(), expected);
             }
         }
-        let db = rm_fsm::open_db(dir.path(), &["counters"]).unwrap();
-        let counter = Counter::new(RocksStore::new(db, "counters").unwrap(), "deal-ids");
+        let db = rm_store::Db::open(dir.path(), &["counters"], &Default::default()).unwrap();
+        let counter = Counter::new(db.keyspace("counters").unwrap(), "deal-ids");
         assert_eq!(counter.current().unwrap(), Some(2));
         assert_eq!(counter.next().unwrap(), 3);
     }
@@ -66,8 +66,8 @@ mod rm_fsm {
     #[test]
     fn concurrent_counters_on_one_key_never_repeat_a_value() {
         let dir = tempfile::tempdir().unwrap();
-        let db = rm_fsm::open_db(dir.path(), &["counters"]).unwrap();
-        let store = Arc::new(RocksStore::new(db, "counters").unwrap());
+        let db = rm_store::Db::open(dir.path(), &["counters"], &Default::default()).unwrap();
+        let store = Arc::new(db.keyspace("counters").unwrap());
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 // A separate Counter per thread, all on the same key.

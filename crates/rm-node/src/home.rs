@@ -15,8 +15,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, DEFAULT_TOML};
 use crate::Error;
+use crate::config::{Config, DEFAULT_TOML};
 
 /// A node's home directory and the paths in it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,9 +49,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+use rm_store::{Durability, Keyspace, WriteBatch};
 use rm_types::paych::MAX_LANE;
 use rm_types::{Address, ChainEpoch, ChannelAvailableFunds, Cid, SignedVoucher, TokenAmount};
-use rm_store::{Durability, Keyspace, WriteBatch};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 

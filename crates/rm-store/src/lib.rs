@@ -192,7 +192,11 @@ impl Db {
         if batch.is_empty() {
             return Ok(());
         }
-        if let Some(op) = batch.ops.iter().find(|op| !Arc::ptr_eq(&op.db, &self.backend)) {
+        if let Some(op) = batch
+            .ops
+            .iter()
+            .find(|op| !Arc::ptr_eq(&op.db, &self.backend))
+        {
             return Err(Error::ForeignKeyspace(op.keyspace.to_string()));
         }
         self.backend.write(&batch, durability)

@@ -95,7 +95,10 @@ impl Iterator for MemIter {
         let (key, value) = map
             .range::<Vec<u8>, _>((self.next.as_ref(), Bound::Unbounded))
             .next()?;
-        let entry: Entry = (key.clone().into_boxed_slice(), value.clone().into_boxed_slice());
+        let entry: Entry = (
+            key.clone().into_boxed_slice(),
+            value.clone().into_boxed_slice(),
+        );
         self.next = Bound::Excluded(key.clone());
         Some(Ok(entry))
     }

@@ -37,8 +37,7 @@ impl Rocks {
             let text = e.into_string();
             // RocksDB says "IO error: lock hold by current process" or "While lock file:
             // .../LOCK: Resource temporarily unavailable".
-            if text.contains("lock hold") || text.contains("lock file") || text.contains("LOCK")
-            {
+            if text.contains("lock hold") || text.contains("lock file") || text.contains("LOCK") {
                 Error::Locked(path.to_path_buf())
             } else {
                 Error::Backend(text)

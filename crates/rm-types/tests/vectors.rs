@@ -1,11 +1,14 @@
-//! rm-types against the public test vectors in `../shared/vectors/` and the golden
-//! go-fil-markets bytes of reference §2.9.
+//! rm-types against public test vectors and golden bytes.
 //!
-//! Each test prints how many vectors it checked. When the shared folder is absent (a
-//! checkout without `../shared`), the vector tests say so and return; the golden-byte tests
-//! do not depend on it.
-
-use std::path::PathBuf;
+//! The vectors are JSON files in this crate's `testdata/` (each file's public source is in
+//! `testdata/SOURCES.md`): Filecoin addresses and big integers (go-address, ref-fvm,
+//! serialization-vectors, izari-filecoin), signed payment-channel vouchers
+//! (filecoin-signing-tools, go-state-types) and the go-fil-markets retrieval types. A missing
+//! or unreadable file fails the test. Every `vectors_*` test prints one line per file,
+//! `vectors rm-types/<file>: <N> checked`, N being the vectors it asserted on.
+//!
+//! The `golden_*` tests check messages against bytes encoded by go-fil-markets, as asserted
+//! in filecoin-project/cpp-filecoin's retrieval-market tests (inline below).
 
 use rm_types::{
     Address, AddressError, DealId, DealPayment, DealProposal, DealResponse, DealStatus, Network,
@@ -14,20 +17,31 @@ use rm_types::{
 };
 use serde_json::Value;
 
-fn vectors(name: &str) -> Option<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/vectors")
-        .join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Some(serde_json::from_str(&text).expect("vector file is valid JSON")),
-        Err(_) => {
-            println!(
-                "skipped: {} not found (../shared/vectors is absent)",
-                path.display()
-            );
-            None
-        }
-    }
+const ADDRESSES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/testdata/filecoin_addresses.json"
+);
+const BIGINTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/filecoin_bigint.json");
+const VOUCHERS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/testdata/paych_signed_voucher.json"
+);
+const RETRIEVALMARKET: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/testdata/retrievalmarket_types.json"
+);
+
+/// A vector file; missing, unreadable or invalid, the test fails.
+fn vectors(path: &str) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("vector file {path} cannot be read: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("vector file {path} is not JSON: {e}"))
+}
+
+/// Prints the count line CI looks for, and fails a test that checked nothing.
+fn report(label: &str, checked: usize) {
+    println!("vectors rm-types/{label}: {checked} checked");
+    assert!(checked > 0, "{label}: no vectors checked");
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -48,11 +62,9 @@ fn go_error_kind(name: &str) -> Option<AddressError> {
 }
 
 #[test]
-fn filecoin_addresses() {
-    let Some(v) = vectors("filecoin_addresses.json") else {
-        return;
-    };
-    let mut valid = 0;
+fn vectors_filecoin_addresses() {
+    let v = vectors(ADDRESSES);
+    let mut valid = 0usize;
     for case in v["valid"].as_array().unwrap() {
         let s = case["string"].as_str().unwrap();
         let bytes = unhex(case["bytes_hex"].as_str().unwrap());
@@ -87,7 +99,7 @@ fn filecoin_addresses() {
         }
         valid += 1;
     }
-    let mut invalid = 0;
+    let mut invalid = 0usize;
     for case in v["invalid_strings"].as_array().unwrap() {
         let s = case["input"].as_str().unwrap();
         let err = s.parse::<Address>().expect_err(s);
@@ -110,18 +122,17 @@ fn filecoin_addresses() {
         assert!(codec::from_slice::<Address>(&cbor).is_err());
         invalid += 1;
     }
-    println!(
+    eprintln!(
         "filecoin_addresses.json: {valid} valid vectors round-tripped, {invalid} invalid inputs rejected"
     );
+    report("filecoin_addresses.json", valid + invalid);
     assert!(valid >= 90 && invalid >= 28);
 }
 
 #[test]
-fn filecoin_bigints() {
-    let Some(v) = vectors("filecoin_bigint.json") else {
-        return;
-    };
-    let mut n = 0;
+fn vectors_filecoin_bigint() {
+    let v = vectors(BIGINTS);
+    let mut n = 0usize;
     for case in v["vectors"].as_array().unwrap() {
         let decimal: num_bigint::BigInt = case["decimal"].as_str().unwrap().parse().unwrap();
         let t = TokenAmount::from_atto(decimal.clone());
@@ -136,7 +147,7 @@ fn filecoin_bigints() {
         );
         n += 1;
     }
-    let mut rejected = 0;
+    let mut rejected = 0usize;
     for case in v["decode_must_reject"].as_array().unwrap() {
         let cbor = unhex(case["cbor_hex"].as_str().unwrap());
         assert!(
@@ -153,7 +164,7 @@ fn filecoin_bigints() {
         assert!(t.check_size().is_err());
         rejected += 1;
     }
-    let mut lenient = 0;
+    let mut lenient = 0usize;
     for case in v["lenient_decode_observed"].as_array().unwrap() {
         let cbor = unhex(case["cbor_hex"].as_str().unwrap());
         let want: num_bigint::BigInt = case["decodes_to"].as_str().unwrap().parse().unwrap();
@@ -163,19 +174,18 @@ fn filecoin_bigints() {
         );
         lenient += 1;
     }
-    println!(
+    eprintln!(
         "filecoin_bigint.json: {n} vectors round-tripped, {rejected} must-reject cases rejected, {lenient} lenient forms decoded like Go"
     );
+    report("filecoin_bigint.json", n + rejected + lenient);
     assert!(n >= 700);
 }
 
 #[test]
-fn paych_signed_vouchers() {
-    let Some(v) = vectors("paych_signed_voucher.json") else {
-        return;
-    };
-    let mut n = 0;
-    let mut malformed = 0;
+fn vectors_paych_signed_voucher() {
+    let v = vectors(VOUCHERS);
+    let mut n = 0usize;
+    let mut malformed = 0usize;
     for case in v["vectors"].as_array().unwrap() {
         let Some(cbor_hex) = case["cbor_hex"].as_str() else {
             continue;
@@ -217,19 +227,18 @@ fn paych_signed_vouchers() {
         }
         n += 1;
     }
-    println!(
+    eprintln!(
         "paych_signed_voucher.json: {n} vouchers decoded, re-encoded identically and signing bytes matched; {malformed} malformed rejected"
     );
+    report("paych_signed_voucher.json", n + malformed);
     assert!(n >= 3);
 }
 
 #[test]
-fn retrievalmarket_keys_enums_and_protocols() {
-    let Some(v) = vectors("retrievalmarket_types.json") else {
-        return;
-    };
+fn vectors_retrievalmarket_enums() {
+    let v = vectors(RETRIEVALMARKET);
     // enum numbers and names
-    let mut n = 0;
+    let mut n = 0usize;
     for (enum_name, values) in v["enums"].as_object().unwrap() {
         for (name, num) in values.as_object().unwrap() {
             let num = num.as_u64().unwrap();
@@ -244,6 +253,12 @@ fn retrievalmarket_keys_enums_and_protocols() {
         }
     }
     assert_eq!(DealStatus::ALL.len(), 35);
+    report("retrievalmarket_types.json (enums)", n);
+}
+
+#[test]
+fn vectors_retrievalmarket_wire_format() {
+    let v = vectors(RETRIEVALMARKET);
     // map keys in wire order
     let cid: cid::Cid = "bafkqaaa".parse().unwrap();
     let addr: Address = "f01000".parse().unwrap();
@@ -292,7 +307,7 @@ fn retrievalmarket_keys_enums_and_protocols() {
             .unwrap(),
         ),
     ];
-    let mut structs = 0;
+    let mut structs = 0usize;
     for (name, bytes) in samples {
         let want: Vec<String> = v["structs"][name]["fields_in_wire_order"]
             .as_array()
@@ -333,24 +348,34 @@ fn retrievalmarket_keys_enums_and_protocols() {
         structs += 1;
     }
     // protocol ids and the selector
+    let mut ids = 0usize;
     assert!(
         v["protocols"]["query"]
             .as_str()
             .unwrap()
             .starts_with(rm_types::protocol::QUERY_PROTOCOL_V1)
     );
-    assert_eq!(
-        v["protocols"]["data_transfer_voucher_types"]["DealProposal"],
-        rm_types::protocol::voucher_types::DEAL_PROPOSAL
-    );
-    assert_eq!(
-        v["protocols"]["data_transfer_voucher_types"]["DealResponse"],
-        rm_types::protocol::voucher_types::DEAL_RESPONSE
-    );
-    assert_eq!(
-        v["protocols"]["data_transfer_voucher_types"]["DealPayment"],
-        rm_types::protocol::voucher_types::DEAL_PAYMENT
-    );
+    ids += 1;
+    for (name, ours) in [
+        (
+            "DealProposal",
+            rm_types::protocol::voucher_types::DEAL_PROPOSAL,
+        ),
+        (
+            "DealResponse",
+            rm_types::protocol::voucher_types::DEAL_RESPONSE,
+        ),
+        (
+            "DealPayment",
+            rm_types::protocol::voucher_types::DEAL_PAYMENT,
+        ),
+    ] {
+        assert_eq!(
+            v["protocols"]["data_transfer_voucher_types"][name], ours,
+            "{name}"
+        );
+        ids += 1;
+    }
     let sel = unhex(
         v["selector_explore_all_recursively"]["dag_cbor_hex"]
             .as_str()
@@ -364,8 +389,13 @@ fn retrievalmarket_keys_enums_and_protocols() {
         rm_types::messages::EXPLORE_ALL_SELECTOR_BYTES,
         sel.as_slice()
     );
-    println!(
-        "retrievalmarket_types.json: {n} enum values, {structs} struct key orders, protocol ids and the explore-all selector checked"
+    let selectors = 1usize;
+    eprintln!(
+        "retrievalmarket_types.json: {structs} struct key orders, {ids} protocol ids and {selectors} selector checked"
+    );
+    report(
+        "retrievalmarket_types.json (wire format)",
+        structs + ids + selectors,
     );
 }
 
@@ -404,7 +434,8 @@ fn top_level_keys(bytes: &[u8]) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Golden bytes produced by go-fil-markets (reference §2.9, from cpp-filecoin's tests).
+// Golden bytes produced by go-fil-markets, as asserted in filecoin-project/cpp-filecoin's
+// retrieval-market protocol tests (payload CID and address are the ones those tests use).
 
 const CID_BYTES: &str =
     "d82a58230012204bf5122f344554c53bde2ebb8cd2b7e3d1600ad631c385a5d7cce23c7785459a";

@@ -70,7 +70,11 @@ fn bench_unseal(c: &mut Criterion) {
     .unwrap();
     std::fs::remove_file(&file).unwrap();
     let access: Arc<dyn rm_unseal::SectorAccess> = sectors.clone();
-    let unsealer = Unsealer::new(pieces, access, db.keyspace(unseal::LOADED_KEYSPACE).unwrap());
+    let unsealer = Unsealer::new(
+        pieces,
+        access,
+        db.keyspace(unseal::LOADED_KEYSPACE).unwrap(),
+    );
     let runtime = tokio::runtime::Runtime::new().unwrap();
 
     let mut group = c.benchmark_group("pieces_256mib");

@@ -191,12 +191,10 @@ impl PieceStore {
             let key = cid.hash().to_bytes();
             let info = match pending.remove(&key) {
                 Some(info) => info,
-                None => self
-                    .read::<CidInfo>(&self.cids, &key)?
-                    .unwrap_or(CidInfo {
-                        cid,
-                        piece_block_locations: Vec::new(),
-                    }),
+                None => self.read::<CidInfo>(&self.cids, &key)?.unwrap_or(CidInfo {
+                    cid,
+                    piece_block_locations: Vec::new(),
+                }),
             };
             let mut info = info;
             let entry = PieceBlockLocation {
@@ -406,7 +404,7 @@ mod tests {
     #[test]
     fn records_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || rm_store::Db::open(dir.path(), &crate::KEYSPACES, &Default::default()).unwrap();
+        let open = || Db::open(dir.path(), &crate::KEYSPACES, &Default::default()).unwrap();
         let good = commp::commp(b"y").unwrap().cid();
         let deal = DealInfo {
             deal_id: 0,

@@ -296,7 +296,10 @@ async fn loader_failures_are_typed_with_go_messages() {
     let bare = Home::new();
     let copy = bare.import(&testdata("lorem.txt"));
     // The same damage in a piece whose data size nobody recorded (as from another node).
-    let sizes = bare.db.keyspace(rm_unseal::piecestore::SIZES_KEYSPACE).unwrap();
+    let sizes = bare
+        .db
+        .keyspace(rm_unseal::piecestore::SIZES_KEYSPACE)
+        .unwrap();
     sizes.delete(&copy.piece_cid.to_bytes()).unwrap();
     std::fs::write(bare.sectors.path(copy.placement.sector), &cut).unwrap();
     let bare_blocks: Arc<dyn Blockstore> = Arc::new(MemoryBlockstore::new());

@@ -11,10 +11,10 @@ use rm_client::Retrieval;
 use rm_types::{Ask, DealStatus, QueryParams, QueryResponseStatus, TokenAmount};
 use serde_json::json;
 
-use rm_node::config::parse_size;
-use rm_node::Node;
 use crate::output::{self, Output};
 use crate::{Global, exit};
+use rm_node::Node;
+use rm_node::config::parse_size;
 
 /// What data the demo moves.
 #[derive(Debug, Args)]

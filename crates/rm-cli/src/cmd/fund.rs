@@ -26,7 +26,7 @@ pub struct FundArgs {
 /// final at once.
 pub async fn run(global: &Global, out: &Output, args: FundArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
-    let config = home::load(&home)?;
+    home::load(&home)?;
     let node = home::open(&home, &[]).await?;
     let mut added = None;
     if let (Some(channel), Some(amount)) = (&args.channel, &args.amount) {

@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::output::{self, Output};
-use crate::{Global, config, exit, home};
+use crate::{Global, exit, home};
 
 /// What to import.
 #[derive(Debug, Args)]

@@ -9,9 +9,9 @@ use rm_types::{Cid, Query, QueryParams, QueryResponse, QueryResponseStatus};
 use serde_json::json;
 
 use crate::cmd::{parse_cid, parse_target};
-use rm_node::Node;
 use crate::output::{self, Output};
 use crate::{Global, exit, home};
+use rm_node::Node;
 
 /// Whom to ask about what.
 #[derive(Debug, Args)]

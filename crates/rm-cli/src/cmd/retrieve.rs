@@ -13,9 +13,9 @@ use rm_types::{Cid, DealId, DealStatus, Ipld, QueryResponseStatus};
 use serde_json::json;
 
 use crate::cmd::{ipld_from_json, parse_amount, parse_cid, parse_target, query};
-use rm_node::Node;
 use crate::output::{self, Output};
 use crate::{Global, exit, home};
+use rm_node::Node;
 
 /// What to retrieve from whom, and where to put it.
 #[derive(Debug, Args)]

@@ -1,5 +1,9 @@
-//! ../shared/vectors/paych_signed_voucher.json: signatures verify and recover the stated
-//! signer, every single-bit flip fails, encodings round-trip.
+//! Public signed-voucher vectors (Zondax/filecoin-signing-tools' voucher test vectors, and a
+//! vector derived from the go-state-types SignedVoucher encoding), kept in
+//! `testdata/paych_signed_voucher.json` (sources in `testdata/SOURCES.md`): signatures verify
+//! and recover the stated signer, every single-bit flip fails, encodings round-trip. A
+//! missing file fails the tests. Each `vectors_*` test prints
+//! `vectors rm-paych/paych_signed_voucher.json (<part>): <N> checked`.
 
 use rm_paych::voucher::{self, VoucherError};
 use rm_paych::wallet::{self, SignatureError};
@@ -8,18 +12,23 @@ use serde_json::Value;
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/vectors/paych_signed_voucher.json"
+    "/testdata/paych_signed_voucher.json"
 );
 
-fn load() -> Option<Value> {
-    match std::fs::read_to_string(VECTORS) {
-        Ok(text) => Some(serde_json::from_str(&text).expect("vector file is JSON")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("skipped: ../shared/vectors not found ({VECTORS})");
-            None
-        }
-        Err(e) => panic!("reading {VECTORS}: {e}"),
-    }
+/// The vector file; missing, unreadable or invalid, the test fails.
+fn load() -> Value {
+    let text = std::fs::read_to_string(VECTORS)
+        .unwrap_or_else(|e| panic!("vector file {VECTORS} cannot be read: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("vector file {VECTORS} is not JSON: {e}"))
+}
+
+/// Prints the count line CI looks for, and fails a test that checked nothing.
+fn report(part: &str, checked: usize) {
+    println!("vectors rm-paych/paych_signed_voucher.json ({part}): {checked} checked");
+    assert!(
+        checked > 0,
+        "paych_signed_voucher.json ({part}): no vectors checked"
+    );
 }
 
 fn vector<'a>(doc: &'a Value, name: &str) -> &'a Value {
@@ -53,8 +62,9 @@ fn zondax(doc: &Value) -> (SignedVoucher, Vec<u8>, Address) {
 }
 
 #[test]
-fn zondax_signature_verifies_and_recovers_the_stated_signer() {
-    let Some(doc) = load() else { return };
+fn vectors_zondax_signature_verifies_and_recovers_the_stated_signer() {
+    let doc = load();
+    let mut checked = 0usize;
     let v = vector(&doc, "zondax-sign");
     let (voucher, signing, signer) = zondax(&doc);
     assert_eq!(
@@ -101,11 +111,13 @@ fn zondax_signature_verifies_and_recovers_the_stated_signer() {
         voucher::verify(&voucher, other.address()),
         Err(VoucherError::Signature(SignatureError::WrongSigner { .. }))
     ));
+    checked += 1; // zondax-sign
+    report("zondax signer", checked);
 }
 
 #[test]
-fn zondax_every_single_bit_flip_fails() {
-    let Some(doc) = load() else { return };
+fn vectors_zondax_every_single_bit_flip_fails() {
+    let doc = load();
     let (voucher, signing, signer) = zondax(&doc);
     let sig = voucher.signature.clone().unwrap();
     let serialized = sig.to_bytes(); // type byte + r || s || v
@@ -133,16 +145,18 @@ fn zondax_every_single_bit_flip_fails() {
         checked += 1;
     }
     assert_eq!(checked, (66 + signing.len()) * 8);
-    println!(
+    eprintln!(
         "zondax-sign: {checked} single-bit flips ({} of the signature, {} of the signing bytes) all rejected",
         serialized.len() * 8,
         signing.len() * 8
     );
+    let vectors_checked = usize::from(checked > 0); // zondax-sign, flipped bit by bit
+    report("zondax bit flips", vectors_checked);
 }
 
 #[test]
-fn all_vectors_round_trip_and_are_judged() {
-    let Some(doc) = load() else { return };
+fn vectors_all_round_trip_and_are_judged() {
+    let doc = load();
     let vectors = doc["vectors"].as_array().unwrap();
     let mut checked = 0;
     for v in vectors {
@@ -188,6 +202,6 @@ fn all_vectors_round_trip_and_are_judged() {
         }
         checked += 1;
     }
-    println!("paych_signed_voucher.json: {checked} vectors checked");
+    report("all", checked);
     assert_eq!(checked, 3);
 }
