@@ -49,6 +49,10 @@ pub struct DealConfig {
     /// Longest a deal may go without progress (a verified block, a status change, a
     /// payment) while it waits for the provider; then it fails. Default 10 minutes.
     pub progress_timeout: Duration,
+    /// How long a cancelled deal keeps trying to tell the provider (reconnecting as often
+    /// as it takes); then it ends `Cancelled` untold. Default 10 minutes, the provider's
+    /// default resume window: a provider reachable in that time hears of the cancel.
+    pub cancel_delivery: Duration,
 }
 
 impl Default for DealConfig {
@@ -59,6 +63,7 @@ impl Default for DealConfig {
             max_backoff: Duration::from_secs(2),
             read_timeout: Duration::from_secs(30),
             progress_timeout: Duration::from_secs(600),
+            cancel_delivery: Duration::from_secs(600),
         }
     }
 }
@@ -77,7 +82,8 @@ pub enum Outbound {
 /// What the driver must do next (see the [module docs](self) for the contract).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientAction {
-    /// Write `snapshot` (reached by `event`) to the deal's journal before anything else.
+    /// Write `snapshot` (reached by `event`, and by the events before it that came with no
+    /// effect between them) to the deal's journal before anything else.
     Persist {
         /// The event applied last.
         event: ClientEvent,
@@ -179,6 +185,10 @@ pub struct ClientDeal {
     resent: bool,
     /// The cancel (or failure) was written on the current stream; its answer is awaited.
     cancel_sent: bool,
+    /// A cancelled deal the provider had already completed: its last blocks are taken.
+    completing: bool,
+    /// When the deal started cancelling (or was restored cancelling).
+    cancelled_at: Option<Instant>,
     reconnects: u32,
     retry_at: Option<Instant>,
     /// The last time the provider spoke, or the stream opened.
@@ -220,6 +230,8 @@ impl ClientDeal {
             asked_on_stream: false,
             resent: false,
             cancel_sent: false,
+            completing: false,
+            cancelled_at: None,
             reconnects: 0,
             retry_at: None,
             heard_at: now,
@@ -286,6 +298,11 @@ impl ClientDeal {
 
     fn status(&self) -> S {
         self.snapshot.state.status
+    }
+
+    /// Failing, cancelling or ended: results of requests made before no longer count.
+    fn ending(&self) -> bool {
+        matches!(self.status(), S::Failing | S::Cancelling) || self.status().is_final()
     }
 
     /// The provider owes a message now: nothing local is in flight.
@@ -363,7 +380,14 @@ impl ClientDeal {
         });
         self.pending.clear();
         self.reconnects += 1;
-        if self.reconnects > self.config.max_reconnects {
+        let cancelling = self.status() == S::Cancelling;
+        let delivering = cancelling
+            && self
+                .cancelled_at
+                .is_none_or(|t| now < t + self.config.cancel_delivery);
+        if cancelling && !delivering {
+            self.apply(now, ClientEvent::Closed);
+        } else if !delivering && self.reconnects > self.config.max_reconnects {
             let error = DealError::network(format!(
                 "{reason} ({} attempts in a row)",
                 self.reconnects
@@ -418,6 +442,20 @@ impl ClientDeal {
         let Some((blocks, bytes)) = self.verifying.take() else {
             return;
         };
+        if self.status() == S::Cancelling
+            && self
+                .pending
+                .front()
+                .is_some_and(|r| r.status == DealStatus::Completed)
+        {
+            // These blocks came with the provider's `Completed`: the deal completes.
+            self.completing = true;
+        }
+        let ending = matches!(self.status(), S::Failing | S::Cancelling) && !self.completing;
+        if ending || self.status().is_final() {
+            // The deal is ending: whatever was verified meanwhile is not counted.
+            return self.next_response(now);
+        }
         match result {
             Ok(done) => {
                 let state = &self.snapshot.state;
@@ -454,6 +492,9 @@ impl ClientDeal {
         if self.call.take() != Some(Call::Channel) {
             return;
         }
+        if self.ending() {
+            return self.drive(now);
+        }
         let event = match result {
             Ok(ChannelSetup::Creating { wait }) => ClientEvent::ChannelCreating(wait),
             Ok(ChannelSetup::AddingFunds { channel, wait }) => ClientEvent::ChannelAddingFunds {
@@ -478,8 +519,13 @@ impl ClientDeal {
         if self.call.take() != Some(Call::Channel) {
             return;
         }
+        if self.ending() {
+            return self.drive(now);
+        }
         match result {
-            Ok(channel) => self.apply(now, ClientEvent::ChannelReady(channel)),
+            Ok(channel) => {
+                self.apply(now, ClientEvent::ChannelReady(channel));
+            }
             Err(e) => {
                 return self.fail(
                     now,
@@ -495,8 +541,13 @@ impl ClientDeal {
         if self.call.take() != Some(Call::Channel) {
             return;
         }
+        if self.ending() {
+            return self.drive(now);
+        }
         match result {
-            Ok(lane) => self.apply(now, ClientEvent::LaneAllocated(lane)),
+            Ok(lane) => {
+                self.apply(now, ClientEvent::LaneAllocated(lane));
+            }
             Err(e) => {
                 return self.fail(
                     now,
@@ -513,6 +564,10 @@ impl ClientDeal {
         let Some(Call::Voucher(total)) = self.call.take() else {
             return;
         };
+        if self.ending() {
+            // Not sent: the deal is ending.
+            return self.drive(now);
+        }
         match result {
             Ok(voucher) => {
                 if voucher.amount != total {
@@ -559,6 +614,9 @@ impl ClientDeal {
     ) {
         if self.call.take() != Some(Call::Funds) {
             return;
+        }
+        if self.ending() {
+            return self.drive(now);
         }
         let available = match result {
             Ok(a) => a,
@@ -690,10 +748,7 @@ impl ClientDeal {
                     self.progress_at = now;
                 }
                 self.snapshot = next;
-                self.actions.push_back(ClientAction::Persist {
-                    event,
-                    snapshot: self.snapshot.clone(),
-                });
+                self.persist(event);
                 true
             }
             Err(Rejection::Final) => false,
@@ -701,13 +756,28 @@ impl ClientDeal {
                 let error = ClientEvent::Errored(DealError::internal(invalid));
                 if let Ok(next) = step(fsm::table(), &self.snapshot, &error) {
                     self.snapshot = next;
-                    self.actions.push_back(ClientAction::Persist {
-                        event: error,
-                        snapshot: self.snapshot.clone(),
-                    });
+                    self.persist(error);
                 }
                 false
             }
+        }
+    }
+
+    /// Asks for the snapshot to be persisted. Events applied one after the other with no
+    /// effect between them are written together, as one snapshot: a crash cannot come
+    /// between them (verified blocks and "that was the last block" are one write).
+    fn persist(&mut self, event: ClientEvent) {
+        let snapshot = self.snapshot.clone();
+        if let Some(ClientAction::Persist {
+            event: last,
+            snapshot: pending,
+        }) = self.actions.back_mut()
+        {
+            *last = event;
+            *pending = snapshot;
+        } else {
+            self.actions
+                .push_back(ClientAction::Persist { event, snapshot });
         }
     }
 
@@ -731,13 +801,19 @@ impl ClientDeal {
             let Some(mut response) = self.pending.pop_front() else {
                 break;
             };
-            if matches!(self.status(), S::Failing | S::Cancelling) {
+            if self.status() == S::Cancelling && response.status == DealStatus::Completed {
+                // The provider completed the deal before the cancel reached it: the last
+                // blocks (paid for already) are taken, and the deal completes.
+                self.completing = true;
+            }
+            if matches!(self.status(), S::Failing | S::Cancelling) && !self.completing {
                 // Blocks the provider sent before it read the cancel: not kept.
                 response.blocks.clear();
             }
             if !response.blocks.is_empty() {
                 let status = self.status();
-                let receiving = status.before_channel() || status == S::Ongoing;
+                let receiving =
+                    status.before_channel() || status == S::Ongoing || self.completing;
                 if !receiving || self.snapshot.state.all_blocks_received {
                     return self.fail(
                         now,
@@ -956,7 +1032,12 @@ impl ClientDeal {
                 S::InsufficientFunds => {
                     // Waits for add_funds or cancel; the stream stays as it is.
                 }
-                S::Failing | S::Cancelling => self.close(now),
+                S::Failing | S::Cancelling => {
+                    if status == S::Cancelling && self.cancelled_at.is_none() {
+                        self.cancelled_at = Some(now);
+                    }
+                    self.close(now);
+                }
                 S::Completed | S::Errored | S::Rejected | S::DealNotFound | S::Cancelled => {}
             }
             if self.snapshot.seq == before {
@@ -1022,13 +1103,11 @@ impl ClientDeal {
         match self.conn {
             Conn::Up if self.cancel_sent => {}
             Conn::Up => {
-                let reason = self
-                    .snapshot
-                    .state
-                    .error
-                    .as_ref()
-                    .map(DealError::wire_message)
-                    .unwrap_or_default();
+                let reason = match &self.snapshot.state.error {
+                    Some(DealError::Cancelled { reason, .. }) => reason.clone(),
+                    Some(error) => error.to_string(),
+                    None => String::new(),
+                };
                 self.send(Outbound::Cancel(DealCancel {
                     id: self.id,
                     reason,

@@ -568,18 +568,23 @@ const LIVE: [ClientStatus; 14] = [
 ];
 
 /// Statuses in which blocks may arrive: data flows from acceptance on, while the channel
-/// is set up too.
-const RECEIVING: [ClientStatus; 5] = [
+/// is set up too, and the last blocks of a deal the provider completed before it heard of
+/// a cancel.
+const RECEIVING: [ClientStatus; 6] = [
     S::Accepted,
     S::PaymentChannelCreating,
     S::PaymentChannelAddingInitialFunds,
     S::PaymentChannelAllocatingLane,
     S::Ongoing,
+    S::Cancelling,
 ];
+
+fn of<const N: usize>(statuses: [ClientStatus; N]) -> Source<ClientStatus> {
+    Source::of(statuses)
+}
 
 fn build() -> ClientTable {
     use ClientEventKind as K;
-    let of = Source::of;
     let rules: Vec<R> = vec![
         R::new(K::Proposed, of([S::New]), Dest::To(S::WaitForAcceptance))
             .doc("proposal written; wait for the provider's answer"),
@@ -655,11 +660,12 @@ fn build() -> ClientTable {
                 S::PaymentChannelCreating,
                 S::PaymentChannelAddingInitialFunds,
                 S::PaymentChannelAllocatingLane,
+                S::Cancelling,
             ]),
             Dest::Stay,
         )
         .action(record_all_blocks)
-        .doc("everything arrived before the channel was ready"),
+        .doc("everything arrived before the channel was ready, or after a late cancel"),
         R::new(
             K::PaymentRequested,
             of([S::Ongoing]),

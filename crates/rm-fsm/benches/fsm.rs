@@ -1,28 +1,23 @@
-//! Events applied and persisted per second (RocksDB), for 1 machine and for 1,000 machines,
-//! unsynced and group-committed.
-//!
-//! Event kinds: `entry` = a `NoChange` event whose (empty) entry action runs, so every event
-//! is its own write; `record` = a `JustRecord` event, which queued events coalesce into one
-//! write. Criterion reports elements/s = events/s.
+//! Events applied and persisted per second (RocksDB) through a `Journal`, for 1 machine
+//! and for 1,000 machines, unsynced and group-committed. Criterion reports elements/s =
+//! events/s.
 //!
 //! Run (release): `cargo bench --workspace --bench fsm`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use common::{Ev, Job, Jobs, rocks, table, temp_db};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rm_fsm::{Config, Durability, Group, Receipt};
+use rm_fsm::{Config, Durability, Journal};
 
 const MANY: u64 = 1000;
-const WINDOW: usize = 256;
 
 struct Setup {
     rt: tokio::runtime::Runtime,
-    group: Group<Jobs, u64>,
+    group: Journal<Jobs, u64>,
     _dir: tempfile::TempDir,
 }
 
@@ -35,10 +30,10 @@ fn setup(durability: Durability, machines: u64) -> Setup {
     let (dir, db) = temp_db();
     let group = rt.block_on(async {
         let config = Config::default().with_durability(durability);
-        let group = Group::open(table(), (), rocks(&db), config).await.unwrap();
+        let group = Journal::open(table(), rocks(&db), config);
         for id in 0..machines {
             group.begin(id, Job::new()).await.unwrap();
-            group.send(&id, Ev::Start).await.unwrap();
+            group.apply(&id, Ev::Start).await.unwrap();
         }
         group
     });
@@ -49,26 +44,17 @@ fn setup(durability: Durability, machines: u64) -> Setup {
     }
 }
 
-/// `iters` events to machine 0, pipelined (up to `WINDOW` outstanding).
-async fn one_machine(group: Group<Jobs, u64>, event: Ev, iters: u64) -> Duration {
+/// `iters` events to machine 0, one after the other.
+async fn one_machine(group: Journal<Jobs, u64>, event: Ev, iters: u64) -> Duration {
     let start = Instant::now();
-    let mut outstanding: VecDeque<Receipt<Job>> = VecDeque::with_capacity(WINDOW);
     for _ in 0..iters {
-        if outstanding.len() == WINDOW
-            && let Some(receipt) = outstanding.pop_front()
-        {
-            std::hint::black_box(receipt.await.unwrap());
-        }
-        outstanding.push_back(group.enqueue(&0, event.clone()).await.unwrap());
-    }
-    for receipt in outstanding {
-        std::hint::black_box(receipt.await.unwrap());
+        std::hint::black_box(group.apply(&0, event.clone()).await.unwrap());
     }
     start.elapsed()
 }
 
 /// `iters` events spread over `MANY` machines, each sending its share one after the other.
-async fn many_machines(group: Group<Jobs, u64>, event: Ev, iters: u64) -> Duration {
+async fn many_machines(group: Journal<Jobs, u64>, event: Ev, iters: u64) -> Duration {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(MANY as usize);
     for id in 0..MANY {
@@ -77,7 +63,7 @@ async fn many_machines(group: Group<Jobs, u64>, event: Ev, iters: u64) -> Durati
         let event = event.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..share {
-                std::hint::black_box(group.send(&id, event.clone()).await.unwrap());
+                std::hint::black_box(group.apply(&id, event.clone()).await.unwrap());
             }
         }));
     }
@@ -91,29 +77,12 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("fsm");
     g.throughput(Throughput::Elements(1));
 
-    let cases: [(&str, Durability, u64, Ev); 6] = [
-        ("1_machine/unsynced/entry", Durability::NoSync, 1, Ev::Tick),
-        ("1_machine/unsynced/record", Durability::NoSync, 1, Ev::Poke),
+    let cases: [(&str, Durability, u64, Ev); 4] = [
+        ("1_machine/unsynced", Durability::NoSync, 1, Ev::Tick),
+        ("1_machine/group_commit", Durability::group_commit(), 1, Ev::Tick),
+        ("1000_machines/unsynced", Durability::NoSync, MANY, Ev::Tick),
         (
-            "1_machine/group_commit/entry",
-            Durability::group_commit(),
-            1,
-            Ev::Tick,
-        ),
-        (
-            "1_machine/group_commit/record",
-            Durability::group_commit(),
-            1,
-            Ev::Poke,
-        ),
-        (
-            "1000_machines/unsynced/entry",
-            Durability::NoSync,
-            MANY,
-            Ev::Tick,
-        ),
-        (
-            "1000_machines/group_commit/entry",
+            "1000_machines/group_commit",
             Durability::group_commit(),
             MANY,
             Ev::Tick,

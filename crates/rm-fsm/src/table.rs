@@ -83,7 +83,11 @@ macro_rules! named_enum {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         $vis enum $name {
-            $( $(#[$vmeta])* $variant, )*
+            $(
+                $(#[$vmeta])*
+                #[doc = concat!("(`", stringify!($variant), "`)")]
+                $variant,
+            )*
         }
 
         impl $crate::$trait for $name {

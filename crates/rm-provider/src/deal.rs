@@ -61,7 +61,8 @@ impl Default for DealConfig {
 /// What the driver must do next (see the [module docs](self) for the contract).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderAction {
-    /// Write `snapshot` (reached by `event`) to the deal's journal before anything else.
+    /// Write `snapshot` (reached by `event`, and by the events before it that came with no
+    /// effect between them) to the deal's journal before anything else.
     Persist {
         /// The event applied last.
         event: ProviderEvent,
@@ -654,10 +655,7 @@ impl ProviderDeal {
         match step(fsm::table(), &self.snapshot, &event) {
             Ok(next) => {
                 self.snapshot = next;
-                self.actions.push_back(ProviderAction::Persist {
-                    event,
-                    snapshot: self.snapshot.clone(),
-                });
+                self.persist(event);
                 true
             }
             Err(Rejection::Final) => false,
@@ -665,13 +663,28 @@ impl ProviderDeal {
                 let error = ProviderEvent::Errored(DealError::internal(invalid));
                 if let Ok(next) = step(fsm::table(), &self.snapshot, &error) {
                     self.snapshot = next;
-                    self.actions.push_back(ProviderAction::Persist {
-                        event: error,
-                        snapshot: self.snapshot.clone(),
-                    });
+                    self.persist(error);
                 }
                 false
             }
+        }
+    }
+
+    /// Asks for the snapshot to be persisted; events with no effect between them are
+    /// written together (blocks sent, "that was the last block" and `Completed` are one
+    /// write, so a crash cannot come between them).
+    fn persist(&mut self, event: ProviderEvent) {
+        let snapshot = self.snapshot.clone();
+        if let Some(ProviderAction::Persist {
+            event: last,
+            snapshot: pending,
+        }) = self.actions.back_mut()
+        {
+            *last = event;
+            *pending = snapshot;
+        } else {
+            self.actions
+                .push_back(ProviderAction::Persist { event, snapshot });
         }
     }
 

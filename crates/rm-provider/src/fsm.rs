@@ -385,9 +385,12 @@ const LIVE: [ProviderStatus; 10] = [
     S::Finalizing,
 ];
 
+fn of<const N: usize>(statuses: [ProviderStatus; N]) -> Source<ProviderStatus> {
+    Source::of(statuses)
+}
+
 fn build() -> ProviderTable {
     use ProviderEventKind as K;
-    let of = Source::of;
     let rules: Vec<R> = vec![
         R::new(K::Received, of([S::New]), Dest::To(S::WaitForAcceptance))
             .doc("the payload is here; terms and the decider next"),

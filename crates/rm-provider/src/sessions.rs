@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::deal::{Finished, ProviderDeal, answer_finished};
 use crate::driver::Driver;
-use crate::fsm::{ProviderState, ProviderStatus};
+use crate::fsm::ProviderState;
 use crate::provider::{DealKey, Provider, dag_selector, lock};
 
 /// A running deal: its driver's task, and where to hand it a stream that resumes it.

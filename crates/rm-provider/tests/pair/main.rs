@@ -46,7 +46,7 @@ fn terms() -> impl Strategy<Value = Terms> {
 }
 
 fn honest_faults() -> impl Strategy<Value = Faults> {
-    (0u32..30, 0u32..100, 0u32..20, 0u32..10, 0u32..10, 0u32..5).prop_map(
+    (0u32..100, 0u32..300, 0u32..100, 0u32..50, 0u32..50, 0u32..20).prop_map(
         |(loss, delay, cut, crash_client, crash_provider, cancel)| Faults {
             loss,
             delay,

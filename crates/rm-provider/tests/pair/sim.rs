@@ -27,14 +27,14 @@ use rm_types::{
 };
 
 /// A deterministic random source (splitmix64).
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Rng(seed)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut x = self.0;
         x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -43,76 +43,76 @@ impl Rng {
     }
 
     /// True with probability `per_mille` / 1000.
-    pub fn chance(&mut self, per_mille: u32) -> bool {
+    pub(crate) fn chance(&mut self, per_mille: u32) -> bool {
         per_mille > 0 && self.next() % 1000 < u64::from(per_mille)
     }
 
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         if n == 0 { 0 } else { self.next() % n }
     }
 }
 
 /// The terms and the DAG of one simulated deal.
 #[derive(Debug, Clone)]
-pub struct Terms {
-    pub price: u64,
-    pub interval: u64,
-    pub increase: u64,
-    pub unseal: u64,
+pub(crate) struct Terms {
+    pub(crate) price: u64,
+    pub(crate) interval: u64,
+    pub(crate) increase: u64,
+    pub(crate) unseal: u64,
     /// The budget as a fraction of the whole price, in per cent (100 = exactly enough).
-    pub budget_percent: u64,
-    pub data_len: usize,
-    pub chunk: usize,
-    pub max_links: usize,
+    pub(crate) budget_percent: u64,
+    pub(crate) data_len: usize,
+    pub(crate) chunk: usize,
+    pub(crate) max_links: usize,
     /// Only the root and its first link (ExploreFields Links/0/Hash).
-    pub partial: bool,
+    pub(crate) partial: bool,
 }
 
 /// What may go wrong, each per mille per step (or per message).
 #[derive(Debug, Clone, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     /// A message is lost: the stream breaks there.
-    pub loss: u32,
+    pub(crate) loss: u32,
     /// A message is delayed by up to `max_delay`.
-    pub delay: u32,
-    pub max_delay: Duration,
+    pub(crate) delay: u32,
+    pub(crate) max_delay: Duration,
     /// The stream is cut (both ends see it break).
-    pub cut: u32,
+    pub(crate) cut: u32,
     /// The client process dies and restarts from its last persisted snapshot.
-    pub crash_client: u32,
+    pub(crate) crash_client: u32,
     /// The provider process dies, stays down up to `max_down`, restarts.
-    pub crash_provider: u32,
-    pub max_down: Duration,
+    pub(crate) crash_provider: u32,
+    pub(crate) max_down: Duration,
     /// The user cancels (once).
-    pub cancel: u32,
+    pub(crate) cancel: u32,
     /// A dishonest provider: a response's blocks are tampered with (wrong, extra, missing)
     /// or duplicated.
-    pub lying_provider: u32,
+    pub(crate) lying_provider: u32,
     /// A dishonest client: a voucher is lower, replayed, on another lane, or sent twice.
-    pub lying_client: u32,
+    pub(crate) lying_client: u32,
 }
 
 impl Faults {
-    pub fn dishonest(&self) -> bool {
+    pub(crate) fn dishonest(&self) -> bool {
         self.lying_provider > 0 || self.lying_client > 0
     }
 }
 
 /// How many faults of each kind were injected.
 #[derive(Debug, Clone, Default)]
-pub struct Injected {
-    pub loss: u64,
-    pub delay: u64,
-    pub cut: u64,
-    pub crash_client: u64,
-    pub crash_provider: u64,
-    pub cancel: u64,
-    pub provider_lies: u64,
-    pub client_lies: u64,
+pub(crate) struct Injected {
+    pub(crate) loss: u64,
+    pub(crate) delay: u64,
+    pub(crate) cut: u64,
+    pub(crate) crash_client: u64,
+    pub(crate) crash_provider: u64,
+    pub(crate) cancel: u64,
+    pub(crate) provider_lies: u64,
+    pub(crate) client_lies: u64,
 }
 
 impl Injected {
-    pub fn add(&mut self, other: &Injected) {
+    pub(crate) fn add(&mut self, other: &Injected) {
         self.loss += other.loss;
         self.delay += other.delay;
         self.cut += other.cut;
@@ -164,18 +164,19 @@ struct Stream {
     provider_open: bool,
 }
 
-pub struct Outcomes {
-    pub client: Outcome,
-    pub provider: Outcome,
-    pub steps: u64,
-    pub injected: Injected,
+pub(crate) struct Outcomes {
+    pub(crate) client: Outcome,
+    pub(crate) provider: Outcome,
+    pub(crate) steps: u64,
+    pub(crate) injected: Injected,
 }
 
-pub struct Sim {
+pub(crate) struct Sim {
     rng: Rng,
+    base: Instant,
     now: Instant,
     faults: Faults,
-    pub injected: Injected,
+    pub(crate) injected: Injected,
     params: Params,
     root: Cid,
     selector: Selector,
@@ -209,7 +210,7 @@ pub struct Sim {
     provider_outcome: Option<Outcome>,
 }
 
-fn ready<T>(f: impl std::future::Future<Output = T>) -> T {
+fn ready<T>(f: impl Future<Output = T>) -> T {
     f.now_or_never().expect("the local ledger answers at once")
 }
 
@@ -233,7 +234,7 @@ fn partial_selector() -> rm_types::Ipld {
 }
 
 impl Sim {
-    pub fn new(seed: u64, terms: &Terms, faults: Faults) -> Sim {
+    pub(crate) fn new(seed: u64, terms: &Terms, faults: Faults) -> Sim {
         let mut rng = Rng::new(seed);
         let base = Instant::now();
         // The DAG.
@@ -290,6 +291,7 @@ impl Sim {
         let client = ClientDeal::new(id, state.clone(), base, client_config.clone());
         Sim {
             rng,
+            base,
             now: base,
             faults,
             injected: Injected::default(),
@@ -357,7 +359,14 @@ impl Sim {
     }
 
     /// Breaks stream `id`: what is in flight is lost, and both ends see it end.
+    fn trace(&self, what: &str) {
+        if std::env::var_os("PAIR_TRACE").is_some() {
+            eprintln!("{} -- {what}", self.now.duration_since(self.base).as_millis());
+        }
+    }
+
     fn cut(&mut self, id: u64) {
+        self.trace(&format!("stream {id} cut"));
         let now = self.now;
         if let Some(s) = self.stream(id) {
             s.to_provider.queue.clear();
@@ -376,6 +385,14 @@ impl Sim {
             let Some(action) = client.poll_action() else { return did };
             did = true;
             let now = self.now;
+            if std::env::var_os("PAIR_TRACE").is_some() {
+                let t = now.duration_since(self.base).as_millis();
+                match &action {
+                    ClientAction::Persist { event, snapshot } => eprintln!("{t} C persist {event:?} -> {}", snapshot.state.status),
+                    ClientAction::Verify(b) => eprintln!("{t} C verify {} blocks", b.len()),
+                    other => eprintln!("{t} C {:.120}", format!("{other:?}")),
+                }
+            }
             match action {
                 ClientAction::Persist { snapshot, .. } => {
                     assert!(snapshot.seq > self.client_disk.seq, "client seq goes up");
@@ -538,6 +555,7 @@ impl Sim {
     }
 
     fn crash_client(&mut self) {
+        self.trace("client crashes");
         self.injected.crash_client += 1;
         if let Some(id) = self.client_stream.take() {
             self.cut(id);
@@ -562,6 +580,14 @@ impl Sim {
             let Some(action) = provider.poll_action() else { return did };
             did = true;
             let now = self.now;
+            if std::env::var_os("PAIR_TRACE").is_some() {
+                let t = now.duration_since(self.base).as_millis();
+                match &action {
+                    ProviderAction::Persist { event, snapshot } => eprintln!("{t} P persist {event:?} -> {}", snapshot.state.status),
+                    ProviderAction::Send(r) => eprintln!("{t} P send {:?} {} blocks owed {}", r.status, r.blocks.len(), r.payment_owed),
+                    other => eprintln!("{t} P {:.120}", format!("{other:?}")),
+                }
+            }
             match action {
                 ProviderAction::Persist { snapshot, .. } => {
                     let seq = self.provider_disk.as_ref().map_or(0, |s| s.seq);
@@ -693,6 +719,7 @@ impl Sim {
     }
 
     fn crash_provider(&mut self) {
+        self.trace("provider crashes");
         self.injected.crash_provider += 1;
         if let Some(id) = self.provider_stream.take() {
             self.cut(id);
@@ -877,11 +904,28 @@ impl Sim {
         let mut next: Option<Instant> = None;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
         for s in &self.streams {
-            if let Some((at, _)) = s.to_provider.queue.front() {
-                consider(*at);
+            // Only what can be delivered: nothing reaches a provider that is down, and a side
+            // reads its stream only when it wants to.
+            if let Some((at, item)) = s.to_provider.queue.front() {
+                let attached = self.provider_stream == Some(s.id);
+                let open = matches!(item, ToProvider::Open(_));
+                let reads = self
+                    .provider
+                    .as_ref()
+                    .is_some_and(|p| p.wants_message() || p.is_finished());
+                if self.provider_down_until.is_none() && (open || !attached || reads) {
+                    consider(*at);
+                }
             }
             if let Some((at, _)) = s.to_client.queue.front() {
-                consider(*at);
+                let attached = self.client_stream == Some(s.id);
+                let reads = self
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| c.wants_message() || c.is_finished());
+                if !attached || reads {
+                    consider(*at);
+                }
             }
         }
         if let Some(t) = self.client.as_ref().and_then(ClientDeal::poll_timeout) {
@@ -937,7 +981,7 @@ impl Sim {
 
     /// Runs until both sides have ended (or `max_steps`); checks the invariants after every
     /// step.
-    pub fn run(mut self, max_steps: u64) -> Result<Outcomes, String> {
+    pub(crate) fn run(mut self, max_steps: u64) -> Result<Outcomes, String> {
         let mut steps = 0;
         while self.client_outcome.is_none() || self.provider_outcome.is_none() {
             steps += 1;
@@ -1126,6 +1170,9 @@ fn client_config() -> rm_client::DealConfig {
     c.max_backoff = Duration::from_secs(1);
     c.read_timeout = Duration::from_secs(5);
     c.progress_timeout = Duration::from_secs(120);
+    // Longer than the provider's resume window: a cancel the provider never hears of
+    // still ends both sides the same way.
+    c.cancel_delivery = Duration::from_secs(120);
     c
 }
 
