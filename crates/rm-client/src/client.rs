@@ -117,7 +117,10 @@ pub(crate) struct Inner<N> {
 }
 
 impl<N> Inner<N> {
-    fn runners(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (mpsc::Sender<Command>, tokio::task::AbortHandle)>> {
+    fn runners(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, (mpsc::Sender<Command>, tokio::task::AbortHandle)>>
+    {
         self.runners.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -171,8 +174,12 @@ impl<N: RetrievalClientNode> Client<N> {
         wallet: Address,
         config: Config,
     ) -> Result<Self, Error> {
-        let store = db.keyspace(DEALS_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
-        let meta = db.keyspace(META_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
+        let store = db
+            .keyspace(DEALS_KEYSPACE)
+            .map_err(rm_fsm::StoreError::from)?;
+        let meta = db
+            .keyspace(META_KEYSPACE)
+            .map_err(rm_fsm::StoreError::from)?;
         let deals = Journal::open(fsm::table().clone(), store, config.fsm.clone());
         let client = Client {
             inner: Arc::new(Inner {
@@ -307,19 +314,17 @@ impl<N: RetrievalClientNode> Client<N> {
         let head = node.chain_head().await?;
         // The node adds what is asked for to the pair's channel (Lotus `GetPaych`).
         let setup: ChannelSetup = node
-            .get_or_create_payment_channel(
-                &deal.client_wallet,
-                &deal.miner_wallet,
-                &amount,
-                &head,
-            )
+            .get_or_create_payment_channel(&deal.client_wallet, &deal.miner_wallet, &amount, &head)
             .await?;
         let (reply, answer) = oneshot::channel();
-        self.command(id, Command::AddFunds {
-            amount,
-            setup,
-            reply,
-        })
+        self.command(
+            id,
+            Command::AddFunds {
+                amount,
+                setup,
+                reply,
+            },
+        )
         .await?;
         answer
             .await

@@ -86,6 +86,9 @@ impl<N: RetrievalClientNode> Driver<N> {
         loop {
             while let Some(action) = self.deal.poll_action() {
                 match action {
+                    ClientAction::Publish { event, snapshot } => {
+                        self.inner.deals.publish(&id, &event, &snapshot);
+                    }
                     ClientAction::Persist { event, snapshot } => {
                         if let Err(e) = self.inner.deals.record(&id, &event, &snapshot).await {
                             // The deal stays where the journal has it and resumes from

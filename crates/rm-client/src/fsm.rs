@@ -225,7 +225,10 @@ impl ClientState {
 
     /// The error text, or empty (go-fil-markets' `Message`).
     pub fn message(&self) -> String {
-        self.error.as_ref().map(ToString::to_string).unwrap_or_default()
+        self.error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     }
 
     /// How the deal ended, once it has.
@@ -370,9 +373,7 @@ fn record_error(deal: &mut ClientState, event: &ClientEvent) -> Result<(), Strin
         | ClientEvent::NotFound(e)
         | ClientEvent::Failed(e)
         | ClientEvent::Errored(e) => e.clone(),
-        ClientEvent::Cancelled(reason) => {
-            DealError::cancelled(rm_types::Side::Client, reason)
-        }
+        ClientEvent::Cancelled(reason) => DealError::cancelled(rm_types::Side::Client, reason),
         ClientEvent::ProviderCancelled(reason) => {
             DealError::cancelled(rm_types::Side::Provider, reason)
         }

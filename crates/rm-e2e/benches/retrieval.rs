@@ -23,9 +23,10 @@ use criterion::{Criterion, Throughput};
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use rm_blockio::unixfs::Preset;
 use rm_blockio::{BlockReader, Selector};
+use rm_client::ClientStatus;
 use rm_e2e::{Node, lorem_path};
 use rm_network::libp2p::{Multiaddr, PeerId, StreamProtocol};
-use rm_types::{Ask, Cid, DealStatus, QueryParams, TokenAmount};
+use rm_types::{Ask, Cid, QueryParams, TokenAmount};
 use sha2::Digest;
 
 const MIB: usize = 1 << 20;
@@ -123,12 +124,7 @@ async fn retrieve(served: &Served, home: &Path, in_memory: bool) -> Duration {
     let id = start_deal(&client, served).await;
     let deal = client.wait(id).await.unwrap();
     let elapsed = start.elapsed();
-    assert_eq!(
-        deal.status(),
-        DealStatus::Completed,
-        "{}",
-        deal.state.message
-    );
+    assert_eq!(deal.status(), ClientStatus::Completed, "{}", deal.message());
     client.close().await;
     cnode.network.shutdown().await;
     elapsed
@@ -294,7 +290,7 @@ async fn first_block(served: &Served, home: &Path) -> Duration {
     let id = start_deal(&client, served).await;
     let elapsed = loop {
         if let Ok(rm_fsm::Notification::Applied { snapshot, .. }) = events.recv().await
-            && snapshot.state.state.blocks_received > 0
+            && snapshot.state.blocks_received > 0
         {
             break start.elapsed();
         }
@@ -427,14 +423,14 @@ async fn concurrent(dir: &Path, deals: usize, peer: PeerId, addr: Multiaddr, roo
             .await
             .unwrap()
             .unwrap();
-        if deal.status() == DealStatus::Completed {
+        if deal.status() == ClientStatus::Completed {
             completed += 1;
         } else {
             eprintln!(
                 "deal {} ended {:?}: {}",
                 id.0,
                 deal.status(),
-                deal.state.message
+                deal.message()
             );
         }
     }

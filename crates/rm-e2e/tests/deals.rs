@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use rm_blockio::unixfs::Preset;
 use rm_blockio::{BlockReader, Blockstore, Selector};
-use rm_client::{Client, ClientDeal, Retrieval};
+use rm_client::{Client, ClientState, ClientStatus, Retrieval};
 use rm_e2e::{Node, lorem_path, lorem_small_path};
 use rm_network::libp2p::Multiaddr;
 use rm_paych::PaychNode;
-use rm_provider::{Provider, ProviderDeal};
+use rm_provider::{Provider, ProviderState, ProviderStatus};
 use rm_types::{
     Ask, Block, Cid, DealId, DealResponse, DealStatus, Ipld, Params, QueryParams,
     QueryResponseStatus, TokenAmount,
@@ -86,8 +86,8 @@ async fn pair_with(
 /// a test can act while blocks flow.
 async fn throttled_pair(ask: Ask, bytes_per_second: u64) -> Pair {
     let mut pconfig = rm_provider::Config::default();
-    pconfig.max_blocks_per_response = 1;
-    pconfig.max_bytes_per_second = Some(bytes_per_second);
+    pconfig.deal.max_blocks_per_response = 1;
+    pconfig.deal.max_bytes_per_second = Some(bytes_per_second);
     pair_with(&lorem_path(), ask, pconfig, rm_client::Config::default()).await
 }
 
@@ -120,7 +120,7 @@ impl Pair {
 
     /// Waits for the deal's end. Generous: a stream that stalls is re-established after the
     /// 30 s read timeout, and the deal must still end right.
-    async fn finish(&self, id: DealId) -> ClientDeal {
+    async fn finish(&self, id: DealId) -> ClientState {
         match tokio::time::timeout(Duration::from_secs(150), self.client.wait(id)).await {
             Ok(deal) => deal.unwrap(),
             Err(_) => panic!(
@@ -133,7 +133,7 @@ impl Pair {
         }
     }
 
-    fn provider_deal(&self, id: DealId) -> ProviderDeal {
+    fn provider_deal(&self, id: DealId) -> ProviderState {
         let key = (self.cnode.peer_id().to_bytes(), id.0);
         self.provider
             .deal(&key)
@@ -142,10 +142,10 @@ impl Pair {
     }
 
     /// Waits until the provider's side of the deal is final.
-    async fn provider_final(&self, id: DealId) -> ProviderDeal {
+    async fn provider_final(&self, id: DealId) -> ProviderState {
         for _ in 0..3_000 {
             let deal = self.provider_deal(id);
-            if deal.status().is_terminal() {
+            if deal.status().is_final() {
                 return deal;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -166,24 +166,19 @@ fn file(path: &Path) -> Vec<u8> {
 }
 
 /// Checks a completed paid deal on both sides: vouchers, amounts, bytes.
-async fn assert_paid(p: &Pair, id: DealId, deal: &ClientDeal, vouchers: &[u64]) {
-    assert_eq!(
-        deal.status(),
-        DealStatus::Completed,
-        "{}",
-        deal.state.message
-    );
+async fn assert_paid(p: &Pair, id: DealId, deal: &ClientState, vouchers: &[u64]) {
+    assert_eq!(deal.status(), ClientStatus::Completed, "{}", deal.message());
     assert_eq!(deal.vouchers, amounts(vouchers));
     let total = atto(*vouchers.last().unwrap());
-    assert_eq!(deal.state.funds_spent, total);
+    assert_eq!(deal.funds_spent, total);
     let pdeal = p.provider_final(id).await;
     assert_eq!(
         pdeal.status(),
-        DealStatus::Completed,
+        ProviderStatus::Completed,
         "{}",
-        pdeal.state.message
+        pdeal.message()
     );
-    assert_eq!(pdeal.state.funds_received, total);
+    assert_eq!(pdeal.funds_received, total);
     let mut sum = TokenAmount::zero();
     for r in &pdeal.received {
         sum += r;
@@ -207,7 +202,7 @@ async fn one_block_pays_410_000() {
     let id = p.client.retrieve(p.retrieval().await).await.unwrap();
     let deal = p.finish(id).await;
     assert_paid(&p, id, &deal, &[410_000]).await;
-    assert_eq!(deal.state.total_received, 410);
+    assert_eq!(deal.bytes_received, 410);
     assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_small_path()));
 }
 
@@ -222,8 +217,8 @@ async fn lorem_pays_two_cumulative_vouchers() {
     let id = p.client.retrieve(retrieval).await.unwrap();
     let deal = p.finish(id).await;
     assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
-    assert_eq!(deal.state.total_received, 19_958);
-    assert_eq!(deal.state.blocks_received, 20);
+    assert_eq!(deal.bytes_received, 19_958);
+    assert_eq!(deal.blocks_received, 20);
     assert_eq!(
         p.provider_final(id).await.received,
         amounts(&[10_174_000, 9_784_000])
@@ -237,18 +232,13 @@ async fn zero_price_needs_no_channel() {
     let p = pair(&lorem_path(), ask(0)).await;
     let id = p.client.retrieve(p.retrieval().await).await.unwrap();
     let deal = p.finish(id).await;
-    assert_eq!(
-        deal.status(),
-        DealStatus::Completed,
-        "{}",
-        deal.state.message
-    );
-    assert!(deal.state.payment_info.is_none());
+    assert_eq!(deal.status(), ClientStatus::Completed, "{}", deal.message());
+    assert!(deal.payment_info.is_none());
     assert!(deal.vouchers.is_empty());
     assert!(p.cnode.ledger.channels().unwrap().is_empty());
     let pdeal = p.provider_final(id).await;
-    assert_eq!(pdeal.status(), DealStatus::Completed);
-    assert!(pdeal.state.funds_received.is_zero());
+    assert_eq!(pdeal.status(), ProviderStatus::Completed);
+    assert!(pdeal.funds_received.is_zero());
     assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
 }
 
@@ -281,7 +271,7 @@ async fn partial_selector_pays_1_982_000() {
     let id = p.client.retrieve(retrieval).await.unwrap();
     let deal = p.finish(id).await;
     assert_paid(&p, id, &deal, &[1_982_000]).await;
-    assert_eq!(deal.state.total_received, 1_982);
+    assert_eq!(deal.bytes_received, 1_982);
     // The 1,024 bytes it selects (the first leaf) are in the client's blockstore.
     let bytes = rm_types::codec::to_vec(&partial_selector()).unwrap();
     let selector = Selector::from_dag_cbor(&bytes).unwrap();
@@ -305,14 +295,14 @@ async fn existing_channel_gets_funds_added() {
     let id = p.client.retrieve(p.retrieval().await).await.unwrap();
     let deal = p.finish(id).await;
     assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
-    assert_eq!(deal.state.payment_info.as_ref().unwrap().pay_ch, channel);
+    assert_eq!(deal.payment_info.as_ref().unwrap().pay_ch, channel);
     // The deal brought its own funds to the channel.
     let ch = p.cnode.ledger.channel(&channel).unwrap().unwrap();
     assert_eq!(ch.funds, atto(1_000 + 32_512_000));
     assert_eq!(p.cnode.ledger.channels().unwrap().len(), 1);
 }
 
-async fn wait_status(p: &Pair, id: DealId, status: DealStatus) {
+async fn wait_status(p: &Pair, id: DealId, status: ClientStatus) {
     for _ in 0..3_000 {
         if p.client.retrieval_status(id).unwrap().unwrap().status() == status {
             return;
@@ -321,7 +311,7 @@ async fn wait_status(p: &Pair, id: DealId, status: DealStatus) {
     }
     panic!(
         "deal never reached {status:?}: {:?}",
-        p.client.retrieval_status(id).unwrap().unwrap().state
+        p.client.retrieval_status(id).unwrap().unwrap()
     );
 }
 
@@ -332,21 +322,20 @@ async fn insufficient_funds_then_add_more_funds() {
     let mut retrieval = p.retrieval().await;
     retrieval.total_funds = atto(1_000_000);
     let id = p.client.retrieve(retrieval).await.unwrap();
-    wait_status(&p, id, DealStatus::InsufficientFunds).await;
+    wait_status(&p, id, ClientStatus::InsufficientFunds).await;
     let waiting = p.client.retrieval_status(id).unwrap().unwrap();
     assert!(waiting.vouchers.is_empty());
     assert!(
         waiting
-            .state
-            .message
+            .message()
             .contains("shortfall of 0.000000000009174 FIL"),
         "{}",
-        waiting.state.message
+        waiting.message()
     );
     p.client.add_more_funds(id, atto(18_958_000)).await.unwrap();
     let deal = p.finish(id).await;
     assert_paid(&p, id, &deal, &LOREM_VOUCHERS).await;
-    assert_eq!(deal.state.total_funds, atto(19_958_000));
+    assert_eq!(deal.total_funds, atto(19_958_000));
 }
 
 // 7
@@ -356,20 +345,20 @@ async fn cancel_while_waiting_for_funds() {
     let mut retrieval = p.retrieval().await;
     retrieval.total_funds = atto(1_000_000);
     let id = p.client.retrieve(retrieval).await.unwrap();
-    wait_status(&p, id, DealStatus::InsufficientFunds).await;
+    wait_status(&p, id, ClientStatus::InsufficientFunds).await;
     p.client.cancel_deal(id).await.unwrap();
     let deal = p.finish(id).await;
-    assert_eq!(deal.status(), DealStatus::Cancelled);
+    assert_eq!(deal.status(), ClientStatus::Cancelled);
     assert!(deal.vouchers.is_empty());
-    assert!(deal.state.funds_spent.is_zero());
+    assert!(deal.funds_spent.is_zero());
     let pdeal = p.provider_final(id).await;
     assert_eq!(
         pdeal.status(),
-        DealStatus::Cancelled,
+        ProviderStatus::Cancelled,
         "{}",
-        pdeal.state.message
+        pdeal.message()
     );
-    assert!(pdeal.state.funds_received.is_zero());
+    assert!(pdeal.funds_received.is_zero());
 }
 
 // 7b: a cancel while blocks flow (a free deal has no payment point) reaches the provider.
@@ -382,8 +371,7 @@ async fn cancel_while_blocks_flow() {
             .retrieval_status(id)
             .unwrap()
             .unwrap()
-            .state
-            .total_received
+            .bytes_received
             >= 3_000
         {
             break;
@@ -392,26 +380,16 @@ async fn cancel_while_blocks_flow() {
     }
     p.client.cancel_deal(id).await.unwrap();
     let deal = p.finish(id).await;
-    assert_eq!(
-        deal.status(),
-        DealStatus::Cancelled,
-        "{}",
-        deal.state.message
-    );
-    assert!(deal.state.total_received < 19_958);
+    assert_eq!(deal.status(), ClientStatus::Cancelled, "{}", deal.message());
+    assert!(deal.bytes_received < 19_958);
     let pdeal = p.provider_final(id).await;
     assert_eq!(
         pdeal.status(),
-        DealStatus::Cancelled,
+        ProviderStatus::Cancelled,
         "{}",
-        pdeal.state.message
+        pdeal.message()
     );
-    assert!(
-        pdeal
-            .state
-            .message
-            .starts_with("client cancelled retrieval")
-    );
+    assert!(pdeal.message().starts_with("client cancelled retrieval"));
 }
 
 // 8a
@@ -422,10 +400,13 @@ async fn decider_says_no() {
         .set_decider(std::sync::Arc::new(|_| Err("not today".to_owned())));
     let id = p.client.retrieve(p.retrieval().await).await.unwrap();
     let deal = p.finish(id).await;
-    assert_eq!(deal.status(), DealStatus::Rejected);
-    assert_eq!(deal.state.message, "deal rejected: not today");
+    assert_eq!(deal.status(), ClientStatus::Rejected);
+    assert_eq!(deal.message(), "deal rejected: not today");
     assert!(deal.vouchers.is_empty());
-    assert_eq!(p.provider_final(id).await.status(), DealStatus::Rejected);
+    assert_eq!(
+        p.provider_final(id).await.status(),
+        ProviderStatus::Rejected
+    );
 }
 
 // 8b
@@ -445,11 +426,11 @@ async fn payload_not_found() {
     retrieval.payload_cid = missing;
     let id = p.client.retrieve(retrieval).await.unwrap();
     let deal = p.finish(id).await;
-    assert_eq!(deal.status(), DealStatus::DealNotFound);
-    assert_eq!(deal.state.message, "deal not found: not found");
+    assert_eq!(deal.status(), ClientStatus::DealNotFound);
+    assert_eq!(deal.message(), "deal not found: not found");
     assert_eq!(
         p.provider_final(id).await.status(),
-        DealStatus::DealNotFound
+        ProviderStatus::DealNotFound
     );
 }
 
@@ -461,8 +442,8 @@ async fn price_below_the_ask_is_rejected() {
     retrieval.params.price_per_byte = atto(999);
     let id = p.client.retrieve(retrieval).await.unwrap();
     let deal = p.finish(id).await;
-    assert_eq!(deal.status(), DealStatus::Rejected);
-    assert_eq!(deal.state.message, "deal rejected: Price per byte too low");
+    assert_eq!(deal.status(), ClientStatus::Rejected);
+    assert_eq!(deal.message(), "deal rejected: Price per byte too low");
 }
 
 // 10
@@ -481,17 +462,12 @@ async fn bounced_connections_resume_and_pay_exactly() {
             // Bounded: the deal moves on within seconds or the test fails below.
             for _ in 0..5_000 {
                 let deal = client.retrieval_status(id).unwrap().unwrap();
-                if deal.state.total_received >= threshold || deal.status().is_terminal() {
+                if deal.bytes_received >= threshold || deal.status().is_final() {
                     break;
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            let received = client
-                .retrieval_status(id)
-                .unwrap()
-                .unwrap()
-                .state
-                .total_received;
+            let received = client.retrieval_status(id).unwrap().unwrap().bytes_received;
             bounced.push((received, network.disconnect(provider).await.unwrap()));
             // Wait for the connection to go, then for the client to come back.
             for want in [false, true] {
@@ -531,7 +507,6 @@ async fn unseal_price_is_paid_first() {
     let id = p.client.retrieve(retrieval).await.unwrap();
     let deal = p.finish(id).await;
     assert_paid(&p, id, &deal, &[100, 10_174_100, 19_958_100]).await;
-    assert_eq!(deal.state.unseal_funds_paid, atto(100));
     assert_eq!(
         p.provider_final(id).await.received,
         amounts(&[100, 10_174_000, 9_784_000])
@@ -557,14 +532,14 @@ async fn bounced_around_payments_pay_exactly() {
             {
                 if matches!(
                     event,
-                    rm_client::Event::PaymentRequested(_)
-                        | rm_client::Event::LastPaymentRequested(_)
-                        | rm_client::Event::PaymentSent { .. }
+                    rm_client::ClientEvent::PaymentRequested(_)
+                        | rm_client::ClientEvent::LastPaymentRequested(_)
+                        | rm_client::ClientEvent::PaymentSent { .. }
                 ) && network.disconnect(provider).await.unwrap()
                 {
                     cuts += 1;
                 }
-                if snapshot.state.status().is_terminal() {
+                if snapshot.state.status().is_final() {
                     break;
                 }
             }
@@ -588,7 +563,7 @@ async fn a_voucher_pays_one_deal_only() {
     let id = p.client.retrieve(retrieval).await.unwrap();
     let paid = p.finish(id).await;
     assert_paid(&p, id, &paid, &LOREM_VOUCHERS).await;
-    let info = paid.state.payment_info.clone().unwrap();
+    let info = paid.payment_info.clone().unwrap();
     let old_voucher = paid.last_voucher.clone().unwrap();
 
     // A hand-driven second deal on the same connection, paid with the old voucher.
@@ -625,10 +600,10 @@ async fn a_voucher_pays_one_deal_only() {
         answer.message
     );
     let replayed = p.provider_final(DealId(77)).await;
-    assert_eq!(replayed.status(), DealStatus::Errored);
-    assert!(replayed.state.funds_received.is_zero());
+    assert_eq!(replayed.status(), ProviderStatus::Errored);
+    assert!(replayed.funds_received.is_zero());
     // The first deal keeps exactly what it was paid.
-    assert_eq!(p.provider_deal(id).state.funds_received, atto(19_958_000));
+    assert_eq!(p.provider_deal(id).funds_received, atto(19_958_000));
 }
 
 // 12
@@ -693,21 +668,21 @@ async fn a_wrong_block_fails_the_deal_unpaid() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(deal.status(), DealStatus::Errored);
+    assert_eq!(deal.status(), ClientStatus::Errored);
     assert!(
-        deal.state.message.contains("provider sent a wrong block"),
+        deal.message().contains("provider sent a wrong block"),
         "{}",
-        deal.state.message
+        deal.message()
     );
     assert!(deal.vouchers.is_empty());
-    assert!(deal.state.funds_spent.is_zero());
+    assert!(deal.funds_spent.is_zero());
     assert!(
         !cnode.blocks.has(&wrong_cid).unwrap(),
         "the wrong block is not kept"
     );
     // Nothing of the response holding the wrong block was kept either.
     assert!(!cnode.blocks.has(&blocks[0].cid().unwrap()).unwrap());
-    assert_eq!(deal.state.total_received, 0);
+    assert_eq!(deal.bytes_received, 0);
 }
 
 /// Property: subscribers see exactly the sequence the state machine persisted — every
@@ -735,14 +710,14 @@ fn subscribers_see_exactly_what_was_persisted() {
                 payment_interval_increase: increase,
             };
             let mut pconfig = rm_provider::Config::default();
-            pconfig.max_blocks_per_response = per_response;
+            pconfig.deal.max_blocks_per_response = per_response;
             let p = pair_with(&lorem_path(), a, pconfig, rm_client::Config::default()).await;
             let mut events = p.client.subscribe_to_events();
             let id = p.client.retrieve(p.retrieval().await).await.unwrap();
             let deal = p.finish(id).await;
-            prop_assert_eq!(deal.status(), DealStatus::Completed, "{}", deal.state.message);
+            prop_assert_eq!(deal.status(), ClientStatus::Completed, "{}", deal.message());
             let table = rm_client::fsm::table();
-            let mut seen: Option<rm_fsm::Snapshot<ClientDeal>> = None;
+            let mut seen: Option<rm_fsm::Snapshot<ClientState>> = None;
             loop {
                 match events.try_recv().unwrap() {
                     Some(rm_fsm::Notification::Began { snapshot, .. }) => {
@@ -751,8 +726,8 @@ fn subscribers_see_exactly_what_was_persisted() {
                     }
                     Some(rm_fsm::Notification::Applied { event, snapshot, .. }) => {
                         let before = seen.take().expect("Began comes first");
-                        let step = rm_fsm::step(&table, &before, &event).unwrap();
-                        prop_assert_eq!(&step.snapshot, &snapshot);
+                        let after = rm_fsm::step(table, &before, &event).unwrap();
+                        prop_assert_eq!(&after, &snapshot);
                         seen = Some(snapshot);
                     }
                     Some(_) => {}
@@ -780,7 +755,7 @@ const LOREM_PIECE_CID: &str = "baga6ea4seaqfuolhqhanwfpvi74zcd2jxvrktjrrpczhiz2t
 /// The provider statuses a deal passed through, in order, from its event subscription.
 fn provider_statuses(
     mut events: rm_provider::ProviderSubscription,
-) -> tokio::task::JoinHandle<Vec<DealStatus>> {
+) -> tokio::task::JoinHandle<Vec<ProviderStatus>> {
     tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Ok(note) = events.recv().await {
@@ -789,7 +764,7 @@ fn provider_statuses(
                 if seen.last() != Some(&status) {
                     seen.push(status);
                 }
-                if status.is_terminal() {
+                if status.is_final() {
                     break;
                 }
             }
@@ -843,15 +818,14 @@ async fn a_piece_is_queried_unsealed_and_paid_for_in_order() {
     let id = p.client.retrieve(retrieval).await.unwrap();
     let deal = p.finish(id).await;
     assert_paid(&p, id, &deal, &[100, 10_174_100, 19_958_100]).await;
-    assert_eq!(deal.state.unseal_funds_paid, atto(100));
     assert_eq!(p.cnode.export(&p.root).unwrap(), file(&lorem_path()));
     let statuses = statuses.await.unwrap();
     let at = |s| statuses.iter().position(|x| *x == s);
     let (unseal_owed, unsealing, unsealed, ongoing) = (
-        at(DealStatus::FundsNeededUnseal).expect("asked for the unseal price"),
-        at(DealStatus::Unsealing).expect("unsealed"),
-        at(DealStatus::Unsealed).expect("unsealed"),
-        at(DealStatus::Ongoing).expect("sent data"),
+        at(ProviderStatus::FundsNeededUnseal).expect("asked for the unseal price"),
+        at(ProviderStatus::Unsealing).expect("unsealed"),
+        at(ProviderStatus::Unsealed).expect("unsealed"),
+        at(ProviderStatus::Ongoing).expect("sent data"),
     );
     assert!(
         unseal_owed < unsealing && unsealing < unsealed && unsealed < ongoing,
@@ -864,12 +838,7 @@ async fn a_piece_is_queried_unsealed_and_paid_for_in_order() {
     let again = p.retrieval().await;
     let again_id = p.client.retrieve(again).await.unwrap();
     let deal = p.finish(again_id).await;
-    assert_eq!(
-        deal.status(),
-        DealStatus::Completed,
-        "{}",
-        deal.state.message
-    );
+    assert_eq!(deal.status(), ClientStatus::Completed, "{}", deal.message());
 }
 
 // A piece that cannot be unsealed ends the deal cleanly: the provider errors, the client
@@ -888,20 +857,20 @@ async fn an_unseal_failure_ends_the_deal_cleanly() {
         let id = p.client.retrieve(p.retrieval().await).await.unwrap();
         let deal = p.finish(id).await;
         // go-fil-markets ends the client Cancelled; ours records the provider's error.
-        assert_eq!(deal.status(), DealStatus::Errored);
+        assert_eq!(deal.status(), ClientStatus::Errored);
         assert!(
-            deal.state.message.contains("Unable to unseal piece"),
+            deal.message().contains("Unable to unseal piece"),
             "client told why: {}",
-            deal.state.message
+            deal.message()
         );
         let pdeal = p.provider_final(id).await;
         assert_eq!(
             pdeal.status(),
-            DealStatus::Errored,
+            ProviderStatus::Errored,
             "{}",
-            pdeal.state.message
+            pdeal.message()
         );
-        assert!(pdeal.state.message.contains("Unable to unseal piece"));
+        assert!(pdeal.message().contains("Unable to unseal piece"));
         // Only the unseal price was paid, and nothing was sent or kept.
         let paid: Vec<TokenAmount> = if unseal_price > 0 {
             amounts(&[unseal_price])
@@ -909,9 +878,9 @@ async fn an_unseal_failure_ends_the_deal_cleanly() {
             Vec::new()
         };
         assert_eq!(deal.vouchers, paid);
-        assert_eq!(pdeal.state.funds_received, atto(unseal_price));
-        assert_eq!(pdeal.state.total_sent, 0);
-        assert_eq!(deal.state.total_received, 0);
+        assert_eq!(pdeal.funds_received, atto(unseal_price));
+        assert_eq!(pdeal.bytes_sent, 0);
+        assert_eq!(deal.bytes_received, 0);
         assert!(!p.cnode.blocks.has(&p.root).unwrap());
         assert!(!p.pnode.blocks.has(&p.root).unwrap());
     }

@@ -8,7 +8,7 @@ use rm_blockio::unixfs::Preset;
 use rm_client::Retrieval;
 use rm_discovery::ResolverConfig;
 use rm_e2e::{Node, lorem_path};
-use rm_types::{Ask, DealStatus, QueryParams, QueryResponseStatus, TokenAmount};
+use rm_types::{Ask, QueryParams, QueryResponseStatus, TokenAmount};
 
 /// Upper bound for a single step.
 const STEP: Duration = Duration::from_secs(60);
@@ -91,7 +91,7 @@ async fn a_client_that_knows_only_a_bootstrap_node_finds_queries_and_retrieves()
         .await
         .unwrap();
     let deal = within(client.wait(id)).await.unwrap();
-    assert_eq!(deal.status(), DealStatus::Completed);
+    assert_eq!(deal.status(), rm_client::ClientStatus::Completed);
     assert_eq!(
         cnode.export(&root).unwrap(),
         std::fs::read(lorem_path()).unwrap()

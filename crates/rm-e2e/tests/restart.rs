@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rm_blockio::unixfs::Preset;
 use rm_e2e::{Node, lorem_path};
-use rm_types::{Ask, DealStatus, Params, TokenAmount};
+use rm_types::{Ask, Params, TokenAmount};
 
 const NODE: &str = env!("CARGO_BIN_EXE_rm-e2e-node");
 
@@ -73,8 +73,8 @@ async fn client_killed_mid_transfer_resumes_and_pays_exactly() {
     let pnode = Node::open(&dir.path().join("provider")).await.unwrap();
     let root = pnode.import(&lorem_path(), Preset::GO_FIL_MARKETS).unwrap();
     let mut config = rm_provider::Config::default();
-    config.max_blocks_per_response = 1;
-    config.max_bytes_per_second = Some(20_000);
+    config.deal.max_blocks_per_response = 1;
+    config.deal.max_bytes_per_second = Some(20_000);
     let provider = pnode.provider(config).await.unwrap();
     provider
         .set_ask(Ask {
@@ -135,8 +135,8 @@ async fn client_killed_mid_transfer_resumes_and_pays_exactly() {
         std::fs::read(lorem_path()).unwrap()
     );
     let (_, deal) = provider.list_deals().unwrap().pop().unwrap();
-    assert_eq!(deal.status(), DealStatus::Completed);
-    assert_eq!(deal.state.funds_received, atto(19_958_000));
+    assert_eq!(deal.status(), rm_provider::ProviderStatus::Completed);
+    assert_eq!(deal.funds_received, atto(19_958_000));
     assert!(deal.resumes >= 1);
 }
 
@@ -171,8 +171,8 @@ async fn provider_killed_mid_transfer_resumes_and_is_paid_exactly() {
 
     let cnode = Node::open(&dir.path().join("client")).await.unwrap();
     let mut config = rm_client::Config::default();
-    config.max_reconnects = 50;
-    config.max_backoff = Duration::from_millis(300);
+    config.deal.max_reconnects = 50;
+    config.deal.max_backoff = Duration::from_millis(300);
     let client = cnode.client(config).await.unwrap();
     let mut events = client.subscribe_to_events();
     let id = client
@@ -194,9 +194,9 @@ async fn provider_killed_mid_transfer_resumes_and_is_paid_exactly() {
             .expect("progress")
             .unwrap();
         if let rm_fsm::Notification::Applied { snapshot, .. } = note
-            && snapshot.state.state.total_received >= 5_000
+            && snapshot.state.bytes_received >= 5_000
         {
-            assert!(snapshot.state.state.total_received < 19_958);
+            assert!(snapshot.state.bytes_received < 19_958);
             first.take().unwrap().kill();
         }
     }
@@ -207,12 +207,12 @@ async fn provider_killed_mid_transfer_resumes_and_is_paid_exactly() {
         .unwrap();
     assert_eq!(
         deal.status(),
-        DealStatus::Completed,
+        rm_client::ClientStatus::Completed,
         "{}",
-        deal.state.message
+        deal.message()
     );
     assert_eq!(deal.vouchers, vec![atto(10_174_000), atto(19_958_000)]);
-    assert_eq!(deal.state.funds_spent, atto(19_958_000));
+    assert_eq!(deal.funds_spent, atto(19_958_000));
     let root = root.parse().unwrap();
     assert_eq!(
         cnode.export(&root).unwrap(),
@@ -229,11 +229,11 @@ async fn provider_killed_mid_transfer_resumes_and_is_paid_exactly() {
     let (_, pdeal) = provider.list_deals().unwrap().pop().unwrap();
     assert_eq!(
         pdeal.status(),
-        DealStatus::Completed,
+        rm_provider::ProviderStatus::Completed,
         "{}",
-        pdeal.state.message
+        pdeal.message()
     );
-    assert_eq!(pdeal.state.funds_received, atto(19_958_000));
+    assert_eq!(pdeal.funds_received, atto(19_958_000));
     let lane = pdeal.lane.expect("paid on a lane");
     let latest = pnode
         .ledger

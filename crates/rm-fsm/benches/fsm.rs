@@ -79,7 +79,12 @@ fn bench(c: &mut Criterion) {
 
     let cases: [(&str, Durability, u64, Ev); 4] = [
         ("1_machine/unsynced", Durability::NoSync, 1, Ev::Tick),
-        ("1_machine/group_commit", Durability::group_commit(), 1, Ev::Tick),
+        (
+            "1_machine/group_commit",
+            Durability::group_commit(),
+            1,
+            Ev::Tick,
+        ),
         ("1000_machines/unsynced", Durability::NoSync, MANY, Ev::Tick),
         (
             "1000_machines/group_commit",

@@ -478,6 +478,7 @@ impl<M: Machine, K: Key> Journal<M, K> {
 
     /// The machines that are not final, with their snapshots, in key order. Reads only
     /// those: finished machines cost nothing here however many there are.
+    #[allow(clippy::type_complexity)]
     pub fn unfinished(&self) -> Result<Vec<(K, Snapshot<M::State>)>, Error> {
         let mut ids = Vec::new();
         let mut failure = None;
@@ -520,27 +521,29 @@ impl<M: Machine, K: Key> Journal<M, K> {
         let max = self.shared.config.max_state_bytes;
         let mut out = Vec::new();
         let mut failure = None;
-        self.shared.store.scan_prefix(&[RECORD], &mut |key, value| {
-            let Some(id) = K::from_key_bytes(&key[1..]) else {
-                failure = Some(Error::Decode {
-                    key: hex(key),
-                    reason: "not a valid machine id".to_owned(),
-                });
-                return false;
-            };
-            match decode::<M::State>(key, value, max) {
-                Ok(snapshot) => {
-                    if filter(&id, &snapshot.state) {
-                        out.push((id, snapshot.state));
+        self.shared
+            .store
+            .scan_prefix(&[RECORD], &mut |key, value| {
+                let Some(id) = K::from_key_bytes(&key[1..]) else {
+                    failure = Some(Error::Decode {
+                        key: hex(key),
+                        reason: "not a valid machine id".to_owned(),
+                    });
+                    return false;
+                };
+                match decode::<M::State>(key, value, max) {
+                    Ok(snapshot) => {
+                        if filter(&id, &snapshot.state) {
+                            out.push((id, snapshot.state));
+                        }
+                        true
                     }
-                    true
+                    Err(e) => {
+                        failure = Some(e);
+                        false
+                    }
                 }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
-        })?;
+            })?;
         match failure {
             Some(e) => Err(e),
             None => Ok(out),

@@ -115,6 +115,7 @@
 
 mod counter;
 mod error;
+mod generated;
 mod journal;
 mod key;
 mod machine;
@@ -123,13 +124,13 @@ mod table;
 
 pub use counter::Counter;
 pub use error::{Error, StoreError};
+pub use generated::check_generated;
 pub use journal::{Config, Durability, Journal, Notification, RecvError, Subscription};
 pub use key::Key;
 pub use machine::{Invalid, Machine, Rejection, Snapshot, Transition, step};
 pub use store::{Batch, MemStore, Store};
 pub use table::{
     Action, Dest, Event, HasStatus, Kind, Row, Rule, Source, Status, Table, TableError,
-    check_generated,
 };
 
 /// The storage crate this one keeps its records in.

@@ -37,22 +37,45 @@ mod rm_fsm {
         assert_eq!(j.get(&7).unwrap(), Some(s.state));
         assert!(j.has(&7).unwrap());
         assert!(!j.has(&8).unwrap());
-        assert!(matches!(j.begin(7, Job::new()).await, Err(Error::Exists(_))));
-        assert!(matches!(j.apply(&8, Ev::Start).await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            j.begin(7, Job::new()).await,
+            Err(Error::Exists(_))
+        ));
+        assert!(matches!(
+            j.apply(&8, Ev::Start).await,
+            Err(Error::NotFound(_))
+        ));
     }
 
     #[tokio::test]
     async fn invalid_events_change_nothing_and_final_states_absorb_nothing() {
         let j = journal(MemStore::new(), Config::default());
         j.begin(1, Job::new()).await.unwrap();
-        assert!(matches!(j.apply(&1, Ev::Pause).await, Err(Error::Invalid(_))));
-        assert!(matches!(j.apply(&1, Ev::Start).await, Ok(_)));
-        assert!(matches!(j.apply(&1, Ev::Progress(0)).await, Err(Error::Invalid(_))));
+        assert!(matches!(
+            j.apply(&1, Ev::Pause).await,
+            Err(Error::Invalid(_))
+        ));
+        j.apply(&1, Ev::Start).await.unwrap();
+        assert!(matches!(
+            j.apply(&1, Ev::Progress(0)).await,
+            Err(Error::Invalid(_))
+        ));
         assert_eq!(j.snapshot(&1).unwrap(), Some(running(1)));
         j.apply(&1, Ev::Finish).await.unwrap();
         assert!(matches!(j.apply(&1, Ev::Poke).await, Err(Error::Final(_))));
         let done = j.snapshot(&1).unwrap().unwrap();
-        assert!(matches!(j.record(&1, &Ev::Poke, &Snapshot { seq: done.seq + 1, state: done.state.clone() }).await, Err(Error::Final(_))));
+        assert!(matches!(
+            j.record(
+                &1,
+                &Ev::Poke,
+                &Snapshot {
+                    seq: done.seq + 1,
+                    state: done.state.clone()
+                }
+            )
+            .await,
+            Err(Error::Final(_))
+        ));
     }
 
     #[tokio::test]
@@ -68,7 +91,11 @@ mod rm_fsm {
         assert_eq!(j.snapshot(&1).unwrap(), Some(two.clone()));
         assert!(matches!(
             j.record(&1, &Ev::Start, &one).await,
-            Err(Error::Stale { stored: 2, given: 1, .. })
+            Err(Error::Stale {
+                stored: 2,
+                given: 1,
+                ..
+            })
         ));
         // Subscribers heard of both, in order; only the second was written.
         for expected in [1, 2] {
@@ -88,7 +115,12 @@ mod rm_fsm {
             j.apply(&id, Ev::Finish).await.unwrap();
         }
         j.apply(&4, Ev::Fail("x".into())).await.unwrap();
-        let ids: Vec<u64> = j.unfinished().unwrap().into_iter().map(|(id, _)| id).collect();
+        let ids: Vec<u64> = j
+            .unfinished()
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         assert_eq!(ids, vec![0, 2]);
         assert_eq!(j.list(|_, _| true).unwrap().len(), 5);
         assert_eq!(j.list(|_, s| s.status == St::Done).unwrap().len(), 2);
@@ -218,7 +250,11 @@ mod rm_fsm {
         ));
         assert!(matches!(
             events.recv().await.unwrap(),
-            Notification::Applied { id: 1, event: Ev::Start, .. }
+            Notification::Applied {
+                id: 1,
+                event: Ev::Start,
+                ..
+            }
         ));
         for n in 1..=10 {
             j.apply(&1, Ev::Progress(n)).await.unwrap();

@@ -174,10 +174,22 @@ mod rm_fsm {
         )
         .unwrap();
         let problems = t.check(St::Idle).unwrap_err();
-        assert!(problems.contains(&TableError::NoWayOut("Paused")), "{problems:?}");
-        assert!(problems.contains(&TableError::Unreachable("Done")), "{problems:?}");
-        assert!(problems.contains(&TableError::UnusedKind("Tick")), "{problems:?}");
-        assert!(!problems.contains(&TableError::NoWayOut("Running")), "{problems:?}");
+        assert!(
+            problems.contains(&TableError::NoWayOut("Paused")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.contains(&TableError::Unreachable("Done")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.contains(&TableError::UnusedKind("Tick")),
+            "{problems:?}"
+        );
+        assert!(
+            !problems.contains(&TableError::NoWayOut("Running")),
+            "{problems:?}"
+        );
     }
 
     #[test]
@@ -255,7 +267,10 @@ mod rm_fsm {
     fn named_enums_serialise_as_their_names() {
         let bytes = serde_ipld_dagcbor::to_vec(&St::Paused).unwrap();
         assert_eq!(bytes, serde_ipld_dagcbor::to_vec(&"Paused").unwrap());
-        assert_eq!(serde_ipld_dagcbor::from_slice::<St>(&bytes).unwrap(), St::Paused);
+        assert_eq!(
+            serde_ipld_dagcbor::from_slice::<St>(&bytes).unwrap(),
+            St::Paused
+        );
         let other = serde_ipld_dagcbor::to_vec(&"Sleeping").unwrap();
         assert!(serde_ipld_dagcbor::from_slice::<St>(&other).is_err());
         assert_eq!(St::Paused.to_string(), "Paused");

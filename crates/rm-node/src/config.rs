@@ -263,12 +263,12 @@ impl Config {
     pub fn provider_config(&self) -> Result<rm_provider::Config> {
         let mut c = rm_provider::Config::default();
         c.fsm = self.fsm()?;
-        c.payment_timeout = Duration::from_secs(self.provider.payment_timeout_secs);
-        c.resume_window = Duration::from_secs(self.provider.resume_window_secs);
+        c.deal.payment_timeout = Duration::from_secs(self.provider.payment_timeout_secs);
+        c.deal.resume_window = Duration::from_secs(self.provider.resume_window_secs);
         if self.provider.max_bytes_per_second > 0 {
-            c.max_bytes_per_second = Some(self.provider.max_bytes_per_second);
+            c.deal.max_bytes_per_second = Some(self.provider.max_bytes_per_second);
             // Small responses, so a limited deal moves (and can be paid) steadily.
-            c.max_blocks_per_response = 1;
+            c.deal.max_blocks_per_response = 1;
         }
         Ok(c)
     }
@@ -277,7 +277,7 @@ impl Config {
     pub fn client_config(&self) -> Result<rm_client::Config> {
         let mut c = rm_client::Config::default();
         c.fsm = self.fsm()?;
-        c.max_reconnects = self.client.max_reconnects;
+        c.deal.max_reconnects = self.client.max_reconnects;
         Ok(c)
     }
 }

@@ -294,34 +294,30 @@ impl Node {
 
     /// Every client deal stored, read without starting the client: nothing is resumed
     /// or dialled.
-    pub async fn client_deals(&self) -> Result<Vec<(u64, rm_client::ClientDeal)>, Error> {
+    pub async fn client_deals(&self) -> Result<Vec<(u64, rm_client::ClientState)>, Error> {
         let keyspace = self.db.keyspace(rm_client::DEALS_KEYSPACE)?;
-        let group = rm_fsm::Group::open(
-            rm_client::fsm::table(),
-            (),
+        let journal = rm_fsm::Journal::<_, u64>::open(
+            rm_client::fsm::table().clone(),
             keyspace,
             rm_fsm::Config::default(),
-        )
-        .await?;
-        let deals = group.list(|_, _| true);
-        group.close().await;
+        );
+        let deals = journal.list(|_, _| true);
+        journal.close().await;
         Ok(deals?)
     }
 
     /// Every provider deal stored, read without starting the provider.
     pub async fn provider_deals(
         &self,
-    ) -> Result<Vec<(rm_provider::DealKey, rm_provider::ProviderDeal)>, Error> {
+    ) -> Result<Vec<(rm_provider::DealKey, rm_provider::ProviderState)>, Error> {
         let keyspace = self.db.keyspace(rm_provider::DEALS_KEYSPACE)?;
-        let group = rm_fsm::Group::open(
-            rm_provider::fsm::table(),
-            (),
+        let journal = rm_fsm::Journal::<_, rm_provider::DealKey>::open(
+            rm_provider::fsm::table().clone(),
             keyspace,
             rm_fsm::Config::default(),
-        )
-        .await?;
-        let deals = group.list(|_, _| true);
-        group.close().await;
+        );
+        let deals = journal.list(|_, _| true);
+        journal.close().await;
         Ok(deals?)
     }
 }

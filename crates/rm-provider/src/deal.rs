@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use rm_fsm::{Rejection, Snapshot, step};
 use rm_types::{
-    Address, Ask, Block, ClientMessage, DealError, DealId, DealPayment, DealProposal,
-    DealResponse, DealStatus, NodeError, Outcome, SignedVoucher, TokenAmount,
+    Address, Ask, Block, ClientMessage, DealError, DealId, DealPayment, DealProposal, DealResponse,
+    DealStatus, NodeError, Outcome, SignedVoucher, TokenAmount,
 };
 
 use crate::fsm::{self, PaymentLane, ProviderEvent, ProviderState, ProviderStatus as S};
@@ -67,7 +67,16 @@ pub enum ProviderAction {
         /// The event applied last.
         event: ProviderEvent,
         /// The deal's new snapshot.
-        snapshot: Snapshot<ProviderState>,
+        snapshot: Box<Snapshot<ProviderState>>,
+    },
+    /// Tell the journal's subscribers of `event` and the snapshot it led to without
+    /// writing anything: an event whose snapshot is persisted together with the next
+    /// one's, by the [`ProviderAction::Persist`] that follows.
+    Publish {
+        /// The event.
+        event: ProviderEvent,
+        /// The snapshot it led to.
+        snapshot: Box<Snapshot<ProviderState>>,
     },
     /// Find out whether the payload (in the named piece, if any) is here; answer with
     /// [`ProviderDeal::handle_located`].
@@ -102,8 +111,8 @@ pub enum ProviderAction {
     SaveVoucher {
         /// Its channel.
         channel: Address,
-        /// The voucher.
-        voucher: SignedVoucher,
+        /// The voucher (boxed: it is the largest action by far).
+        voucher: Box<SignedVoucher>,
         /// What the deal is owed (what the voucher should add).
         expected: TokenAmount,
     },
@@ -173,12 +182,10 @@ pub fn answer_finished(state: &ProviderState, proposal: &DealProposal) -> Finish
             DealStatus::Errored,
             format!("deal id {} was already used (ended {})", id.0, state.status),
         ),
-        Some(resume) if completed && same && resume.blocks < state.blocks_sent => {
-            Finished::Tail {
-                from: resume.blocks,
-                until: state.blocks_sent,
-            }
-        }
+        Some(resume) if completed && same && resume.blocks < state.blocks_sent => Finished::Tail {
+            from: resume.blocks,
+            until: state.blocks_sent,
+        },
         _ => refuse(state.status.wire(), state.message()),
     }
 }
@@ -362,7 +369,10 @@ impl ProviderDeal {
                 }
             }
             Err(e) => {
-                self.fail(now, DealError::storage(format!("looking up the payload: {e}")));
+                self.fail(
+                    now,
+                    DealError::storage(format!("looking up the payload: {e}")),
+                );
                 return;
             }
         }
@@ -517,7 +527,10 @@ impl ProviderDeal {
         let owed = self.owed(&after, finishing);
         let status = state.status;
         if owed.is_positive() {
-            if self.apply(now, ProviderEvent::PartialPaymentReceived { received, lane }) {
+            if self.apply(
+                now,
+                ProviderEvent::PartialPaymentReceived { received, lane },
+            ) {
                 let mut r = self.response(status.wire());
                 r.payment_owed = owed;
                 self.send(r);
@@ -549,7 +562,9 @@ impl ProviderDeal {
         }
         let stored = &self.snapshot.state.proposal;
         if stored.payload_cid != proposal.payload_cid || stored.params != proposal.params {
-            return Err(refuse("the resumed proposal differs from the deal's".into()));
+            return Err(refuse(
+                "the resumed proposal differs from the deal's".into(),
+            ));
         }
         let claim = proposal.resume.unwrap_or_default();
         if claim.blocks > self.snapshot.state.blocks_sent {
@@ -674,18 +689,22 @@ impl ProviderDeal {
     /// written together (blocks sent, "that was the last block" and `Completed` are one
     /// write, so a crash cannot come between them).
     fn persist(&mut self, event: ProviderEvent) {
-        let snapshot = self.snapshot.clone();
-        if let Some(ProviderAction::Persist {
-            event: last,
-            snapshot: pending,
-        }) = self.actions.back_mut()
+        let snapshot = Box::new(self.snapshot.clone());
+        // The pending write, not carried out yet, is folded into this one: its event is
+        // only published.
+        if let Some(last) = self.actions.back_mut()
+            && let ProviderAction::Persist {
+                event: pending_event,
+                snapshot: pending,
+            } = last
         {
-            *last = event;
-            *pending = snapshot;
-        } else {
-            self.actions
-                .push_back(ProviderAction::Persist { event, snapshot });
+            *last = ProviderAction::Publish {
+                event: pending_event.clone(),
+                snapshot: pending.clone(),
+            };
         }
+        self.actions
+            .push_back(ProviderAction::Persist { event, snapshot });
     }
 
     fn send(&mut self, response: DealResponse) {
@@ -806,7 +825,10 @@ impl ProviderDeal {
         if !voucher.merges.is_empty() {
             // A merge moves value between lanes; a lane's amount would no longer be what
             // this deal was paid.
-            return self.fail(now, DealError::payment("vouchers with merges are not accepted"));
+            return self.fail(
+                now,
+                DealError::payment("vouchers with merges are not accepted"),
+            );
         }
         let expected = self.owed(state, state.status == S::FundsNeededLastPayment);
         self.pending = Some(Pending::Save {
@@ -815,7 +837,7 @@ impl ProviderDeal {
         });
         self.actions.push_back(ProviderAction::SaveVoucher {
             channel: lane.channel,
-            voucher,
+            voucher: Box::new(voucher),
             expected,
         });
     }

@@ -87,8 +87,12 @@ impl<N: RetrievalProviderNode> Driver<N> {
             while let Some(action) = self.deal.poll_action() {
                 let now = Instant::now();
                 match action {
+                    ProviderAction::Publish { event, snapshot } => {
+                        self.inner.deals.publish(&self.key, &event, &snapshot);
+                    }
                     ProviderAction::Persist { event, snapshot } => {
-                        if let Err(e) = self.inner.deals.record(&self.key, &event, &snapshot).await {
+                        if let Err(e) = self.inner.deals.record(&self.key, &event, &snapshot).await
+                        {
                             tracing::warn!(deal = self.key.1, error = %e, "provider deal not persisted; stopping it");
                             return self.stop().await;
                         }
@@ -122,16 +126,20 @@ impl<N: RetrievalProviderNode> Driver<N> {
                         stop_after,
                     } => {
                         let reader = reader.take();
-                        work.push(self.read_blocks(reader, from, max_blocks, max_bytes, stop_after));
+                        work.push(
+                            self.read_blocks(reader, from, max_blocks, max_bytes, stop_after),
+                        );
                     }
                     ProviderAction::CountBytes { blocks } => work.push(self.count(blocks)),
                     ProviderAction::SaveVoucher {
                         channel,
                         voucher,
                         expected,
-                    } => work.push(self.save(channel, voucher, expected)),
+                    } => work.push(self.save(channel, *voucher, expected)),
                     ProviderAction::Send(response) => {
-                        let Some(s) = self.stream.as_mut() else { continue };
+                        let Some(s) = self.stream.as_mut() else {
+                            continue;
+                        };
                         if let Err(e) = s.write_response(&response).await {
                             tracing::debug!(deal = self.key.1, error = %e, "deal stream lost");
                             self.stream = None;
@@ -203,9 +211,8 @@ impl<N: RetrievalProviderNode> Driver<N> {
         lock(&self.inner.sessions).remove(&self.key);
         self.attach.close();
         while let Ok((stream, proposal)) = self.attach.try_recv() {
-            let r = match self.deal.handle_resume(Instant::now(), &proposal) {
-                Err(r) => r,
-                Ok(()) => continue,
+            let Err(r) = self.deal.handle_resume(Instant::now(), &proposal) else {
+                continue;
             };
             refuse_stream(stream, &r).await;
         }
@@ -304,7 +311,10 @@ impl<N: RetrievalProviderNode> Driver<N> {
         Box::pin(async move {
             let lane = (channel.clone(), voucher.lane);
             let taken = || NodeError::InvalidVoucher("the voucher's lane pays another deal".into());
-            if lock(&inner.lanes).get(&lane).is_some_and(|owner| owner != &key) {
+            if lock(&inner.lanes)
+                .get(&lane)
+                .is_some_and(|owner| owner != &key)
+            {
                 return Done::Saved(Err(taken()));
             }
             let node = &inner.node;

@@ -169,7 +169,10 @@ impl ProviderState {
 
     /// The error text, or empty (go-fil-markets' `Message`).
     pub fn message(&self) -> String {
-        self.error.as_ref().map(ToString::to_string).unwrap_or_default()
+        self.error
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
     }
 
     /// How the deal ended, once it has.
@@ -394,17 +397,25 @@ fn build() -> ProviderTable {
     let rules: Vec<R> = vec![
         R::new(K::Received, of([S::New]), Dest::To(S::WaitForAcceptance))
             .doc("the payload is here; terms and the decider next"),
-        R::new(K::Accepted, of([S::WaitForAcceptance]), Dest::To(S::Unsealing))
-            .doc("writes Accepted; the payload is unsealed before any data"),
+        R::new(
+            K::Accepted,
+            of([S::WaitForAcceptance]),
+            Dest::To(S::Unsealing),
+        )
+        .doc("writes Accepted; the payload is unsealed before any data"),
         R::new(
             K::UnsealPaymentRequested,
             of([S::WaitForAcceptance]),
             Dest::To(S::FundsNeededUnseal),
         )
         .doc("writes FundsNeededUnseal, PaymentOwed = unseal price"),
-        R::new(K::Rejected, of([S::WaitForAcceptance]), Dest::To(S::Rejected))
-            .action(record_error)
-            .doc("terms below the ask, a bad selector, or the decider said no"),
+        R::new(
+            K::Rejected,
+            of([S::WaitForAcceptance]),
+            Dest::To(S::Rejected),
+        )
+        .action(record_error)
+        .doc("terms below the ask, a bad selector, or the decider said no"),
         R::new(
             K::NotFound,
             of([S::New, S::WaitForAcceptance]),
@@ -429,9 +440,13 @@ fn build() -> ProviderTable {
         .action(record_resume)
         .doc("nothing sent yet, or the new stream finishes the deal"),
         R::new(K::Unsealed, of([S::Unsealing]), Dest::To(S::Unsealed)),
-        R::new(K::BlocksSent, of([S::Unsealed, S::Ongoing]), Dest::To(S::Ongoing))
-            .action(record_sent)
-            .doc("BlocksSent, BytesSent = totals after this response"),
+        R::new(
+            K::BlocksSent,
+            of([S::Unsealed, S::Ongoing]),
+            Dest::To(S::Ongoing),
+        )
+        .action(record_sent)
+        .doc("BlocksSent, BytesSent = totals after this response"),
         R::new(
             K::PaymentRequested,
             of([S::Unsealed, S::Ongoing]),
@@ -449,9 +464,13 @@ fn build() -> ProviderTable {
             Dest::To(S::FundsNeededLastPayment),
         )
         .doc("everything sent; the full balance is due"),
-        R::new(K::PaymentReceived, of([S::FundsNeeded]), Dest::To(S::Ongoing))
-            .action(record_payment)
-            .doc("FundsReceived += received"),
+        R::new(
+            K::PaymentReceived,
+            of([S::FundsNeeded]),
+            Dest::To(S::Ongoing),
+        )
+        .action(record_payment)
+        .doc("FundsReceived += received"),
         R::new(
             K::PaymentReceived,
             of([S::FundsNeededLastPayment]),
@@ -467,7 +486,11 @@ fn build() -> ProviderTable {
         .doc("unseal price paid"),
         R::new(
             K::PartialPaymentReceived,
-            of([S::FundsNeeded, S::FundsNeededLastPayment, S::FundsNeededUnseal]),
+            of([
+                S::FundsNeeded,
+                S::FundsNeededLastPayment,
+                S::FundsNeededUnseal,
+            ]),
             Dest::Stay,
         )
         .action(record_payment)
@@ -485,8 +508,7 @@ fn build() -> ProviderTable {
         R::new(K::Errored, Source::any(), Dest::To(S::Errored))
             .action(record_error)
             .doc("the client failed, or did not resume in time"),
-        R::new(K::ClientCancelled, of(LIVE), Dest::To(S::Cancelling))
-            .action(record_error),
+        R::new(K::ClientCancelled, of(LIVE), Dest::To(S::Cancelling)).action(record_error),
         R::new(
             K::ClientCancelled,
             of([S::Failing, S::Cancelling]),

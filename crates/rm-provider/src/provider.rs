@@ -96,7 +96,10 @@ pub(crate) struct Inner<N> {
 
 impl<N> Inner<N> {
     pub(crate) fn current_ask(&self) -> Ask {
-        self.ask.read().unwrap_or_else(PoisonError::into_inner).clone()
+        self.ask
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub(crate) fn decide(&self, deal: &ProviderState) -> Result<(), String> {
@@ -173,8 +176,12 @@ impl<N: RetrievalProviderNode> Provider<N> {
         db: &Db,
         config: Config,
     ) -> Result<Self, Error> {
-        let store = db.keyspace(DEALS_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
-        let meta = db.keyspace(META_KEYSPACE).map_err(rm_fsm::StoreError::from)?;
+        let store = db
+            .keyspace(DEALS_KEYSPACE)
+            .map_err(rm_fsm::StoreError::from)?;
+        let meta = db
+            .keyspace(META_KEYSPACE)
+            .map_err(rm_fsm::StoreError::from)?;
         let ask = match meta.get(ASK_KEY).map_err(rm_fsm::StoreError::from)? {
             Some(bytes) => codec::from_slice(&bytes).map_err(|e| Error::Corrupt(e.to_string()))?,
             None => Ask::default(),

@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use rm_blockio::{BlockReader, Selector as DagSelector};
-use rm_types::{
-    Cid, QueryItemStatus, QueryResponse, QueryResponseStatus, RetrievalProviderNode,
-};
+use rm_types::{Cid, QueryItemStatus, QueryResponse, QueryResponseStatus, RetrievalProviderNode};
 
 use crate::provider::{Inner, lock};
 
@@ -126,17 +124,10 @@ impl<N: RetrievalProviderNode> Inner<N> {
     /// unless the blockstore alone serves it.
     pub(crate) async fn unseal(&self, proposal: &rm_types::DealProposal) -> Result<(), String> {
         let piece = proposal.params.piece_cid.as_ref();
-        match (
-            self.locate(&proposal.payload_cid, piece)?,
-            &self.unsealer,
-        ) {
+        match (self.locate(&proposal.payload_cid, piece)?, &self.unsealer) {
             (Located::Pieces(_), Some(unsealer)) => {
                 let loaded = unsealer
-                    .load(
-                        &proposal.payload_cid,
-                        piece,
-                        Arc::clone(&self.blockstore),
-                    )
+                    .load(&proposal.payload_cid, piece, Arc::clone(&self.blockstore))
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::debug!(

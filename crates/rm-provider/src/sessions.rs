@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use rm_blockio::BlockReader;
 use rm_network::DealStream;
-use rm_types::{DealId, DealProposal, DealResponse, DealStatus, RetrievalProviderNode, TokenAmount};
+use rm_types::{
+    DealId, DealProposal, DealResponse, DealStatus, RetrievalProviderNode, TokenAmount,
+};
 use tokio::sync::mpsc;
 
 use crate::deal::{Finished, ProviderDeal, answer_finished};
@@ -82,7 +84,11 @@ impl<N: RetrievalProviderNode> Provider<N> {
         if let Some(attach) = running {
             if let Err(e) = attach.try_send((stream, proposal)) {
                 let (stream, _) = e.into_inner();
-                let r = response(id, DealStatus::Errored, "the deal is busy; resume again".into());
+                let r = response(
+                    id,
+                    DealStatus::Errored,
+                    "the deal is busy; resume again".into(),
+                );
                 refuse_stream(stream, &r).await;
             }
             return;
@@ -134,7 +140,13 @@ impl<N: RetrievalProviderNode> Provider<N> {
     }
 
     /// Sends the blocks after `from` of a completed (fully paid) deal, then `Completed`.
-    async fn serve_tail(&self, mut stream: DealStream, deal: &ProviderState, from: u64, until: u64) {
+    async fn serve_tail(
+        &self,
+        mut stream: DealStream,
+        deal: &ProviderState,
+        from: u64,
+        until: u64,
+    ) {
         let id = deal.proposal.id;
         let store = Arc::clone(&self.inner.blockstore);
         let reader = dag_selector(&deal.proposal.params).and_then(|selector| {

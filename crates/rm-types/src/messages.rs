@@ -397,9 +397,18 @@ mod tests {
         let cancel = ClientMessage::Cancel(DealCancel {
             id: DealId(9),
             reason: "user".into(),
+            failed: false,
         });
         let bytes = codec::to_vec(&cancel).unwrap();
         assert_eq!(codec::from_slice::<ClientMessage>(&bytes).unwrap(), cancel);
+        // A failing client says so; go-fil-markets ignores the extra key.
+        let failing = ClientMessage::Cancel(DealCancel {
+            id: DealId(9),
+            reason: "block did not verify".into(),
+            failed: true,
+        });
+        let bytes = codec::to_vec(&failing).unwrap();
+        assert_eq!(codec::from_slice::<ClientMessage>(&bytes).unwrap(), failing);
 
         let payment = ClientMessage::Payment(Box::new(DealPayment {
             id: DealId(9),

@@ -195,7 +195,10 @@ mod tests {
         };
         assert!(reason.len() <= MAX_REASON_LEN);
         assert!(reason.ends_with('…'));
-        assert_eq!(DealError::network("short"), DealError::Network("short".into()));
+        assert_eq!(
+            DealError::network("short"),
+            DealError::Network("short".into())
+        );
     }
 
     #[test]

@@ -34,32 +34,32 @@ pub async fn run(global: &Global, out: &Output, args: DealsArgs) -> Result<ExitC
     let mut items = Vec::new();
     if show_client {
         for (id, deal) in node.client_deals().await? {
-            let s = &deal.state;
+            let s = &deal;
             items.push(json!({
                 "side": "client",
                 "deal_id": id,
                 "peer": provider_of(&deal),
                 "payload_cid": s.proposal.payload_cid.to_string(),
-                "status": deal.status().short_name(),
-                "bytes": s.total_received,
+                "status": deal.status().to_string(),
+                "bytes": s.bytes_received,
                 "paid": s.funds_spent.atto().to_string(),
-                "message": s.message,
+                "message": s.message(),
             }));
             rows.push(vec![
                 "client".into(),
                 id.to_string(),
                 output::short_peer(&provider_of(&deal)).to_owned(),
                 s.proposal.payload_cid.to_string(),
-                deal.status().short_name().to_string(),
-                output::bytes(s.total_received),
+                deal.status().to_string().to_string(),
+                output::bytes(s.bytes_received),
                 s.funds_spent.display_atto(),
-                s.message.clone(),
+                s.message().clone(),
             ]);
         }
     }
     if show_provider {
         for ((peer, id), deal) in node.provider_deals().await? {
-            let s = &deal.state;
+            let s = &deal;
             let peer = rm_network::libp2p::PeerId::from_bytes(&peer)
                 .map(|p| p.to_string())
                 .unwrap_or_else(|_| "?".into());
@@ -68,20 +68,20 @@ pub async fn run(global: &Global, out: &Output, args: DealsArgs) -> Result<ExitC
                 "deal_id": id,
                 "peer": peer,
                 "payload_cid": s.proposal.payload_cid.to_string(),
-                "status": deal.status().short_name(),
-                "bytes": s.total_sent,
+                "status": deal.status().to_string(),
+                "bytes": s.bytes_sent,
                 "paid": s.funds_received.atto().to_string(),
-                "message": s.message,
+                "message": s.message(),
             }));
             rows.push(vec![
                 "provider".into(),
                 id.to_string(),
                 output::short_peer(&peer).to_owned(),
                 s.proposal.payload_cid.to_string(),
-                deal.status().short_name().to_string(),
-                output::bytes(s.total_sent),
+                deal.status().to_string().to_string(),
+                output::bytes(s.bytes_sent),
                 s.funds_received.display_atto(),
-                s.message.clone(),
+                s.message().clone(),
             ]);
         }
     }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use rm_client::Retrieval;
-use rm_types::{Ask, DealStatus, QueryParams, QueryResponseStatus, TokenAmount};
+use rm_client::{ClientStatus, Retrieval};
+use rm_types::{Ask, QueryParams, QueryResponseStatus, TokenAmount};
 use serde_json::json;
 
 use crate::output::{self, Output};
@@ -133,12 +133,12 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
         }
         if first_byte.is_none()
             && let Some(d) = client.retrieval_status(id)?
-            && d.state.total_received > 0
+            && d.bytes_received > 0
         {
             first_byte = Some(t.elapsed());
         }
         let d = client.retrieval_status(id)?.context("the deal vanished")?;
-        if d.status().is_terminal() {
+        if d.status().is_final() {
             break d;
         }
         tokio::select! {
@@ -147,12 +147,8 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
         }
     };
     let transfer = t.elapsed();
-    if deal.status() != DealStatus::Completed {
-        bail!(
-            "the deal ended {}: {}",
-            deal.status().short_name(),
-            deal.state.message
-        );
+    if deal.status() != ClientStatus::Completed {
+        bail!("the deal ended {}: {}", deal.status(), deal.message());
     }
     let output_path = dir.path().join("output");
     rm_blockio::unixfs::export_path(cnode.blocks.as_ref(), &root, &output_path)?;
@@ -169,8 +165,8 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
     cnode.network.shutdown().await;
     pnode.network.shutdown().await;
 
-    let s = &deal.state;
-    let throughput = s.total_received as f64 / transfer.as_secs_f64().max(1e-9);
+    let s = &deal;
+    let throughput = s.bytes_received as f64 / transfer.as_secs_f64().max(1e-9);
     let ttfb = first_byte.unwrap_or(transfer);
     let rows = vec![
         vec![
@@ -183,7 +179,7 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
             "block bytes / blocks".into(),
             format!(
                 "{} / {}",
-                output::thousands(s.total_received),
+                output::thousands(s.bytes_received),
                 output::thousands(s.blocks_received)
             ),
         ],
@@ -193,16 +189,16 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
                 "{} / {} (unseal {} + {} × 1 attoFIL/byte)",
                 deal.vouchers.len(),
                 s.funds_spent.display_atto(),
-                s.unseal_funds_paid.display_atto(),
-                output::thousands(s.total_received)
+                s.proposal.params.unseal_price.display_atto(),
+                output::thousands(s.bytes_received)
             ),
         ],
         vec![
             "provider received".into(),
             format!(
                 "{}, deal {}",
-                pdeal.state.funds_received.display_atto(),
-                pdeal.status().short_name()
+                pdeal.funds_received.display_atto(),
+                pdeal.status().to_string()
             ),
         ],
         vec![
@@ -241,11 +237,11 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
             "input_bytes": input_size,
             "payload_cid": root.to_string(),
             "piece_cid": imported.piece_cid.to_string(),
-            "bytes": s.total_received,
+            "bytes": s.bytes_received,
             "blocks": s.blocks_received,
             "vouchers": deal.vouchers.iter().map(|v| v.atto().to_string()).collect::<Vec<_>>(),
             "total_paid": s.funds_spent.atto().to_string(),
-            "provider_received": pdeal.state.funds_received.atto().to_string(),
+            "provider_received": pdeal.funds_received.atto().to_string(),
             "import_ms": import_time.as_millis() as u64,
             "time_to_first_byte_ms": ttfb.as_secs_f64() * 1e3,
             "retrieval_ms": transfer.as_millis() as u64,

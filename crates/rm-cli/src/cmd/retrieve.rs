@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use rm_client::{Client, ClientDeal, Retrieval};
+use rm_client::{Client, ClientState, ClientStatus, Retrieval};
 use rm_network::libp2p::PeerId;
 use rm_paych::PaychNode;
-use rm_types::{Cid, DealId, DealStatus, Ipld, QueryResponseStatus};
+use rm_types::{Cid, DealId, Ipld, QueryResponseStatus};
 use serde_json::json;
 
 use crate::cmd::{ipld_from_json, parse_amount, parse_cid, parse_target, query};
@@ -66,32 +66,32 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     let mut events = client.subscribe_to_events();
     let started = Instant::now();
     let rm_peer = rm_network::to_rm_peer(&peer);
-    let same = |d: &ClientDeal| {
-        d.state.proposal.payload_cid == payload
-            && d.state.sender == rm_peer
-            && d.state.proposal.params.selector == selector
-            && (piece.is_none() || d.state.proposal.params.piece_cid == piece)
+    let same = |d: &ClientState| {
+        d.proposal.payload_cid == payload
+            && d.provider == rm_peer
+            && d.proposal.params.selector == selector
+            && (piece.is_none() || d.proposal.params.piece_cid == piece)
     };
     let deals = client.list_deals()?;
     let unfinished = deals
         .iter()
-        .find(|(_, d)| same(d) && !d.status().is_terminal())
+        .find(|(_, d)| same(d) && !d.status().is_final())
         .map(|(id, _)| *id);
     let done_before = deals
         .iter()
         .rev()
-        .find(|(_, d)| same(d) && d.status() == DealStatus::Completed)
+        .find(|(_, d)| same(d) && d.status() == ClientStatus::Completed)
         .map(|(id, _)| *id);
     let (id, how) = match (unfinished, done_before) {
         (Some(id), _) => {
             if let Some((_, d)) = deals.iter().find(|(i, _)| *i == id)
                 && let Some(max) = &max_price
-                && d.state.proposal.params.price_per_byte > *max
+                && d.proposal.params.price_per_byte > *max
             {
                 bail!(
                     "deal {} was made at {} per byte, more than --max-price {}",
                     id.0,
-                    d.state.proposal.params.price_per_byte.display_atto(),
+                    d.proposal.params.price_per_byte.display_atto(),
                     max.display_atto()
                 );
             }
@@ -138,7 +138,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     if let Some(amount) = &add_funds {
         let stuck = client
             .retrieval_status(id)?
-            .is_some_and(|d| d.status() == DealStatus::InsufficientFunds);
+            .is_some_and(|d| d.status() == ClientStatus::InsufficientFunds);
         if !stuck {
             bail!(
                 "deal {} is not waiting for funds: --add-funds is not needed",
@@ -159,27 +159,27 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         );
         return Ok(exit::code(exit::INTERRUPTED));
     };
-    if deal.status() == DealStatus::InsufficientFunds {
+    if deal.status() == ClientStatus::InsufficientFunds {
         out.result(
             &summary_json(id, &deal, how, started, None),
             &format!(
                 "deal {} ran out of funds ({} spent, {} more owed): run the same command \
                  with --add-funds AMOUNT to go on\n",
                 id.0,
-                deal.state.funds_spent.display_atto(),
-                deal.state.voucher_shortfall.display_atto()
+                deal.funds_spent.display_atto(),
+                deal.voucher_shortfall.display_atto()
             ),
         );
         return finish(&node, client, exit::NOT_DONE).await;
     }
-    if deal.status() != DealStatus::Completed {
+    if deal.status() != ClientStatus::Completed {
         out.result(
             &summary_json(id, &deal, how, started, None),
             &format!(
                 "deal {} ended {}: {}\n",
                 id.0,
-                deal.status().short_name(),
-                deal.state.message
+                deal.status(),
+                deal.message()
             ),
         );
         return finish(&node, client, exit::NOT_DONE).await;
@@ -189,7 +189,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     let elapsed = started.elapsed().as_secs_f64();
     let paid = format!(
         "paid {} in {}",
-        deal.state.funds_spent.display_atto(),
+        deal.funds_spent.display_atto(),
         output::count(deal.vouchers.len() as u64, "voucher")
     );
     let text = if how == "retrieved before" {
@@ -197,8 +197,8 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         format!(
             "already retrieved in deal {} ({} in {}; {paid}); wrote {}\n",
             id.0,
-            output::bytes(deal.state.total_received),
-            output::count(deal.state.blocks_received, "block"),
+            output::bytes(deal.bytes_received),
+            output::count(deal.blocks_received, "block"),
             args.output.display(),
         )
     } else {
@@ -207,7 +207,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         let rate = if how == "new" {
             format!(
                 ", {}/s",
-                output::bytes((deal.state.total_received as f64 / elapsed.max(1e-9)) as u64)
+                output::bytes((deal.bytes_received as f64 / elapsed.max(1e-9)) as u64)
             )
         } else {
             String::new()
@@ -215,8 +215,8 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         format!(
             "retrieved {} in {} ({}) to {}\n  {paid}; {:.2} s{rate}\n",
             payload,
-            output::count(deal.state.blocks_received, "block"),
-            output::bytes(deal.state.total_received),
+            output::count(deal.blocks_received, "block"),
+            output::bytes(deal.bytes_received),
             args.output.display(),
             elapsed,
         )
@@ -232,7 +232,7 @@ async fn follow(
     id: DealId,
     out: &Output,
     started: Instant,
-) -> Result<Option<ClientDeal>> {
+) -> Result<Option<ClientState>> {
     let bar = if out.is_json() {
         indicatif::ProgressBar::hidden()
     } else {
@@ -252,7 +252,7 @@ async fn follow(
         let current = client
             .retrieval_status(id)?
             .with_context(|| format!("deal {} is not in this node's database", id.0))?;
-        let bytes = current.state.total_received;
+        let bytes = current.bytes_received;
         if bytes != last_bytes {
             last_bytes = bytes;
             let rate = bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
@@ -260,18 +260,18 @@ async fn follow(
                 "{} received, {}/s, {} paid, {}",
                 output::bytes(bytes),
                 output::bytes(rate as u64),
-                current.state.funds_spent.display_atto(),
-                current.status().short_name()
+                current.funds_spent.display_atto(),
+                current.status()
             ));
             out.event(&json!({
                 "event": "progress",
                 "deal_id": id.0,
-                "status": current.status().short_name(),
+                "status": current.status().to_string(),
                 "bytes": bytes,
-                "paid": current.state.funds_spent.atto().to_string(),
+                "paid": current.funds_spent.atto().to_string(),
             }));
         }
-        if current.status().is_terminal() || current.status() == DealStatus::InsufficientFunds {
+        if current.status().is_final() || current.status() == ClientStatus::InsufficientFunds {
             bar.finish_and_clear();
             return Ok(Some(current));
         }
@@ -329,7 +329,7 @@ fn write_output(
 
 fn summary_json(
     id: DealId,
-    deal: &ClientDeal,
+    deal: &ClientState,
     how: &str,
     started: Instant,
     output: Option<&Path>,
@@ -338,12 +338,12 @@ fn summary_json(
         "event": "done",
         "deal": how,
         "deal_id": id.0,
-        "status": deal.status().short_name(),
-        "message": deal.state.message,
-        "bytes": deal.state.total_received,
-        "blocks": deal.state.blocks_received,
+        "status": deal.status().to_string(),
+        "message": deal.message(),
+        "bytes": deal.bytes_received,
+        "blocks": deal.blocks_received,
         "vouchers": deal.vouchers.iter().map(|v| v.atto().to_string()).collect::<Vec<_>>(),
-        "total_paid": deal.state.funds_spent.atto().to_string(),
+        "total_paid": deal.funds_spent.atto().to_string(),
         "elapsed_ms": started.elapsed().as_millis() as u64,
         "output": output.map(|p| p.display().to_string()),
     })
@@ -365,8 +365,8 @@ fn dag_complete(node: &Node, payload: &Cid, selector: &rm_blockio::Selector) -> 
 }
 
 /// The provider peer of a stored deal, for listings.
-pub fn provider_of(deal: &ClientDeal) -> String {
-    rm_network::from_rm_peer(&deal.state.sender)
+pub fn provider_of(deal: &ClientState) -> String {
+    rm_network::from_rm_peer(&deal.provider)
         .map(|p: PeerId| p.to_string())
         .unwrap_or_else(|_| "?".into())
 }

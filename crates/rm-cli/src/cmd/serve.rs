@@ -77,7 +77,7 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
     // Registered once, before the loop: a signal between two turns is not lost.
     let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut last: HashMap<(Vec<u8>, u64), rm_types::DealStatus> = HashMap::new();
+    let mut last: HashMap<(Vec<u8>, u64), rm_provider::ProviderStatus> = HashMap::new();
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
@@ -100,29 +100,29 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
                 let client = rm_network::libp2p::PeerId::from_bytes(&key.0)
                     .map(|p| p.to_string())
                     .unwrap_or_else(|_| "?".into());
-                let deal = &snapshot.state.state;
+                let deal = &snapshot.state;
                 out.result(
                     &json!({
                         "event": "deal",
                         "client": client,
                         "deal_id": key.1,
                         "payload_cid": deal.proposal.payload_cid.to_string(),
-                        "status": status.short_name(),
-                        "bytes_sent": deal.total_sent,
+                        "status": status.to_string(),
+                        "bytes_sent": deal.bytes_sent,
                         "funds_received": deal.funds_received.atto().to_string(),
-                        "message": deal.message,
+                        "message": deal.message(),
                     }),
                     &format!(
                         "deal {}/{}: {} ({} sent, {} received){}\n",
                         output::short_peer(&client),
                         key.1,
-                        status.short_name(),
-                        output::bytes(deal.total_sent),
+                        status,
+                        output::bytes(deal.bytes_sent),
                         deal.funds_received.display_atto(),
-                        if deal.message.is_empty() { String::new() } else { format!(": {}", deal.message) }
+                        if deal.message().is_empty() { String::new() } else { format!(": {}", deal.message()) }
                     ),
                 );
-                if status.is_terminal() {
+                if status.is_final() {
                     last.remove(&key);
                 } else {
                     last.insert(key, status);

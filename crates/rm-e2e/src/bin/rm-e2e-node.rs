@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use rm_blockio::unixfs::Preset;
 use rm_e2e::Node;
-use rm_types::{Ask, DealStatus, TokenAmount};
+use rm_types::{Ask, TokenAmount};
 
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -63,8 +63,8 @@ async fn provider(args: &[String]) -> Result<()> {
     let increase: u64 = arg(args, 8).unwrap_or("1000").parse()?;
     let mut config = rm_provider::Config::default();
     if rate > 0 {
-        config.max_blocks_per_response = 1;
-        config.max_bytes_per_second = Some(rate);
+        config.deal.max_blocks_per_response = 1;
+        config.deal.max_bytes_per_second = Some(rate);
     }
     let provider = node.provider(config).await?;
     provider.set_ask(Ask {
@@ -90,8 +90,8 @@ async fn client(args: &[String]) -> Result<()> {
     let home = Path::new(arg(args, 2)?);
     let node = Node::open(home).await?;
     let mut config = rm_client::Config::default();
-    config.max_reconnects = 50;
-    config.max_backoff = Duration::from_millis(300);
+    config.deal.max_reconnects = 50;
+    config.deal.max_backoff = Duration::from_millis(300);
     let client = node.client(config).await?;
     let mut events = client.subscribe_to_events();
     let id = match client.list_deals()?.into_iter().next() {
@@ -119,12 +119,12 @@ async fn client(args: &[String]) -> Result<()> {
     };
     loop {
         let deal = client.retrieval_status(id)?.ok_or("deal vanished")?;
-        println!("PROGRESS {}", deal.state.total_received);
-        if deal.status().is_terminal() {
+        println!("PROGRESS {}", deal.bytes_received);
+        if deal.status().is_final() {
             // The peak of the deal itself, before the file is exported.
             println!("PEAK_RSS {}", peak_rss_kib().unwrap_or(0));
-            if deal.status() == DealStatus::Completed {
-                let root = deal.state.proposal.payload_cid;
+            if deal.status() == rm_client::ClientStatus::Completed {
+                let root = deal.proposal.payload_cid;
                 let mut out = std::io::BufWriter::new(std::fs::File::create(arg(args, 8)?)?);
                 rm_blockio::unixfs::export_file(node.blocks.as_ref(), &root, &mut out)?;
                 std::io::Write::flush(&mut out)?;
@@ -133,8 +133,8 @@ async fn client(args: &[String]) -> Result<()> {
                 deal.vouchers.iter().map(|v| v.atto().to_string()).collect();
             println!(
                 "DONE {} {} {}",
-                deal.status().short_name(),
-                deal.state.funds_spent.atto(),
+                deal.status(),
+                deal.funds_spent.atto(),
                 vouchers.join(",")
             );
             return Ok(());

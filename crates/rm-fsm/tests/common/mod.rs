@@ -229,7 +229,9 @@ impl<S: Store> Store for Counting<S> {
 
     fn write(&self, batch: &Batch, sync: bool) -> Result<(), StoreError> {
         if self.fail.load(Ordering::SeqCst) {
-            return Err(StoreError::Db(rm_store::Error::Backend("injected failure".into())));
+            return Err(StoreError::Db(rm_store::Error::Backend(
+                "injected failure".into(),
+            )));
         }
         if sync {
             self.synced.fetch_add(1, Ordering::SeqCst);

@@ -29,7 +29,17 @@ fn terms() -> impl Strategy<Value = Terms> {
         prop::bool::weighted(0.2),
     )
         .prop_map(
-            |(price, interval, increase, unseal, budget_percent, data_len, chunk, max_links, partial)| {
+            |(
+                price,
+                interval,
+                increase,
+                unseal,
+                budget_percent,
+                data_len,
+                chunk,
+                max_links,
+                partial,
+            )| {
                 Terms {
                     price,
                     interval,
@@ -46,20 +56,28 @@ fn terms() -> impl Strategy<Value = Terms> {
 }
 
 fn honest_faults() -> impl Strategy<Value = Faults> {
-    (0u32..100, 0u32..300, 0u32..100, 0u32..50, 0u32..50, 0u32..20).prop_map(
-        |(loss, delay, cut, crash_client, crash_provider, cancel)| Faults {
-            loss,
-            delay,
-            max_delay: Duration::from_millis(300),
-            cut,
-            crash_client,
-            crash_provider,
-            max_down: Duration::from_secs(3),
-            cancel,
-            lying_provider: 0,
-            lying_client: 0,
-        },
+    (
+        0u32..100,
+        0u32..300,
+        0u32..100,
+        0u32..50,
+        0u32..50,
+        0u32..20,
     )
+        .prop_map(
+            |(loss, delay, cut, crash_client, crash_provider, cancel)| Faults {
+                loss,
+                delay,
+                max_delay: Duration::from_millis(300),
+                cut,
+                crash_client,
+                crash_provider,
+                max_down: Duration::from_secs(3),
+                cancel,
+                lying_provider: 0,
+                lying_client: 0,
+            },
+        )
 }
 
 fn dishonest_faults() -> impl Strategy<Value = Faults> {
@@ -134,7 +152,12 @@ static HONEST: Mutex<Totals> = Mutex::new(Totals::new("honest"));
 static FAULTY: Mutex<Totals> = Mutex::new(Totals::new("faults"));
 static DISHONEST: Mutex<Totals> = Mutex::new(Totals::new("dishonest"));
 
-fn run(seed: u64, terms: &Terms, faults: Faults, totals: &Mutex<Totals>) -> Result<sim::Outcomes, TestCaseError> {
+fn run(
+    seed: u64,
+    terms: &Terms,
+    faults: Faults,
+    totals: &Mutex<Totals>,
+) -> Result<sim::Outcomes, TestCaseError> {
     let outcomes = Sim::new(seed, terms, faults)
         .run(MAX_STEPS)
         .map_err(TestCaseError::fail)?;

@@ -26,6 +26,10 @@ use rm_types::{
     RetrievalClientNode, RetrievalProviderNode, SignedVoucher, TokenAmount,
 };
 
+mod client_side;
+mod invariants;
+mod provider_side;
+
 /// A deterministic random source (splitmix64).
 pub(crate) struct Rng(u64);
 
@@ -124,6 +128,7 @@ impl Injected {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // test-only queue item; sizes do not matter here
 enum ToProvider {
     Open(DealProposal),
     Message(ClientMessage),
@@ -342,7 +347,7 @@ impl Sim {
         }
     }
 
-    fn to_provider(&mut self, item: ToProvider) {
+    fn send_to_provider(&mut self, item: ToProvider) {
         let Some(id) = self.client_stream else { return };
         let at = self.now + self.latency();
         if let Some(s) = self.stream(id) {
@@ -350,8 +355,10 @@ impl Sim {
         }
     }
 
-    fn to_client(&mut self, item: ToClient) {
-        let Some(id) = self.provider_stream else { return };
+    fn send_to_client(&mut self, item: ToClient) {
+        let Some(id) = self.provider_stream else {
+            return;
+        };
         let at = self.now + self.latency();
         if let Some(s) = self.stream(id) {
             s.to_client.push(at, item);
@@ -361,7 +368,10 @@ impl Sim {
     /// Breaks stream `id`: what is in flight is lost, and both ends see it end.
     fn trace(&self, what: &str) {
         if std::env::var_os("PAIR_TRACE").is_some() {
-            eprintln!("{} -- {what}", self.now.duration_since(self.base).as_millis());
+            eprintln!(
+                "{} -- {what}",
+                self.now.duration_since(self.base).as_millis()
+            );
         }
     }
 
@@ -373,434 +383,6 @@ impl Sim {
             s.to_client.queue.clear();
             s.to_provider.push(now, ToProvider::End);
             s.to_client.push(now, ToClient::End);
-        }
-    }
-
-    // ---- the client's driver ----
-
-    fn run_client(&mut self) -> bool {
-        let mut did = false;
-        loop {
-            let Some(client) = self.client.as_mut() else { return did };
-            let Some(action) = client.poll_action() else { return did };
-            did = true;
-            let now = self.now;
-            if std::env::var_os("PAIR_TRACE").is_some() {
-                let t = now.duration_since(self.base).as_millis();
-                match &action {
-                    ClientAction::Persist { event, snapshot } => eprintln!("{t} C persist {event:?} -> {}", snapshot.state.status),
-                    ClientAction::Verify(b) => eprintln!("{t} C verify {} blocks", b.len()),
-                    other => eprintln!("{t} C {:.120}", format!("{other:?}")),
-                }
-            }
-            match action {
-                ClientAction::Persist { snapshot, .. } => {
-                    assert!(snapshot.seq > self.client_disk.seq, "client seq goes up");
-                    self.client_disk = snapshot;
-                }
-                ClientAction::Connect => {
-                    if self.provider_down_until.is_some() {
-                        self.client_mut().handle_stream_lost(now, "connection refused");
-                    } else {
-                        let id = self.next_stream;
-                        self.next_stream += 1;
-                        self.streams.push(Stream {
-                            id,
-                            to_provider: Pipe::new(),
-                            to_client: Pipe::new(),
-                            client_open: true,
-                            provider_open: true,
-                        });
-                        self.client_stream = Some(id);
-                        if !self.client_mut().handle_connected(now) {
-                            self.client_stream = None;
-                        }
-                    }
-                }
-                ClientAction::Send(Outbound::Proposal(p)) => self.to_provider(ToProvider::Open(p)),
-                ClientAction::Send(Outbound::Payment(p)) => {
-                    self.send_payment(p);
-                }
-                ClientAction::Send(Outbound::Cancel(c)) => {
-                    self.to_provider(ToProvider::Message(ClientMessage::Cancel(c)));
-                }
-                ClientAction::Close | ClientAction::Reset => {
-                    self.to_provider(ToProvider::End);
-                    if let Some(id) = self.client_stream.take()
-                        && let Some(s) = self.stream(id)
-                    {
-                        s.client_open = false;
-                    }
-                }
-                ClientAction::Verify(blocks) => {
-                    let result = self.verify(blocks);
-                    self.client_mut().handle_verified(now, result);
-                }
-                ClientAction::SetupChannel {
-                    client,
-                    miner,
-                    funds,
-                } => {
-                    let head = ready(RetrievalClientNode::chain_head(&self.client_node)).unwrap();
-                    let r = ready(self.client_node.get_or_create_payment_channel(
-                        &client, &miner, &funds, &head,
-                    ));
-                    self.client_mut().handle_channel_setup(now, r);
-                }
-                ClientAction::WaitChannel(wait) => {
-                    let r = ready(self.client_node.wait_for_payment_channel_ready(&wait));
-                    self.client_mut().handle_channel_ready(now, r);
-                }
-                ClientAction::AllocateLane(channel) => {
-                    let r = ready(self.client_node.allocate_lane(&channel));
-                    self.client_mut().handle_lane(now, r);
-                }
-                ClientAction::CreateVoucher {
-                    channel,
-                    lane,
-                    amount,
-                } => {
-                    let head = ready(RetrievalClientNode::chain_head(&self.client_node)).unwrap();
-                    let r = ready(
-                        self.client_node
-                            .create_payment_voucher(&channel, &amount, lane, &head),
-                    );
-                    self.client_mut().handle_voucher(now, r);
-                }
-                ClientAction::CheckFunds(channel) => {
-                    let r = ready(self.client_node.check_available_funds(&channel));
-                    self.client_mut().handle_available_funds(now, r);
-                }
-                ClientAction::Finished(outcome) => {
-                    self.client_outcome = Some(outcome);
-                }
-            }
-            // A crash can come between any two actions.
-            if self.client_outcome.is_none() && self.rng.chance(self.faults.crash_client / 4) {
-                self.crash_client();
-            }
-        }
-    }
-
-    fn client_mut(&mut self) -> &mut ClientDeal {
-        self.client.as_mut().expect("the client runs")
-    }
-
-    fn send_payment(&mut self, payment: rm_types::DealPayment) {
-        let mut payment = payment;
-        if let Some(voucher) = &payment.payment_voucher {
-            self.sent_vouchers
-                .push((payment.payment_channel.clone(), voucher.clone()));
-        }
-        if self.rng.chance(self.faults.lying_client)
-            && let Some(voucher) = payment.payment_voucher.clone()
-        {
-            self.injected.client_lies += 1;
-            let channel = payment.payment_channel.clone();
-            let sign = |lane: u64, nonce: u64, amount: TokenAmount| {
-                rm_paych::voucher::create(
-                    &self.client_wallet,
-                    &self.client_addr,
-                    channel.clone(),
-                    lane,
-                    nonce,
-                    amount,
-                )
-                .unwrap()
-            };
-            let lie = match self.rng.below(4) {
-                0 if voucher.amount.is_positive() => Some(sign(
-                    voucher.lane,
-                    voucher.nonce + 1,
-                    &voucher.amount - &TokenAmount::from_atto(1u64),
-                )),
-                1 => self.sent_vouchers.first().map(|(_, v)| v.clone()),
-                2 => Some(sign(voucher.lane + 1, 1, voucher.amount.clone())),
-                _ => {
-                    // The same voucher twice.
-                    self.to_provider(ToProvider::Message(ClientMessage::Payment(Box::new(
-                        payment.clone(),
-                    ))));
-                    None
-                }
-            };
-            if let Some(lie) = lie {
-                payment.payment_voucher = Some(lie);
-            }
-        }
-        self.to_provider(ToProvider::Message(ClientMessage::Payment(Box::new(payment))));
-    }
-
-    fn verify(&mut self, blocks: Vec<Block>) -> Result<bool, VerifyError> {
-        let from = self.client.as_ref().unwrap().state().blocks_received;
-        let verifier = match self.verifier.take() {
-            Some(v) if v.blocks_verified() == from => v,
-            _ => SelectorVerifier::resume(self.root, &self.selector, from, &self.client_store)
-                .map_err(|e| VerifyError::Storage(e.to_string()))?,
-        };
-        let mut verifier = verifier;
-        let mut verified = Vec::new();
-        for block in blocks {
-            let v = verifier
-                .verify(&block)
-                .map_err(|e| VerifyError::Block(e.to_string()))?;
-            verified.push((v.cid, block.data));
-        }
-        self.client_store
-            .put_many(&verified)
-            .map_err(|e| VerifyError::Storage(e.to_string()))?;
-        let done = verifier.is_done();
-        self.verifier = Some(verifier);
-        Ok(done)
-    }
-
-    fn crash_client(&mut self) {
-        self.trace("client crashes");
-        self.injected.crash_client += 1;
-        if let Some(id) = self.client_stream.take() {
-            self.cut(id);
-        }
-        self.verifier = None;
-        let deal = ClientDeal::restore(
-            self.id,
-            self.client_disk.clone(),
-            self.now,
-            self.client_config.clone(),
-        );
-        self.client = Some(deal);
-        self.client_outcome = None;
-    }
-
-    // ---- the provider's driver ----
-
-    fn run_provider(&mut self) -> bool {
-        let mut did = false;
-        loop {
-            let Some(provider) = self.provider.as_mut() else { return did };
-            let Some(action) = provider.poll_action() else { return did };
-            did = true;
-            let now = self.now;
-            if std::env::var_os("PAIR_TRACE").is_some() {
-                let t = now.duration_since(self.base).as_millis();
-                match &action {
-                    ProviderAction::Persist { event, snapshot } => eprintln!("{t} P persist {event:?} -> {}", snapshot.state.status),
-                    ProviderAction::Send(r) => eprintln!("{t} P send {:?} {} blocks owed {}", r.status, r.blocks.len(), r.payment_owed),
-                    other => eprintln!("{t} P {:.120}", format!("{other:?}")),
-                }
-            }
-            match action {
-                ProviderAction::Persist { snapshot, .. } => {
-                    let seq = self.provider_disk.as_ref().map_or(0, |s| s.seq);
-                    assert!(snapshot.seq > seq, "provider seq goes up");
-                    self.provider_disk = Some(snapshot);
-                }
-                ProviderAction::Locate => self.provider_mut().handle_located(now, Ok(Located::Here)),
-                ProviderAction::Decide => self.provider_mut().handle_decision(now, Ok(())),
-                ProviderAction::Unseal => self.provider_mut().handle_unsealed(now, Ok(())),
-                ProviderAction::ReadBlocks {
-                    from,
-                    max_blocks,
-                    max_bytes,
-                    stop_after,
-                } => {
-                    let r = self.read(from, max_blocks, max_bytes, stop_after);
-                    self.provider_mut().handle_read(now, r);
-                }
-                ProviderAction::CountBytes { blocks } => {
-                    let mut reader =
-                        BlockReader::new(&self.provider_store, self.root, &self.selector).unwrap();
-                    let mut bytes = 0;
-                    let mut result = Ok(0);
-                    for _ in 0..blocks {
-                        match reader.next_block() {
-                            Ok(Some(b)) => bytes += b.data.len() as u64,
-                            _ => {
-                                result = Err("the DAG has fewer blocks".to_owned());
-                                break;
-                            }
-                        }
-                    }
-                    let r = result.map(|_: u64| bytes);
-                    self.provider_mut().handle_counted(now, r);
-                }
-                ProviderAction::SaveVoucher {
-                    channel,
-                    voucher,
-                    expected,
-                } => {
-                    let head =
-                        ready(RetrievalProviderNode::chain_head(&self.provider_node)).unwrap();
-                    let r = ready(self.provider_node.save_payment_voucher(
-                        &channel, &voucher, &expected, &head,
-                    ));
-                    self.provider_mut().handle_voucher_saved(now, r);
-                }
-                ProviderAction::Send(response) => self.send_response(response),
-                ProviderAction::Close | ProviderAction::Reset => {
-                    self.to_client(ToClient::End);
-                    if let Some(id) = self.provider_stream.take()
-                        && let Some(s) = self.stream(id)
-                    {
-                        s.provider_open = false;
-                    }
-                }
-                ProviderAction::Finished(outcome) => {
-                    self.provider_outcome = Some(outcome);
-                }
-            }
-            if self.provider_outcome.is_none() && self.rng.chance(self.faults.crash_provider / 4)
-            {
-                self.crash_provider();
-            }
-        }
-    }
-
-    fn provider_mut(&mut self) -> &mut ProviderDeal {
-        self.provider.as_mut().expect("the provider runs")
-    }
-
-    fn read(
-        &mut self,
-        from: u64,
-        max_blocks: usize,
-        max_bytes: usize,
-        stop_after: Option<u64>,
-    ) -> Result<ReadBlocks, String> {
-        let mut reader = BlockReader::resume(&self.provider_store, self.root, &self.selector, from)
-            .map_err(|e| e.to_string())?;
-        let mut blocks = Vec::new();
-        let mut bytes = 0u64;
-        while blocks.len() < max_blocks && bytes < max_bytes as u64 {
-            match reader.next_block().map_err(|e| e.to_string())? {
-                Some(block) => {
-                    bytes += block.data.len() as u64;
-                    blocks.push(block);
-                    if stop_after.is_some_and(|s| bytes >= s) {
-                        break;
-                    }
-                }
-                None => break,
-            }
-        }
-        Ok(ReadBlocks {
-            blocks,
-            done: reader.is_done(),
-        })
-    }
-
-    fn send_response(&mut self, mut response: DealResponse) {
-        if !response.blocks.is_empty() && self.rng.chance(self.faults.lying_provider) {
-            self.injected.provider_lies += 1;
-            let n = response.blocks.len();
-            match self.rng.below(4) {
-                0 => {
-                    let i = self.rng.below(n as u64) as usize;
-                    let block = &mut response.blocks[i];
-                    if block.data.is_empty() {
-                        block.data.push(1);
-                    } else {
-                        block.data[0] ^= 0xff;
-                    }
-                }
-                1 => {
-                    let extra = response.blocks[0].clone();
-                    response.blocks.push(extra);
-                }
-                2 => {
-                    response.blocks.remove(self.rng.below(n as u64) as usize);
-                }
-                _ => {
-                    // The same response twice.
-                    self.to_client(ToClient::Response(response.clone()));
-                }
-            }
-        }
-        self.to_client(ToClient::Response(response));
-    }
-
-    fn crash_provider(&mut self) {
-        self.trace("provider crashes");
-        self.injected.crash_provider += 1;
-        if let Some(id) = self.provider_stream.take() {
-            self.cut(id);
-        }
-        self.provider = None;
-        let down = self.rng.below(self.faults.max_down.as_millis() as u64 + 1);
-        self.provider_down_until = Some(self.now + Duration::from_millis(down));
-        self.provider_outcome = None;
-    }
-
-    fn restart_provider(&mut self) {
-        self.provider_down_until = None;
-        if let Some(disk) = self.provider_disk.clone() {
-            let deal = ProviderDeal::restore(
-                self.id,
-                disk,
-                ask(),
-                self.now,
-                self.provider_config.clone(),
-            );
-            self.provider_outcome = deal.is_finished().then(|| deal.state().outcome()).flatten();
-            self.provider = Some(deal);
-        }
-    }
-
-    /// The provider's dispatcher: a new stream's proposal.
-    fn open(&mut self, stream: u64, proposal: DealProposal) {
-        let now = self.now;
-        let respond = |sim: &mut Sim, responses: Vec<DealResponse>| {
-            let old = sim.provider_stream.replace(stream);
-            for r in responses {
-                sim.to_client(ToClient::Response(r));
-            }
-            sim.to_client(ToClient::End);
-            sim.provider_stream = old;
-        };
-        match (&mut self.provider, &self.provider_disk) {
-            (Some(deal), _) if !deal.is_finished() => match deal.handle_resume(now, &proposal) {
-                Ok(()) => {
-                    if let Some(old) = self.provider_stream.replace(stream) {
-                        self.cut(old);
-                    }
-                }
-                Err(r) => respond(self, vec![r]),
-            },
-            (_, Some(disk)) => {
-                let state = disk.state.clone();
-                match answer_finished(&state, &proposal) {
-                    Finished::Refuse(r) => respond(self, vec![r]),
-                    Finished::Tail { from, until } => {
-                        let mut responses = vec![response(self.id, rm_types::DealStatus::Accepted)];
-                        let read = self
-                            .read(from, usize::MAX, usize::MAX, None)
-                            .expect("the provider's DAG is whole");
-                        let mut last = response(self.id, rm_types::DealStatus::Completed);
-                        last.blocks = read.blocks.into_iter().take((until - from) as usize).collect();
-                        responses.push(last);
-                        respond(self, responses);
-                    }
-                }
-            }
-            (None, None) if proposal.resume.is_some_and(|r| r.blocks > 0) => {
-                let mut r = response(self.id, rm_types::DealStatus::Errored);
-                r.message = "unknown deal to resume".into();
-                respond(self, vec![r]);
-            }
-            (_, None) => {
-                let state = ProviderState::new(proposal, rm_types::PeerId(vec![9]));
-                self.provider_disk = Some(Snapshot {
-                    seq: 0,
-                    state: state.clone(),
-                });
-                self.provider_stream = Some(stream);
-                self.provider = Some(ProviderDeal::new(
-                    self.id,
-                    state,
-                    ask(),
-                    now,
-                    self.provider_config.clone(),
-                ));
-            }
         }
     }
 
@@ -818,7 +400,10 @@ impl Sim {
                 .front()
                 .is_some_and(|(at, _)| *at <= now);
             if due && self.provider_down_until.is_none() {
-                let is_open = matches!(self.streams[i].to_provider.queue.front(), Some((_, ToProvider::Open(_))));
+                let is_open = matches!(
+                    self.streams[i].to_provider.queue.front(),
+                    Some((_, ToProvider::Open(_)))
+                );
                 let attached = self.provider_stream == Some(id);
                 let readable = is_open
                     || (attached
@@ -942,20 +527,27 @@ impl Sim {
 
     fn inject(&mut self) {
         let f = self.faults.clone();
-        if self.rng.chance(f.cut) {
-            if let Some(id) = self.client_stream.or(self.provider_stream) {
-                self.injected.cut += 1;
-                self.cut(id);
-            }
+        if self.rng.chance(f.cut)
+            && let Some(id) = self.client_stream.or(self.provider_stream)
+        {
+            self.injected.cut += 1;
+            self.cut(id);
         }
         if self.client_outcome.is_none() && self.rng.chance(f.crash_client) {
             self.crash_client();
         }
-        if self.provider.is_some() && self.provider_outcome.is_none() && self.rng.chance(f.crash_provider) {
+        if self.provider.is_some()
+            && self.provider_outcome.is_none()
+            && self.rng.chance(f.crash_provider)
+        {
             self.crash_provider();
         }
         // The user tops up a deal that ran out of funds.
-        if self.client.as_ref().is_some_and(|c| c.state().status == rm_client::ClientStatus::InsufficientFunds) {
+        if self
+            .client
+            .as_ref()
+            .is_some_and(|c| c.state().status == rm_client::ClientStatus::InsufficientFunds)
+        {
             let state = self.client_mut().state().clone();
             let amount = &state.voucher_shortfall + &TokenAmount::from_atto(1u64);
             let head = ready(RetrievalClientNode::chain_head(&self.client_node)).unwrap();
@@ -1033,111 +625,6 @@ impl Sim {
             steps,
             injected: self.injected.clone(),
         })
-    }
-
-    /// The invariants that hold after every step.
-    fn check(&self) -> Result<(), String> {
-        let p = &self.params;
-        for (who, c) in [
-            ("client", self.client.as_ref().map(|c| c.state())),
-            ("client disk", Some(&self.client_disk.state)),
-        ] {
-            let Some(c) = c else { continue };
-            if c.funds_spent > p.amount_for_bytes(c.bytes_received) {
-                return Err(format!(
-                    "{who} paid {} for {} verified bytes",
-                    c.funds_spent, c.bytes_received
-                ));
-            }
-            if c.funds_spent > c.total_funds {
-                return Err(format!("{who} paid {} over its budget {}", c.funds_spent, c.total_funds));
-            }
-        }
-        let client = self.client.as_ref().map(|c| c.state()).unwrap_or(&self.client_disk.state);
-        if let Some(state) = self.provider.as_ref().map(|p| p.state()).or(self.provider_disk.as_ref().map(|d| &d.state)) {
-            // Credit: never more than what is paid for plus one interval (the block that
-            // crosses the payment point included).
-            if !p.price_per_byte.is_zero() {
-                let paid = p.bytes_paid_for(&state.funds_received);
-                let allowed = p.next_interval(paid).saturating_add(self.max_block);
-                if state.bytes_sent > allowed {
-                    return Err(format!(
-                        "provider sent {} bytes with {paid} paid for (limit {allowed})",
-                        state.bytes_sent
-                    ));
-                }
-            }
-            // Counted once: what the provider received is what the ledger redeemed on the
-            // deal's lane, and never more than the client made.
-            if let Some(lane) = &state.lane {
-                let redeemed = self
-                    .ledger
-                    .lane(&lane.channel, lane.lane)
-                    .unwrap()
-                    .map(|l| l.redeemed)
-                    .unwrap_or_default();
-                if state.funds_received > redeemed {
-                    return Err(format!(
-                        "provider counted {} but the lane redeemed {redeemed}",
-                        state.funds_received
-                    ));
-                }
-            }
-            if state.funds_received > client.funds_spent && !self.faults.dishonest() {
-                return Err(format!(
-                    "provider counted {} but the client spent {}",
-                    state.funds_received, client.funds_spent
-                ));
-            }
-            let sum = state
-                .received
-                .iter()
-                .fold(TokenAmount::zero(), |a, b| &a + b);
-            if sum != state.funds_received {
-                return Err(format!(
-                    "provider's received amounts add up to {sum}, not {}",
-                    state.funds_received
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The invariants of a deal that has ended on both sides.
-    fn check_end(&self) -> Result<(), String> {
-        let whole = self.params.amount_for_bytes(self.total_bytes);
-        let client = self.client.as_ref().map(|c| c.state()).unwrap_or(&self.client_disk.state);
-        if self.client_outcome == Some(Outcome::Completed) {
-            if client.bytes_received != self.total_bytes || client.funds_spent != whole {
-                return Err(format!(
-                    "client completed with {} of {} bytes, paid {} of {whole}",
-                    client.bytes_received, self.total_bytes, client.funds_spent
-                ));
-            }
-            // Every selected block is in the client's store, verified.
-            for block in BlockReader::new(&self.client_store, self.root, &self.selector).unwrap() {
-                block.map_err(|e| format!("client's store after completion: {e}"))?;
-            }
-        }
-        if self.provider_outcome == Some(Outcome::Completed)
-            && let Some(state) = self.provider.as_ref().map(|p| p.state())
-            && (state.bytes_sent != self.total_bytes || state.funds_received != whole)
-        {
-            return Err(format!(
-                "provider completed with {} of {} bytes sent, {} of {whole} received",
-                state.bytes_sent, self.total_bytes, state.funds_received
-            ));
-        }
-        if !self.faults.dishonest() && self.client_outcome != self.provider_outcome {
-            return Err(format!(
-                "the sides disagree: client {:?} ({}), provider {:?} ({})",
-                self.client_outcome,
-                client.message(),
-                self.provider_outcome,
-                self.provider.as_ref().map(|p| p.state().message()).unwrap_or_default(),
-            ));
-        }
-        Ok(())
     }
 }
 

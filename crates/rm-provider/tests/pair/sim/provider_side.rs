@@ -1,0 +1,249 @@
+//! The provider's driver in the pair: carries out a [`ProviderDeal`]'s actions, opens and resumes deals.
+
+use super::*;
+
+impl Sim {
+    pub(super) fn run_provider(&mut self) -> bool {
+        let mut did = false;
+        loop {
+            let Some(provider) = self.provider.as_mut() else {
+                return did;
+            };
+            let Some(action) = provider.poll_action() else {
+                return did;
+            };
+            did = true;
+            let now = self.now;
+            if std::env::var_os("PAIR_TRACE").is_some() {
+                let t = now.duration_since(self.base).as_millis();
+                match &action {
+                    ProviderAction::Persist { event, snapshot } => {
+                        eprintln!("{t} P persist {event:?} -> {}", snapshot.state.status)
+                    }
+                    ProviderAction::Send(r) => eprintln!(
+                        "{t} P send {:?} {} blocks owed {}",
+                        r.status,
+                        r.blocks.len(),
+                        r.payment_owed
+                    ),
+                    other => eprintln!("{t} P {:.120}", format!("{other:?}")),
+                }
+            }
+            match action {
+                ProviderAction::Publish { .. } => {}
+                ProviderAction::Persist { snapshot, .. } => {
+                    let seq = self.provider_disk.as_ref().map_or(0, |s| s.seq);
+                    assert!(snapshot.seq > seq, "provider seq goes up");
+                    self.provider_disk = Some(*snapshot);
+                }
+                ProviderAction::Locate => {
+                    self.provider_mut().handle_located(now, Ok(Located::Here))
+                }
+                ProviderAction::Decide => self.provider_mut().handle_decision(now, Ok(())),
+                ProviderAction::Unseal => self.provider_mut().handle_unsealed(now, Ok(())),
+                ProviderAction::ReadBlocks {
+                    from,
+                    max_blocks,
+                    max_bytes,
+                    stop_after,
+                } => {
+                    let r = self.read(from, max_blocks, max_bytes, stop_after);
+                    self.provider_mut().handle_read(now, r);
+                }
+                ProviderAction::CountBytes { blocks } => {
+                    let mut reader =
+                        BlockReader::new(&self.provider_store, self.root, &self.selector).unwrap();
+                    let mut bytes = 0;
+                    let mut result = Ok(0);
+                    for _ in 0..blocks {
+                        match reader.next_block() {
+                            Ok(Some(b)) => bytes += b.data.len() as u64,
+                            _ => {
+                                result = Err("the DAG has fewer blocks".to_owned());
+                                break;
+                            }
+                        }
+                    }
+                    let r = result.map(|_: u64| bytes);
+                    self.provider_mut().handle_counted(now, r);
+                }
+                ProviderAction::SaveVoucher {
+                    channel,
+                    voucher,
+                    expected,
+                } => {
+                    let head =
+                        ready(RetrievalProviderNode::chain_head(&self.provider_node)).unwrap();
+                    let r = ready(
+                        self.provider_node
+                            .save_payment_voucher(&channel, &voucher, &expected, &head),
+                    );
+                    self.provider_mut().handle_voucher_saved(now, r);
+                }
+                ProviderAction::Send(response) => self.send_response(response),
+                ProviderAction::Close | ProviderAction::Reset => {
+                    self.send_to_client(ToClient::End);
+                    if let Some(id) = self.provider_stream.take()
+                        && let Some(s) = self.stream(id)
+                    {
+                        s.provider_open = false;
+                    }
+                }
+                ProviderAction::Finished(outcome) => {
+                    self.provider_outcome = Some(outcome);
+                }
+            }
+            if self.provider_outcome.is_none() && self.rng.chance(self.faults.crash_provider / 4) {
+                self.crash_provider();
+            }
+        }
+    }
+
+    pub(super) fn provider_mut(&mut self) -> &mut ProviderDeal {
+        self.provider.as_mut().expect("the provider runs")
+    }
+
+    pub(super) fn read(
+        &mut self,
+        from: u64,
+        max_blocks: usize,
+        max_bytes: usize,
+        stop_after: Option<u64>,
+    ) -> Result<ReadBlocks, String> {
+        let mut reader = BlockReader::resume(&self.provider_store, self.root, &self.selector, from)
+            .map_err(|e| e.to_string())?;
+        let mut blocks = Vec::new();
+        let mut bytes = 0u64;
+        while blocks.len() < max_blocks && bytes < max_bytes as u64 {
+            match reader.next_block().map_err(|e| e.to_string())? {
+                Some(block) => {
+                    bytes += block.data.len() as u64;
+                    blocks.push(block);
+                    if stop_after.is_some_and(|s| bytes >= s) {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        Ok(ReadBlocks {
+            blocks,
+            done: reader.is_done(),
+        })
+    }
+
+    pub(super) fn send_response(&mut self, mut response: DealResponse) {
+        if !response.blocks.is_empty() && self.rng.chance(self.faults.lying_provider) {
+            self.injected.provider_lies += 1;
+            let n = response.blocks.len();
+            match self.rng.below(4) {
+                0 => {
+                    let i = self.rng.below(n as u64) as usize;
+                    let block = &mut response.blocks[i];
+                    if block.data.is_empty() {
+                        block.data.push(1);
+                    } else {
+                        block.data[0] ^= 0xff;
+                    }
+                }
+                1 => {
+                    let extra = response.blocks[0].clone();
+                    response.blocks.push(extra);
+                }
+                2 => {
+                    response.blocks.remove(self.rng.below(n as u64) as usize);
+                }
+                _ => {
+                    // The same response twice.
+                    self.send_to_client(ToClient::Response(response.clone()));
+                }
+            }
+        }
+        self.send_to_client(ToClient::Response(response));
+    }
+
+    pub(super) fn crash_provider(&mut self) {
+        self.trace("provider crashes");
+        self.injected.crash_provider += 1;
+        if let Some(id) = self.provider_stream.take() {
+            self.cut(id);
+        }
+        self.provider = None;
+        let down = self.rng.below(self.faults.max_down.as_millis() as u64 + 1);
+        self.provider_down_until = Some(self.now + Duration::from_millis(down));
+        self.provider_outcome = None;
+    }
+
+    pub(super) fn restart_provider(&mut self) {
+        self.provider_down_until = None;
+        if let Some(disk) = self.provider_disk.clone() {
+            let deal =
+                ProviderDeal::restore(self.id, disk, ask(), self.now, self.provider_config.clone());
+            self.provider_outcome = deal.is_finished().then(|| deal.state().outcome()).flatten();
+            self.provider = Some(deal);
+        }
+    }
+
+    /// The provider's dispatcher: a new stream's proposal.
+    pub(super) fn open(&mut self, stream: u64, proposal: DealProposal) {
+        let now = self.now;
+        let respond = |sim: &mut Sim, responses: Vec<DealResponse>| {
+            let old = sim.provider_stream.replace(stream);
+            for r in responses {
+                sim.send_to_client(ToClient::Response(r));
+            }
+            sim.send_to_client(ToClient::End);
+            sim.provider_stream = old;
+        };
+        match (&mut self.provider, &self.provider_disk) {
+            (Some(deal), _) if !deal.is_finished() => match deal.handle_resume(now, &proposal) {
+                Ok(()) => {
+                    if let Some(old) = self.provider_stream.replace(stream) {
+                        self.cut(old);
+                    }
+                }
+                Err(r) => respond(self, vec![r]),
+            },
+            (_, Some(disk)) => {
+                let state = disk.state.clone();
+                match answer_finished(&state, &proposal) {
+                    Finished::Refuse(r) => respond(self, vec![r]),
+                    Finished::Tail { from, until } => {
+                        let mut responses = vec![response(self.id, rm_types::DealStatus::Accepted)];
+                        let read = self
+                            .read(from, usize::MAX, usize::MAX, None)
+                            .expect("the provider's DAG is whole");
+                        let mut last = response(self.id, rm_types::DealStatus::Completed);
+                        last.blocks = read
+                            .blocks
+                            .into_iter()
+                            .take((until - from) as usize)
+                            .collect();
+                        responses.push(last);
+                        respond(self, responses);
+                    }
+                }
+            }
+            (None, None) if proposal.resume.is_some_and(|r| r.blocks > 0) => {
+                let mut r = response(self.id, rm_types::DealStatus::Errored);
+                r.message = "unknown deal to resume".into();
+                respond(self, vec![r]);
+            }
+            (_, None) => {
+                let state = ProviderState::new(proposal, rm_types::PeerId(vec![9]));
+                self.provider_disk = Some(Snapshot {
+                    seq: 0,
+                    state: state.clone(),
+                });
+                self.provider_stream = Some(stream);
+                self.provider = Some(ProviderDeal::new(
+                    self.id,
+                    state,
+                    ask(),
+                    now,
+                    self.provider_config.clone(),
+                ));
+            }
+        }
+    }
+}
