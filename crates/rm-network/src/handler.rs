@@ -39,8 +39,10 @@ use crate::{
 };
 
 /// Refused queries whose clean close is in progress on one connection; beyond this a
-/// refused query is reset instead.
-const MAX_REFUSALS_PER_CONNECTION: usize = 16;
+/// refused query is reset instead. As many as yamux lets a peer open at once on one
+/// connection (its default `max_num_streams`), so in practice every refusal is clean; each
+/// costs a stream and a few hundred bytes for at most [`REFUSAL_DRAIN`].
+const MAX_REFUSALS_PER_CONNECTION: usize = 512;
 
 /// Longest a refused query's stream is kept to close it cleanly.
 const REFUSAL_DRAIN: Duration = Duration::from_secs(5);
@@ -373,7 +375,7 @@ async fn write_answer(
 async fn refuse(mut stream: Stream, cap: usize) -> Step {
     let _ = tokio::time::timeout(REFUSAL_DRAIN, async {
         stream.close().await?;
-        let mut buf = [0u8; 1024];
+        let mut buf = [0u8; 256];
         let mut seen = 0;
         loop {
             let n = stream.read(&mut buf).await?;
