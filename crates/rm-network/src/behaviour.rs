@@ -384,13 +384,16 @@ impl Behaviour {
         }
         let event = match event {
             Admitted::Query(request) => Event::Query(request),
-            Admitted::Deal(peer, stream, permit) => Event::Deal(DealStream::new(
-                peer,
-                Role::Provider,
-                stream,
-                Arc::clone(&self.shared),
-                Some(permit),
-            )),
+            Admitted::Deal(peer, stream, permit) => {
+                bump(&self.shared.counters.deal_streams_accepted);
+                Event::Deal(DealStream::new(
+                    peer,
+                    Role::Provider,
+                    stream,
+                    Arc::clone(&self.shared),
+                    Some(permit),
+                ))
+            }
         };
         self.inbound_events += 1;
         self.events.push_back(ToSwarm::GenerateEvent(event));

@@ -30,7 +30,8 @@ pub struct Metrics {
     pub queries_answered: u64,
     /// Queries that fell back to an older protocol version (client side).
     pub query_fallbacks: u64,
-    /// Inbound deal streams handed to the delegate.
+    /// Inbound deal streams admitted and reported as [`crate::Event::Deal`] (a host's
+    /// delegate that then does not take one also counts it in `rejected_streams`).
     pub deal_streams_accepted: u64,
     /// Outbound deal streams opened.
     pub deal_streams_opened: u64,

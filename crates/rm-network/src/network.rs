@@ -53,14 +53,14 @@ fn deliver(delegate: &Delegate, shared: &Arc<Shared>, event: Event, after: Durat
         return;
     };
     match sender.try_send(event) {
-        Ok(()) => delivered(shared, true),
+        Ok(()) => {}
         Err(mpsc::error::TrySendError::Closed(event)) => refused(shared, &event),
         Err(mpsc::error::TrySendError::Full(event)) => {
             let shared = Arc::clone(shared);
             tokio::spawn(async move {
                 let is_deal = matches!(event, Event::Deal(_));
                 match tokio::time::timeout(after, sender.send(event)).await {
-                    Ok(Ok(())) => delivered(&shared, is_deal),
+                    Ok(Ok(())) => {}
                     Ok(Err(mpsc::error::SendError(event))) => refused(&shared, &event),
                     Err(_) => {
                         // The event was dropped with the timed-out send.
@@ -74,12 +74,6 @@ fn deliver(delegate: &Delegate, shared: &Arc<Shared>, event: Event, after: Durat
                 }
             });
         }
-    }
-}
-
-fn delivered(shared: &Shared, is_deal: bool) {
-    if is_deal {
-        bump(&shared.counters.deal_streams_accepted);
     }
 }
 
