@@ -6,6 +6,7 @@
 //! The steps that need another feature set (crates without RocksDB, rm-types with `fvm`)
 //! build in target directories of their own and never invalidate the main one.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -164,6 +165,120 @@ fn demo() -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// The oldest Node.js the interop suite runs on (js-libp2p 3 wants 22; `interop/lib/polyfill.js`
+/// supplies what 20 lacks).
+const NODE_MAJOR: u32 = 20;
+
+/// The interop suite's own deadline, and the backstop after which xtask kills it.
+const INTEROP_DEADLINE: Duration = Duration::from_secs(540);
+const INTEROP_BACKSTOP: Duration = Duration::from_secs(600);
+
+/// The one line printed when Node.js or npm is missing or too old.
+const NODE_HINT: &str = "the interop suite needs Node.js >= 20 and npm: install them \
+     (Debian/Ubuntu: `apt-get install nodejs npm`; or https://nodejs.org) and run again";
+
+/// Runs `program args` in `dir` to its end, failing after `limit`.
+fn run_bounded(
+    name: &str,
+    program: &str,
+    args: &[&str],
+    dir: &Path,
+    limit: Duration,
+) -> Result<()> {
+    let start = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .spawn()
+        .with_context(|| format!("could not start {program}: {NODE_HINT}"))?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("step '{name}' did not finish in {} s", limit.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if !status.success() {
+        bail!("step '{name}' failed ({status}); run `cargo xtask interop` to reproduce");
+    }
+    Ok(())
+}
+
+/// The major version `program --version` prints (`v20.20.2` or `11.19.1`), or why not.
+fn major_version(program: &str) -> Result<u32> {
+    let out = Command::new(program)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()
+        .with_context(|| format!("{program} not found: {NODE_HINT}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .with_context(|| format!("{program} --version printed {text:?}: {NODE_HINT}"))
+}
+
+/// The interop suite (`interop/`, see its README): js-libp2p 3 against the `rm` binary
+/// the test step built — queries on both versions, a free and a paid deal with vouchers
+/// signed in JS, a deal stream open for over a minute with a client that does not run
+/// ping, 200 concurrent queries, and `rm retrieve` from a JS provider. Installs the
+/// pinned packages with `npm ci`; fails (never skips) when Node.js, npm or the binary is
+/// missing, or when any case fails.
+pub(crate) fn interop() -> Result<Duration> {
+    let root = project_root();
+    let dir = root.join("interop");
+    let rm = target_dir().join("debug").join("rm");
+    println!(
+        "\n==> interop: npm ci, then node interop/run.js --rm {}",
+        rm.display()
+    );
+    let start = Instant::now();
+    let node = major_version("node")?;
+    if node < NODE_MAJOR {
+        bail!("Node.js {node} is too old: {NODE_HINT}");
+    }
+    major_version("npm")?;
+    if !rm.exists() {
+        bail!(
+            "{} is missing: build it first (`cargo build --workspace --all-targets`)",
+            rm.display()
+        );
+    }
+    run_bounded(
+        "interop: npm ci",
+        "npm",
+        &["ci", "--prefer-offline", "--no-audit", "--no-fund"],
+        &dir,
+        Duration::from_secs(300),
+    )?;
+    let rm = rm.to_string_lossy().into_owned();
+    let root = root.to_string_lossy().into_owned();
+    let deadline = INTEROP_DEADLINE.as_secs().to_string();
+    run_bounded(
+        "interop",
+        "node",
+        &[
+            "run.js",
+            "--rm",
+            &rm,
+            "--root",
+            &root,
+            "--deadline",
+            &deadline,
+        ],
+        &dir,
+        INTEROP_BACKSTOP,
+    )?;
+    Ok(start.elapsed())
+}
+
 /// Runs the public-vector tests alone and prints how many vectors each checked; fails
 /// when one prints nothing (its data missing, or a test renamed away from the prefix).
 fn vectors() -> Result<Duration> {
@@ -273,6 +388,7 @@ pub(crate) fn run() -> Result<()> {
     }
     times.push(("vectors", vectors()?));
     times.push(("rm demo --size 8MiB", demo()?));
+    times.push(("interop (js-libp2p)", interop()?));
     for step in [&DOC, &FVM] {
         times.push((step.name, run_step(step)?));
     }

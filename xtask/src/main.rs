@@ -6,9 +6,12 @@
 //! cargo xtask tidy        # layout rules: crate docs, no stubs, layering, lock-file duplicates
 //! cargo xtask fsm-docs    # regenerate docs/state-machines/*.md from the transition tables
 //! cargo xtask demo [ARGS]  # preflight, the workspace build CI uses, then `rm demo [ARGS]`
+//! cargo xtask interop     # the workspace build, then the js-libp2p interop suite (interop/)
 //! ```
 //!
-//! `cargo xtask ci` also runs `rm demo --size 8MiB` with the binary the tests built, checks
+//! `cargo xtask ci` also runs `rm demo --size 8MiB` and the interop suite against a
+//! js-libp2p implementation (`interop/`, Node.js >= 20 and npm required) with the binary
+//! the tests built, checks
 //! the public vectors (each vector test prints how many it checked), builds the crates that
 //! must work without RocksDB on their own, packs every publishable crate, and fails when
 //! the generated state-machine docs are stale (their check is a test in rm-client and
@@ -27,7 +30,7 @@ mod tidy;
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <ci | preflight | tidy | fsm-docs | demo [rm demo arguments]>"
+    "usage: cargo xtask <ci | preflight | tidy | fsm-docs | interop | demo [rm demo arguments]>"
 }
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Some("tidy") => tidy::run(&project_root()),
         Some("fsm-docs") => fsm_docs::run(),
         Some("demo") => demo(&args[1..]),
+        Some("interop") => interop(),
         _ => {
             eprintln!("{}", usage());
             return ExitCode::from(2);
@@ -87,6 +91,22 @@ fn demo(args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         anyhow::bail!("rm demo failed ({status})");
     }
+    Ok(())
+}
+
+/// The workspace build CI uses (a no-op after `cargo xtask ci` or `demo`), then the
+/// interop suite.
+fn interop() -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--workspace", "--all-targets", "--locked"])
+        .current_dir(project_root())
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("building the workspace failed ({status})");
+    }
+    let took = ci::interop()?;
+    println!("\nxtask interop: passed in {:.1} s", took.as_secs_f64());
     Ok(())
 }
 

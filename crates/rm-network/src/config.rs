@@ -1,10 +1,10 @@
-//! [`Config`]: listen addresses, protocol versions, limits and timeouts.
+//! [`Config`]: the host's listen addresses, protocol versions, limits and timeouts.
 
 use std::time::Duration;
 
 use libp2p::{Multiaddr, StreamProtocol};
 
-use crate::query::QueryProtocol;
+use crate::{BehaviourConfig, query::QueryProtocol};
 
 /// 1 MiB.
 const MIB: usize = 1 << 20;
@@ -14,6 +14,10 @@ pub const DEFAULT_DHT_PROTOCOL: &str = "/ipfs/kad/1.0.0";
 
 /// Host configuration. Every limit has a documented default ([`Config::default`]); tests
 /// and tools change fields directly or with the `with_*` methods.
+///
+/// The fields from `serve_query_protocols` to `handler_timeout` are those of the
+/// retrieval behaviour the host runs ([`Config::behaviour`], [`crate::BehaviourConfig`]);
+/// the others are the host's own (listening, connections, ping, identify, the DHT).
 ///
 /// ```
 /// use std::time::Duration;
@@ -40,9 +44,11 @@ pub struct Config {
     /// Largest `DealResponse` accepted or sent, in bytes of DAG-CBOR. Default: 8 MiB
     /// (a response carries up to ~4 MiB of blocks; twice that leaves headroom).
     pub max_message_size: usize,
-    /// Largest other message (`Query`, `QueryResponse`, `DealProposal`, `DealPayment`).
+    /// Largest `QueryResponse`, `DealPayment` and other deal-stream control message.
     /// Default: 256 KiB.
     pub max_control_message_size: usize,
+    /// Largest inbound `Query`. Default: 8 KiB (every query in progress may hold this much).
+    pub max_query_size: usize,
     /// Largest `DealProposal`. Default: 16 KiB. Kept small because a proposal's selector is
     /// decoded into a data-model tree several times larger than its bytes, and a provider
     /// holds one per open deal stream; real proposals are a few hundred bytes.
@@ -55,12 +61,13 @@ pub struct Config {
     pub max_inbound_deals_per_peer: usize,
     /// Most inbound deal streams open at once in total. Default: 128.
     pub max_inbound_deals: usize,
-    /// Most inbound query streams in progress at once from one peer. Default: 8.
+    /// Most inbound queries in progress at once from one peer (separate from the deal
+    /// streams' limits; a query over it is refused with a clean close). Default: 32.
     pub max_inbound_queries_per_peer: usize,
-    /// Most inbound query streams in progress at once in total. Default: 128.
+    /// Most inbound queries in progress at once in total. Default: 512.
     pub max_inbound_queries: usize,
-    /// Inbound query and deal streams negotiated but not yet admitted (a burst of peers
-    /// arriving together); beyond this a new stream is reset and counted as rejected.
+    /// Inbound queries and deal streams admitted but not yet handed on to the delegate;
+    /// beyond this a new one is refused (a query cleanly, a deal stream by a reset).
     /// Default: 64.
     pub inbound_queue: usize,
     /// Longest a read may go without progress. Default: 30 s. On a deal stream a read
@@ -81,6 +88,15 @@ pub struct Config {
     /// A connection with no open stream is closed after this long. Open streams (a deal
     /// in progress) keep the connection alive however long they last. Default: 60 s.
     pub idle_timeout: Duration,
+    /// How often each connection is pinged (`/ipfs/ping/1.0.0`), or never (`None`).
+    /// Inbound pings are answered either way, also when the peer does not answer ours; a
+    /// failed ping never closes a connection. Default: 15 s.
+    pub ping_interval: Option<Duration>,
+    /// How long a ping (opening its stream, then the echo) may take. Default: 20 s.
+    pub ping_timeout: Duration,
+    /// Most inbound streams negotiating their protocol at once on one connection (the
+    /// swarm's limit; beyond it a new stream is reset). Default: 256.
+    pub max_negotiating_inbound_streams: usize,
     /// Peers whose addresses are remembered (least recently used are forgotten; at most
     /// 10 addresses per peer). Default: 1024.
     pub address_book_size: usize,
@@ -117,19 +133,23 @@ impl Default for Config {
             serve_deals: true,
             max_message_size: 8 * MIB,
             max_control_message_size: 256 * 1024,
+            max_query_size: 8 * 1024,
             max_proposal_size: 16 * 1024,
             max_block_size: 2 * MIB,
             max_blocks_per_response: 8192,
             max_inbound_deals_per_peer: 8,
             max_inbound_deals: 128,
-            max_inbound_queries_per_peer: 8,
-            max_inbound_queries: 128,
+            max_inbound_queries_per_peer: 32,
+            max_inbound_queries: 512,
             inbound_queue: 64,
             read_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(30),
             open_timeout: Duration::from_secs(10),
             handler_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            ping_interval: Some(Duration::from_secs(15)),
+            ping_timeout: Duration::from_secs(20),
+            max_negotiating_inbound_streams: 256,
             address_book_size: 1024,
             agent_version: concat!("rm/", env!("CARGO_PKG_VERSION")).to_owned(),
             dht_protocol: StreamProtocol::new(DEFAULT_DHT_PROTOCOL),
@@ -143,6 +163,30 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The settings of the retrieval behaviour the host runs.
+    pub fn behaviour(&self) -> BehaviourConfig {
+        let mut b = BehaviourConfig::default()
+            .with_serve_query_protocols(self.serve_query_protocols.iter().copied())
+            .with_query_protocols(self.query_protocols.iter().copied())
+            .with_serve_deals(self.serve_deals)
+            .with_read_timeout(self.read_timeout);
+        b.max_message_size = self.max_message_size;
+        b.max_control_message_size = self.max_control_message_size;
+        b.max_query_size = self.max_query_size;
+        b.max_proposal_size = self.max_proposal_size;
+        b.max_block_size = self.max_block_size;
+        b.max_blocks_per_response = self.max_blocks_per_response;
+        b.max_inbound_deals_per_peer = self.max_inbound_deals_per_peer;
+        b.max_inbound_deals = self.max_inbound_deals;
+        b.max_inbound_queries_per_peer = self.max_inbound_queries_per_peer;
+        b.max_inbound_queries = self.max_inbound_queries;
+        b.inbound_queue = self.inbound_queue;
+        b.write_timeout = self.write_timeout;
+        b.open_timeout = self.open_timeout;
+        b.handler_timeout = self.handler_timeout;
+        b
+    }
+
     /// Sets the listen addresses.
     pub fn with_listen_addrs(mut self, addrs: impl IntoIterator<Item = Multiaddr>) -> Self {
         self.listen_addrs = addrs.into_iter().collect();

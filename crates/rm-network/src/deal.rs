@@ -11,9 +11,9 @@ use tokio::sync::broadcast;
 use crate::idle::{self, Deadlines};
 use crate::{
     Error,
+    behaviour::Shared,
     framing::{FrameReader, Piece, encode_deal_response, write_message, write_pieces},
     limiter::Permit,
-    network::Shared,
 };
 
 /// Which side of a deal a [`DealStream`] is.
@@ -336,7 +336,7 @@ async fn peer_gone(rx: &mut broadcast::Receiver<PeerId>, peer: PeerId) {
 }
 
 /// Checks a response against the block limits.
-fn check_blocks(response: &DealResponse, config: &crate::Config) -> Result<(), Error> {
+fn check_blocks(response: &DealResponse, config: &crate::BehaviourConfig) -> Result<(), Error> {
     if response.blocks.len() > config.max_blocks_per_response {
         return Err(Error::TooManyBlocks {
             count: response.blocks.len(),

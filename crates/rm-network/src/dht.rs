@@ -29,7 +29,7 @@ use libp2p::{
 };
 use tokio::sync::oneshot;
 
-use crate::{Config, Error, behaviour::Behaviour};
+use crate::{Config, Error, host::Host};
 
 /// The DHT behaviour the host runs.
 pub(crate) type Kad = kad::Behaviour<MemoryStore>;
@@ -168,7 +168,7 @@ impl Dht {
     }
 
     /// Forgets callers that stopped waiting (their timeout fired) and ends their queries.
-    fn prune(&mut self, swarm: &mut Swarm<Behaviour>) {
+    fn prune(&mut self, swarm: &mut Swarm<Host>) {
         let kad = &mut swarm.behaviour_mut().kad;
         self.pending.retain(|id, pending| {
             let keep = !pending.is_closed();
@@ -180,7 +180,7 @@ impl Dht {
     }
 
     /// Whether one more query may start; prunes first.
-    fn has_room(&mut self, swarm: &mut Swarm<Behaviour>) -> Result<(), Error> {
+    fn has_room(&mut self, swarm: &mut Swarm<Host>) -> Result<(), Error> {
         self.prune(swarm);
         if self.pending.len() < self.max_queries {
             Ok(())
@@ -192,7 +192,7 @@ impl Dht {
         }
     }
 
-    pub(crate) fn on_command(&mut self, swarm: &mut Swarm<Behaviour>, command: Command) {
+    pub(crate) fn on_command(&mut self, swarm: &mut Swarm<Host>, command: Command) {
         match command {
             Command::AddPeer { peer, addr, reply } => {
                 let behaviour = swarm.behaviour_mut();
@@ -283,7 +283,7 @@ impl Dht {
         }
     }
 
-    pub(crate) fn on_kad_event(&mut self, swarm: &mut Swarm<Behaviour>, event: kad::Event) {
+    pub(crate) fn on_kad_event(&mut self, swarm: &mut Swarm<Host>, event: kad::Event) {
         match event {
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
@@ -349,7 +349,7 @@ impl Dht {
     /// peer speaks our DHT protocol.
     pub(crate) fn on_identified(
         &mut self,
-        swarm: &mut Swarm<Behaviour>,
+        swarm: &mut Swarm<Host>,
         peer: PeerId,
         info: &identify::Info,
     ) {
@@ -367,7 +367,7 @@ impl Dht {
     /// a dial to `peer`.
     pub(crate) fn on_connected(
         &mut self,
-        swarm: &mut Swarm<Behaviour>,
+        swarm: &mut Swarm<Host>,
         peer: PeerId,
         endpoint: &ConnectedPoint,
     ) {
@@ -378,7 +378,7 @@ impl Dht {
     }
 
     /// A dial to `peer` ended (connected or failed).
-    pub(crate) fn dial_ended(&mut self, swarm: &mut Swarm<Behaviour>, peer: PeerId) {
+    pub(crate) fn dial_ended(&mut self, swarm: &mut Swarm<Host>, peer: PeerId) {
         let mut any = false;
         for pending in self.pending.values_mut() {
             if let Pending::Lookup(lookup) = pending {
@@ -392,7 +392,7 @@ impl Dht {
 
     /// Called every second or so: forgets callers that gave up, and stops waiting for the
     /// dials of lookups that ended more than the open timeout ago.
-    pub(crate) fn on_tick(&mut self, swarm: &mut Swarm<Behaviour>) {
+    pub(crate) fn on_tick(&mut self, swarm: &mut Swarm<Host>) {
         self.prune(swarm);
         let now = Instant::now();
         for pending in self.pending.values_mut() {
@@ -408,7 +408,7 @@ impl Dht {
     }
 
     /// Replies to every lookup whose query ended and whose dials are done.
-    fn complete(&mut self, swarm: &mut Swarm<Behaviour>) {
+    fn complete(&mut self, swarm: &mut Swarm<Host>) {
         let ready: Vec<QueryId> = self
             .pending
             .iter()
@@ -436,7 +436,7 @@ impl Dht {
 impl Lookup {
     /// Records a provider (up to the limit, never this host) and dials it when its address
     /// is not known yet.
-    fn add(&mut self, swarm: &mut Swarm<Behaviour>, provider: PeerId) {
+    fn add(&mut self, swarm: &mut Swarm<Host>, provider: PeerId) {
         if provider == *swarm.local_peer_id()
             || self.found.len() >= self.limit
             || self.found.contains(&provider)

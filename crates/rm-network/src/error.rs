@@ -87,6 +87,15 @@ pub enum Error {
     /// The peer closed the stream where a message was expected.
     #[error("stream closed by the peer")]
     Closed,
+    /// The provider closed a query stream without an answer: it is over its query limits
+    /// (a refusal, counted as `queries_refused` on its side), or it could not answer (as
+    /// go-fil-markets does when it cannot answer at all). The stream ended cleanly; unlike
+    /// a reset or a timeout this says nothing against the connection: ask again later.
+    #[error("{peer} closed the query stream without an answer (busy, or unable to answer)")]
+    QueryRefused {
+        /// The provider.
+        peer: PeerId,
+    },
     /// The stream was reset after an earlier error and cannot be used any more.
     #[error("stream was reset after an earlier error")]
     Reset,

@@ -1,29 +1,50 @@
-//! # rm-network: the libp2p host of the rm retrieval market
+//! # rm-network: the libp2p side of the rm retrieval market
 //!
-//! Layer 1 of the workspace: it depends only on `rm-types` among the rm crates,
-//! and `rm-client`, `rm-provider` and `rm-discovery` build on it. It runs a libp2p 0.57
-//! host (TCP + noise + yamux, identify, ping) in its own tokio task and speaks the three
-//! three retrieval protocols (`docs/protocol.md`) over raw yamux substreams (opened with `libp2p-stream`,
-//! accepted by a small behaviour of its own that queues bursts) with go-cbor-util framing
-//! (DAG-CBOR items back to back, no length prefix), byte-compatible with Go peers:
+//! Layer 1 of the workspace: it depends only on `rm-types` among the rm crates, and
+//! `rm-client`, `rm-provider` and `rm-discovery` build on it. It speaks go-fil-markets'
+//! three retrieval protocols (`docs/protocol.md`) over raw yamux substreams with
+//! go-cbor-util framing (DAG-CBOR items back to back, no length prefix), byte-compatible
+//! with Go peers:
 //!
-//! | protocol | API |
-//! |---|---|
-//! | `/fil/retrieval/qry/1.0.0` (map encoding) | [`Network::query`] (client), [`Event::Query`] (provider) |
-//! | `/fil/retrieval/qry/0.0.1` (tuple encoding) | the same; the client falls back to it when the peer lacks 1.0.0 |
-//! | `/fil/retrieval/0.0.1` (deal stream) | [`Network::open_deal_stream`] (client), [`Event::Deal`] (provider), both a [`DealStream`] |
+//! | protocol | client | provider |
+//! |---|---|---|
+//! | `/fil/retrieval/qry/1.0.0` (map encoding) | [`Control::query`], [`Network::query`] | [`Event::Query`] |
+//! | `/fil/retrieval/qry/0.0.1` (tuple encoding) | the same; tried when the peer lacks 1.0.0 | the same |
+//! | `/fil/retrieval/0.0.1` (deal stream) | [`Control::open_deal_stream`], [`Network::open_deal_stream`] | [`Event::Deal`] |
 //!
-//! The same swarm runs a Kademlia DHT (`/ipfs/kad/1.0.0` by default) for provider
-//! records keyed by a payload CID's multihash ([`record_key`]): [`Network::add_dht_peer`],
-//! [`Network::bootstrap`], [`Network::start_providing`], [`Network::get_providers`]
-//! (providers with addresses to dial). rm-discovery builds announcing and resolving on it.
+//! ## A tour
 //!
-//! The provider side follows go-fil-markets' original `RetrievalReceiver` delegate pattern: [`Network::set_delegate`] takes
-//! the sending half of a bounded channel of [`Event`]s. Every limit (message and block
-//! sizes, blocks per response, inbound streams per peer and in total, read, write and idle
-//! timeouts) is a [`Config`] field with a documented default; the wire rules are written
-//! down in `docs/protocol.md`.
+//! Two ways in, one implementation:
 //!
+//! - **[`Behaviour`]** (`behaviour.rs`, its connection handler in `handler.rs`): the
+//!   retrieval protocols as a libp2p `NetworkBehaviour`, for a program that has a `Swarm`
+//!   of its own. It composes with other behaviours (`#[derive(NetworkBehaviour)]`), reports
+//!   inbound queries and deal streams as [`Event`]s from the swarm, and opens outbound ones
+//!   for its [`Control`], a cloneable handle for async code. Its settings are a
+//!   [`BehaviourConfig`]. `examples/compose.rs` runs it next to `libp2p::ping`.
+//! - **[`Network`]** (`network.rs`): a ready-made host running that behaviour in its own
+//!   tokio task with TCP + noise + yamux, identify, ping (`ping.rs`: inbound pings are
+//!   answered even when the peer refuses ours), raw streams of custom protocols
+//!   (`libp2p-stream`), an address book, and a Kademlia DHT (`dht.rs`, `/ipfs/kad/1.0.0`
+//!   by default) for provider records keyed by a payload CID's multihash ([`record_key`]:
+//!   [`Network::start_providing`], [`Network::get_providers`]). Its inbound [`Event`]s go to
+//!   a delegate, a bounded channel ([`Network::set_delegate`]), following go-fil-markets'
+//!   original `RetrievalReceiver` pattern. Its [`Config`] holds the behaviour's settings
+//!   and its own.
+//!
+//! Underneath: `query.rs` (one `Query`, one `QueryResponse`, in the version's encoding),
+//! `deal.rs` ([`DealStream`]: the typed messages of one deal, checked per side),
+//! `framing.rs` (reading items back to back under a size cap, writing a `DealResponse`'s
+//! blocks without copying them), `idle.rs` (two deadlines on every deal message: no
+//! progress, whole message), `limiter.rs` (permits per peer and in total), `metrics.rs`
+//! ([`Metrics`]), `keys.rs` (the host's ed25519 key in a file).
+//!
+//! **Every byte a peer sends drives bounded work.** Inbound queries and deal streams have
+//! separate limits per peer and in total (a query over its limits is refused with a clean
+//! close, [`Error::QueryRefused`] on the client; a deal stream is reset); every message has
+//! a size cap and deadlines; every queue is bounded. Each limit is a [`BehaviourConfig`] /
+//! [`Config`] field with a documented default.
+
 //! ## Example
 //!
 //! Two hosts on 127.0.0.1; the provider's delegate answers a query.
@@ -77,25 +98,29 @@
 //! Every fallible call returns [`Error`]. Failures caused by a peer's bytes or pace
 //! ([`Error::TooLarge`], [`Error::TooManyBlocks`], [`Error::Malformed`],
 //! [`Error::Truncated`], [`Error::Timeout`]) reset the stream they happened on and are
-//! counted in [`Metrics`] ([`Network::metrics`]); inbound streams over a concurrency limit,
-//! or that no delegate takes, are reset on arrival and counted as `rejected_streams`.
+//! counted in [`Metrics`] ([`Behaviour::metrics`], [`Network::metrics`]). Inbound queries
+//! over their limits, or that nobody takes, are closed without an answer and counted as
+//! `queries_refused`; such deal streams are reset and counted as `rejected_streams`.
 //! Nothing that arrives from the network can make this crate panic or buffer more than
 //! the configured cap.
 
-mod behaviour;
+pub mod behaviour;
 mod config;
 mod deal;
 mod dht;
 mod error;
 mod framing;
+mod handler;
+mod host;
 mod idle;
-mod inbound;
 pub mod keys;
 mod limiter;
 mod metrics;
 mod network;
+mod ping;
 mod query;
 
+pub use behaviour::{Behaviour, Config as BehaviourConfig, Control, Event};
 pub use config::{Config, DEFAULT_DHT_PROTOCOL};
 pub use deal::{DealStream, Role};
 pub use dht::record_key;
@@ -107,5 +132,5 @@ pub use libp2p;
 /// Inbound raw streams of a custom protocol ([`Network::accept`]).
 pub use libp2p_stream::IncomingStreams;
 pub use metrics::Metrics;
-pub use network::{Event, Network};
+pub use network::Network;
 pub use query::{QueryProtocol, QueryRequest};

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::Error;
 
-/// A snapshot of the host's counters ([`crate::Network::metrics`]). Every counter only
+/// A snapshot of the counters of a [`crate::Behaviour`] ([`crate::Behaviour::metrics`],
+/// [`crate::Network::metrics`]). Every counter only
 /// grows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -19,14 +20,18 @@ pub struct Metrics {
     pub truncated: u64,
     /// Reads, writes, stream opens and delegate hand-offs that timed out.
     pub timeouts: u64,
-    /// Inbound streams reset on arrival: over a concurrency limit, no delegate set, or
-    /// the delegate did not take them in time.
+    /// Inbound deal streams reset on arrival: over a deal-stream limit or the inbound
+    /// queue, no delegate set, or the delegate did not take them in time.
     pub rejected_streams: u64,
+    /// Inbound queries refused with a clean close and no answer: over a query limit or
+    /// the inbound queue, no delegate set, or the delegate did not take them in time.
+    pub queries_refused: u64,
     /// Queries answered (provider side).
     pub queries_answered: u64,
     /// Queries that fell back to an older protocol version (client side).
     pub query_fallbacks: u64,
-    /// Inbound deal streams handed to the delegate.
+    /// Inbound deal streams admitted and reported as [`crate::Event::Deal`] (a host's
+    /// delegate that then does not take one also counts it in `rejected_streams`).
     pub deal_streams_accepted: u64,
     /// Outbound deal streams opened.
     pub deal_streams_opened: u64,
@@ -41,6 +46,7 @@ pub(crate) struct Counters {
     pub(crate) truncated: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) rejected_streams: AtomicU64,
+    pub(crate) queries_refused: AtomicU64,
     pub(crate) queries_answered: AtomicU64,
     pub(crate) query_fallbacks: AtomicU64,
     pub(crate) deal_streams_accepted: AtomicU64,
@@ -74,6 +80,7 @@ impl Counters {
             truncated: get(&self.truncated),
             timeouts: get(&self.timeouts),
             rejected_streams: get(&self.rejected_streams),
+            queries_refused: get(&self.queries_refused),
             queries_answered: get(&self.queries_answered),
             query_fallbacks: get(&self.query_fallbacks),
             deal_streams_accepted: get(&self.deal_streams_accepted),

@@ -21,21 +21,16 @@ use libp2p::{
     tcp, yamux,
 };
 use libp2p_stream::{IncomingStreams, OpenStreamError};
-use rm_types::{Query, QueryResponse, protocol::DEAL_PROTOCOL};
-use tokio::{
-    sync::{broadcast, mpsc, oneshot},
-    task::JoinHandle,
-};
+use rm_types::{Query, QueryResponse};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    Config, DealStream, Error, Metrics,
-    behaviour::{Behaviour, BehaviourEvent},
-    deal::Role,
+    Config, Control, DealStream, Error, Event, Metrics,
+    behaviour::{Behaviour, Shared},
     dht::{self, Dht},
-    inbound::{Inbound, InboundStream},
-    limiter::Limiter,
-    metrics::{Counters, bump},
-    query::{self, QueryProtocol, QueryRequest},
+    host::{Host, HostEvent},
+    metrics::bump,
+    query::QueryProtocol,
 };
 
 /// Commands queued to the swarm task.
@@ -44,59 +39,54 @@ const COMMAND_BUFFER: usize = 64;
 /// How long [`Network::new`] waits for its listeners to report addresses.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the network hands to the delegate ([`Network::set_delegate`]).
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// A peer asks a query; answer with [`QueryRequest::respond`].
-    Query(QueryRequest),
-    /// A peer opened a deal stream; this side is the provider.
-    Deal(DealStream),
-}
+/// Where inbound events go: the delegate's channel, if one is set.
+type Delegate = Arc<RwLock<Option<mpsc::Sender<Event>>>>;
 
-/// State shared by the handle, the accept loops and every stream.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) counters: Arc<Counters>,
-    delegate: RwLock<Option<mpsc::Sender<Event>>>,
-    deal_limiter: Arc<Limiter>,
-    query_limiter: Arc<Limiter>,
-    /// Peers whose last connection closed; deal streams watch it so a read on a dead
-    /// connection fails at once instead of at its timeout.
-    pub(crate) disconnected: broadcast::Sender<PeerId>,
-}
-
-/// How many disconnections a slow deal stream may miss before it is told it lagged.
-const DISCONNECT_BUFFER: usize = 256;
-
-impl Shared {
-    fn delegate(&self) -> Option<mpsc::Sender<Event>> {
-        self.delegate
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn set_delegate(&self, delegate: Option<mpsc::Sender<Event>>) {
-        *self.delegate.write().unwrap_or_else(|e| e.into_inner()) = delegate;
-    }
-
-    /// Hands `event` to the delegate, waiting at most the handler timeout for room in its
-    /// channel. Counts a rejected stream and returns false when there is no delegate or it
-    /// does not take the event.
-    pub(crate) async fn deliver(&self, event: Event) -> bool {
-        let delivered = match self.delegate() {
-            None => false,
-            Some(delegate) => matches!(
-                tokio::time::timeout(self.config.handler_timeout, delegate.send(event)).await,
-                Ok(Ok(()))
-            ),
-        };
-        if !delivered {
-            bump(&self.counters.rejected_streams);
+/// Hands an inbound event to the delegate: at once when its channel has room, else from
+/// a task that waits at most `after` for room (one task per waiting event; every event
+/// holds a permit of the behaviour's limits, so they are bounded). An event nobody takes
+/// is dropped (a query closes without an answer, a deal stream is reset) and counted.
+fn deliver(delegate: &Delegate, shared: &Arc<Shared>, event: Event, after: Duration) {
+    let sender = delegate.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(sender) = sender else {
+        refused(shared, &event);
+        return;
+    };
+    match sender.try_send(event) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Closed(event)) => refused(shared, &event),
+        Err(mpsc::error::TrySendError::Full(event)) => {
+            let shared = Arc::clone(shared);
+            tokio::spawn(async move {
+                let is_deal = matches!(event, Event::Deal(_));
+                match tokio::time::timeout(after, sender.send(event)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(mpsc::error::SendError(event))) => refused(&shared, &event),
+                    Err(_) => {
+                        // The event was dropped with the timed-out send.
+                        let counters = &shared.counters;
+                        bump(if is_deal {
+                            &counters.rejected_streams
+                        } else {
+                            &counters.queries_refused
+                        });
+                    }
+                }
+            });
         }
-        delivered
+    }
+}
+
+fn refused(shared: &Shared, event: &Event) {
+    match event {
+        Event::Query(request) => {
+            tracing::debug!(peer = %request.peer, "no delegate took the query; closing it without an answer");
+            bump(&shared.counters.queries_refused);
+        }
+        Event::Deal(stream) => {
+            tracing::debug!(peer = %stream.peer(), "no delegate took the deal stream; resetting it");
+            bump(&shared.counters.rejected_streams);
+        }
     }
 }
 
@@ -133,9 +123,10 @@ const DHT_TICK: Duration = Duration::from_secs(1);
 
 /// A libp2p host speaking the retrieval protocols, and a cheap, cloneable handle to it.
 ///
-/// The swarm (TCP + noise + yamux, identify, ping, raw streams) runs in its own tokio
-/// task; the handle talks to it over a bounded channel. The task stops when
-/// [`Network::shutdown`] is called or the last handle is dropped.
+/// The swarm (TCP + noise + yamux; the retrieval protocols as [`crate::Behaviour`];
+/// identify, ping, raw streams, the DHT) runs in its own tokio task; the handle talks to it
+/// over a bounded channel. The task stops when [`Network::shutdown`] is called or the last
+/// handle is dropped.
 #[derive(Clone, Debug)]
 pub struct Network {
     inner: Arc<Inner>,
@@ -143,9 +134,13 @@ pub struct Network {
 
 struct Inner {
     local_peer_id: PeerId,
+    config: Config,
     commands: mpsc::Sender<Command>,
-    control: libp2p_stream::Control,
-    shared: Arc<Shared>,
+    /// Queries and deal streams (the retrieval behaviour).
+    control: Control,
+    /// Raw streams of custom protocols (libp2p-stream).
+    streams: libp2p_stream::Control,
+    delegate: Delegate,
 }
 
 impl std::fmt::Debug for Inner {
@@ -162,19 +157,8 @@ impl Network {
     /// runtime.
     pub async fn new(keypair: Keypair, config: Config) -> Result<Self, Error> {
         let local_peer_id = keypair.public().to_peer_id();
-        let counters = Arc::new(Counters::default());
-        let mut protocols = Vec::new();
-        for protocol in &config.serve_query_protocols {
-            let protocol = protocol.stream_protocol();
-            if !protocols.contains(&protocol) {
-                protocols.push(protocol);
-            }
-        }
-        if config.serve_deals {
-            protocols.push(StreamProtocol::new(DEAL_PROTOCOL));
-        }
-        let (queue, queued) = mpsc::channel(config.inbound_queue.max(1));
-        let inbound = Inbound::new(protocols, queue, Arc::clone(&counters));
+        let retrieval = Behaviour::new(config.behaviour());
+        let control = retrieval.control();
         let mut swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -183,9 +167,12 @@ impl Network {
                 yamux::Config::default,
             )
             .map_err(|e| Error::Transport(e.to_string()))?
-            .with_behaviour(|key| Behaviour::new(key.public(), &config, inbound))
+            .with_behaviour(|key| Host::new(key.public(), &config, retrieval))
             .map_err(|e| Error::Transport(e.to_string()))?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(config.idle_timeout))
+            .with_swarm_config(|c| {
+                c.with_idle_connection_timeout(config.idle_timeout)
+                    .with_max_negotiating_inbound_streams(config.max_negotiating_inbound_streams)
+            })
             .build();
 
         listen(&mut swarm, &config.listen_addrs).await?;
@@ -196,35 +183,26 @@ impl Network {
         }
         let dht = Dht::new(&config);
 
-        let control = swarm.behaviour().stream.new_control();
-        let shared = Arc::new(Shared {
-            deal_limiter: Limiter::new(config.max_inbound_deals, config.max_inbound_deals_per_peer),
-            query_limiter: Limiter::new(
-                config.max_inbound_queries,
-                config.max_inbound_queries_per_peer,
-            ),
-            counters,
-            delegate: RwLock::new(None),
-            config,
-            disconnected: broadcast::channel(DISCONNECT_BUFFER).0,
-        });
-        let tasks = vec![tokio::spawn(dispatch(Arc::clone(&shared), queued))];
-
+        let streams = swarm.behaviour().stream.new_control();
+        let delegate = Delegate::default();
         let (commands, receiver) = mpsc::channel(COMMAND_BUFFER);
         tokio::spawn(run(
             swarm,
             receiver,
-            tasks,
             dht,
-            shared.disconnected.clone(),
+            Arc::clone(&delegate),
+            Arc::clone(control.shared()),
+            config.handler_timeout,
         ));
         tracing::debug!(%local_peer_id, "network started");
         Ok(Self {
             inner: Arc::new(Inner {
                 local_peer_id,
+                config,
                 commands,
                 control,
-                shared,
+                streams,
+                delegate,
             }),
         })
     }
@@ -236,25 +214,40 @@ impl Network {
 
     /// The configuration the host runs with.
     pub fn config(&self) -> &Config {
-        &self.inner.shared.config
+        &self.inner.config
     }
 
-    /// A snapshot of the counters (rejections, timeouts, queries served, ...).
+    /// A snapshot of the counters (refusals, timeouts, queries served, ...).
     pub fn metrics(&self) -> Metrics {
-        self.inner.shared.counters.snapshot()
+        self.inner.control.metrics()
+    }
+
+    /// The retrieval behaviour's control: queries and deal streams, as
+    /// [`Network::query`] and [`Network::open_deal_stream`].
+    pub fn control(&self) -> &Control {
+        &self.inner.control
     }
 
     /// Routes inbound queries and deal streams to `delegate` (replacing an earlier one).
-    /// Without a delegate, inbound streams are reset and counted as rejected. The channel's
-    /// capacity is the delegate's queue: when it stays full for the handler timeout,
-    /// further streams are rejected.
+    /// Without a delegate, inbound queries are closed without an answer (counted as
+    /// `queries_refused`) and deal streams are reset (counted as `rejected_streams`). The
+    /// channel's capacity is the delegate's queue: when it stays full for the handler
+    /// timeout, further ones are refused the same way.
     pub fn set_delegate(&self, delegate: mpsc::Sender<Event>) {
-        self.inner.shared.set_delegate(Some(delegate));
+        *self
+            .inner
+            .delegate
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(delegate);
     }
 
     /// Stops routing inbound streams to the delegate.
     pub fn clear_delegate(&self) {
-        self.inner.shared.set_delegate(None);
+        *self
+            .inner
+            .delegate
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     async fn command<T>(
@@ -325,7 +318,7 @@ impl Network {
         match tokio::time::timeout(after, command).await {
             Ok(result) => result,
             Err(_) => {
-                bump(&self.inner.shared.counters.timeouts);
+                bump(&self.inner.control.shared().counters.timeouts);
                 Err(Error::Timeout { what, after })
             }
         }
@@ -430,7 +423,7 @@ impl Network {
         if self.inner.commands.is_closed() {
             return Err(Error::Shutdown);
         }
-        let mut control = self.inner.control.clone();
+        let mut control = self.inner.streams.clone();
         let after = self.config().open_timeout;
         match tokio::time::timeout(after, control.open_stream(peer, protocol.clone())).await {
             Ok(Ok(stream)) => Ok(stream),
@@ -443,7 +436,7 @@ impl Network {
                 reason: e.to_string(),
             }),
             Err(_) => {
-                bump(&self.inner.shared.counters.timeouts);
+                bump(&self.inner.control.shared().counters.timeouts);
                 Err(Error::Timeout {
                     what: "opening a stream",
                     after,
@@ -457,18 +450,16 @@ impl Network {
     /// a time, and libp2p-stream drops inbound streams that find it occupied.
     pub fn accept(&self, protocol: StreamProtocol) -> Result<IncomingStreams, Error> {
         self.inner
-            .control
+            .streams
             .clone()
             .accept(protocol.clone())
             .map_err(|_| Error::AlreadyRegistered(protocol.to_string()))
     }
 
     /// Asks `peer` a query, trying the versions of [`Config::query_protocols`] in order.
+    /// A provider that closes the stream without an answer gives [`Error::QueryRefused`].
     pub async fn query(&self, peer: PeerId, query: &Query) -> Result<QueryResponse, Error> {
-        let protocols = self.config().query_protocols.clone();
-        self.query_via(peer, query, &protocols)
-            .await
-            .map(|(response, _)| response)
+        self.inner.control.query(peer, query).await
     }
 
     /// Asks `peer` a query, trying `protocols` in order: a version the peer does not
@@ -480,48 +471,20 @@ impl Network {
         query: &Query,
         protocols: &[QueryProtocol],
     ) -> Result<(QueryResponse, QueryProtocol), Error> {
-        let mut tried = Vec::new();
-        for (i, &protocol) in protocols.iter().enumerate() {
-            match self.open_stream(peer, protocol.stream_protocol()).await {
-                Ok(stream) => {
-                    if i > 0 {
-                        bump(&self.inner.shared.counters.query_fallbacks);
-                    }
-                    let response =
-                        query::exchange(&self.inner.shared, stream, query, protocol).await?;
-                    return Ok((response, protocol));
-                }
-                Err(Error::UnsupportedProtocol { .. }) => {
-                    tracing::debug!(%peer, %protocol, "peer does not support this query version");
-                    tried.push(protocol.id().to_owned());
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::UnsupportedProtocol {
-            peer,
-            protocols: tried,
-        })
+        self.inner.control.query_via(peer, query, protocols).await
     }
 
     /// Opens a deal stream to `peer`; this side is the client.
     pub async fn open_deal_stream(&self, peer: PeerId) -> Result<DealStream, Error> {
-        let stream = self
-            .open_stream(peer, StreamProtocol::new(DEAL_PROTOCOL))
-            .await?;
-        bump(&self.inner.shared.counters.deal_streams_opened);
-        Ok(DealStream::new(
-            peer,
-            Role::Client,
-            stream,
-            Arc::clone(&self.inner.shared),
-            None,
-        ))
+        if self.inner.commands.is_closed() {
+            return Err(Error::Shutdown);
+        }
+        self.inner.control.open_deal_stream(peer).await
     }
 }
 
 /// Binds every listen address and waits until each reports its first address.
-async fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(), Error> {
+async fn listen(swarm: &mut Swarm<Host>, addrs: &[Multiaddr]) -> Result<(), Error> {
     let mut pending: HashMap<ListenerId, Multiaddr> = HashMap::new();
     for addr in addrs {
         let id = swarm.listen_on(addr.clone()).map_err(|e| Error::Listen {
@@ -576,65 +539,17 @@ async fn listen(swarm: &mut Swarm<Behaviour>, addrs: &[Multiaddr]) -> Result<(),
     Ok(())
 }
 
-/// Admits queued inbound streams within the limits: each query is served in its own
-/// task, each deal stream is handed to the delegate.
-async fn dispatch(shared: Arc<Shared>, mut queue: mpsc::Receiver<InboundStream>) {
-    while let Some((peer, protocol, stream)) = queue.recv().await {
-        let query = QueryProtocol::ALL
-            .into_iter()
-            .find(|q| q.id() == protocol.as_ref());
-        let limiter = if query.is_some() {
-            &shared.query_limiter
-        } else {
-            &shared.deal_limiter
-        };
-        let Some(permit) = limiter.try_acquire(peer) else {
-            tracing::debug!(%peer, %protocol, "too many inbound streams; resetting the stream");
-            bump(&shared.counters.rejected_streams);
-            drop(stream);
-            continue;
-        };
-        match query {
-            Some(query) => {
-                tokio::spawn(query::serve(
-                    Arc::clone(&shared),
-                    peer,
-                    stream,
-                    query,
-                    permit,
-                ));
-            }
-            None => {
-                let deal = DealStream::new(
-                    peer,
-                    Role::Provider,
-                    stream,
-                    Arc::clone(&shared),
-                    Some(permit),
-                );
-                let shared = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    if shared.deliver(Event::Deal(deal)).await {
-                        bump(&shared.counters.deal_streams_accepted);
-                    } else {
-                        tracing::debug!(%peer, "no delegate took the deal stream; resetting it");
-                    }
-                });
-            }
-        }
-    }
-}
-
 /// Dials in progress: the peer and who waits for the outcome.
 type Dials = HashMap<ConnectionId, (PeerId, oneshot::Sender<Result<(), Error>>)>;
 
 /// The swarm task.
 async fn run(
-    mut swarm: Swarm<Behaviour>,
+    mut swarm: Swarm<Host>,
     mut commands: mpsc::Receiver<Command>,
-    tasks: Vec<JoinHandle<()>>,
     mut dht: Dht,
-    disconnected: broadcast::Sender<PeerId>,
+    delegate: Delegate,
+    shared: Arc<Shared>,
+    handler_timeout: Duration,
 ) {
     let mut dials = Dials::new();
     let mut tick = tokio::time::interval(DHT_TICK);
@@ -646,21 +561,21 @@ async fn run(
                 Some(Command::Dht(command)) => dht.on_command(&mut swarm, command),
                 Some(command) => on_command(&mut swarm, command, &mut dials),
             },
-            event = swarm.select_next_some() => {
-                on_event(&mut swarm, event, &mut dials, &mut dht, &disconnected);
-            }
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::Behaviour(HostEvent::Retrieval(event)) => {
+                    deliver(&delegate, &shared, event, handler_timeout);
+                }
+                event => on_event(&mut swarm, event, &mut dials, &mut dht),
+            },
             _ = tick.tick() => dht.on_tick(&mut swarm),
         }
-    }
-    for task in tasks {
-        task.abort();
     }
     drop(swarm);
     drop(commands);
     tracing::debug!("network stopped");
 }
 
-fn on_command(swarm: &mut Swarm<Behaviour>, command: Command, dials: &mut Dials) {
+fn on_command(swarm: &mut Swarm<Host>, command: Command, dials: &mut Dials) {
     match command {
         Command::Dial { peer, addrs, reply } => {
             for addr in &addrs {
@@ -705,11 +620,10 @@ fn on_command(swarm: &mut Swarm<Behaviour>, command: Command, dials: &mut Dials)
 }
 
 fn on_event(
-    swarm: &mut Swarm<Behaviour>,
-    event: SwarmEvent<BehaviourEvent>,
+    swarm: &mut Swarm<Host>,
+    event: SwarmEvent<HostEvent>,
     dials: &mut Dials,
     dht: &mut Dht,
-    disconnected: &broadcast::Sender<PeerId>,
 ) {
     match event {
         SwarmEvent::ConnectionEstablished {
@@ -744,20 +658,11 @@ fn on_event(
         SwarmEvent::ExpiredListenAddr { address, .. } => {
             swarm.remove_external_address(&address);
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => dht.on_kad_event(swarm, event),
-        SwarmEvent::ConnectionClosed {
-            peer_id,
-            cause,
-            num_established,
-            ..
-        } => {
+        SwarmEvent::Behaviour(HostEvent::Kad(event)) => dht.on_kad_event(swarm, event),
+        SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
             tracing::debug!(peer = %peer_id, ?cause, "connection closed");
-            if num_established == 0 {
-                // No receiver (no deal stream) is fine.
-                let _ = disconnected.send(peer_id);
-            }
         }
-        SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+        SwarmEvent::Behaviour(HostEvent::Identify(identify::Event::Received {
             peer_id,
             info,
             ..

@@ -1,7 +1,7 @@
 //! The query protocols: `/fil/retrieval/qry/1.0.0` (map encoding) and
 //! `/fil/retrieval/qry/0.0.1` (tuple encoding). One `Query`, one `QueryResponse`, close.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, time::Duration};
 
 use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream, StreamProtocol};
@@ -10,10 +10,8 @@ use tokio::sync::oneshot;
 
 use crate::{
     Error,
+    behaviour::Shared,
     framing::{FrameReader, write_message},
-    limiter::Permit,
-    metrics::bump,
-    network::{Event, Shared},
 };
 
 /// A version of the query protocol.
@@ -85,7 +83,7 @@ impl QueryProtocol {
     }
 }
 
-/// An inbound query, handed to the delegate as [`Event::Query`]. Answer it with
+/// An inbound query, reported as [`crate::Event::Query`]. Answer it with
 /// [`QueryRequest::respond`]; dropping it closes the stream without an answer (what
 /// go-fil-markets does when it cannot answer at all).
 #[derive(Debug)]
@@ -100,8 +98,22 @@ pub struct QueryRequest {
 }
 
 impl QueryRequest {
+    pub(crate) fn new(
+        peer: PeerId,
+        query: Query,
+        protocol: QueryProtocol,
+        responder: oneshot::Sender<QueryResponse>,
+    ) -> Self {
+        Self {
+            peer,
+            query,
+            protocol,
+            responder,
+        }
+    }
+
     /// Sends the answer. Fails with [`Error::Closed`] when the stream was already given
-    /// up, e.g. after [`crate::Config::handler_timeout`].
+    /// up, e.g. after the handler timeout ([`crate::BehaviourConfig::handler_timeout`]).
     pub fn respond(self, response: QueryResponse) -> Result<(), Error> {
         self.responder.send(response).map_err(|_| Error::Closed)
     }
@@ -117,9 +129,11 @@ async fn timed<T>(
         .unwrap_or(Err(Error::Timeout { what, after }))
 }
 
-/// Client side: writes `query`, half-closes, reads one response.
+/// Client side: writes `query`, half-closes, reads one response. End of stream where the
+/// response would start is [`Error::QueryRefused`].
 pub(crate) async fn exchange(
     shared: &Shared,
+    peer: PeerId,
     mut stream: Stream,
     query: &Query,
     protocol: QueryProtocol,
@@ -139,7 +153,11 @@ pub(crate) async fn exchange(
             config.read_timeout,
             reader.next_item(&mut stream, config.max_control_message_size),
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            Error::Closed => Error::QueryRefused { peer },
+            e => e,
+        })?;
         protocol.decode_response(reader.item(len))
     }
     .await;
@@ -151,75 +169,36 @@ pub(crate) async fn exchange(
     result
 }
 
-/// Provider side: reads one query, hands it to the delegate, writes the answer, closes.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    peer: PeerId,
-    mut stream: Stream,
+/// Provider side: reads one query of at most `cap` bytes within `after`. The provider
+/// does not wait for the client's half-close: Go clients do not send it.
+pub(crate) async fn read_query(
+    stream: &mut Stream,
     protocol: QueryProtocol,
-    _permit: Permit,
-) {
-    let config = &shared.config;
+    cap: usize,
+    after: Duration,
+) -> Result<Query, Error> {
     let mut reader = FrameReader::new();
-    let query = timed("reading a query", config.read_timeout, async {
-        let len = reader
-            .next_item(&mut stream, config.max_control_message_size)
-            .await?;
+    timed("reading a query", after, async {
+        let len = reader.next_item(stream, cap).await?;
         protocol.decode_query(reader.item(len))
     })
-    .await;
-    let query = match query {
-        Ok(q) => q,
-        Err(e) => {
-            tracing::debug!(%peer, %protocol, error = %e, "bad inbound query; resetting the stream");
-            shared.counters.record(&e);
-            return;
-        }
-    };
-    let (tx, rx) = oneshot::channel();
-    let request = QueryRequest {
-        peer,
-        query,
-        protocol,
-        responder: tx,
-    };
-    if !shared.deliver(Event::Query(request)).await {
-        tracing::debug!(%peer, "no delegate took the query; resetting the stream");
-        return;
-    }
-    let response = match tokio::time::timeout(config.handler_timeout, rx).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(_)) => {
-            // The delegate dropped the request: close without an answer.
-            let _ = timed("closing a query stream", config.write_timeout, async {
-                Ok(stream.close().await?)
-            })
-            .await;
-            return;
-        }
-        Err(_) => {
-            bump(&shared.counters.timeouts);
-            tracing::debug!(%peer, "the delegate did not answer the query in time");
-            return;
-        }
-    };
-    let written = async {
-        let bytes = protocol.encode_response(&response)?;
-        timed("writing a query response", config.write_timeout, async {
-            write_message(&mut stream, &bytes).await?;
-            stream.close().await?;
-            Ok(())
-        })
-        .await
-    }
-    .await;
-    match written {
-        Ok(()) => bump(&shared.counters.queries_answered),
-        Err(e) => {
-            tracing::debug!(%peer, error = %e, "writing a query response failed");
-            shared.counters.record(&e);
-        }
-    }
+    .await
+}
+
+/// Provider side: writes the answer in the query's encoding and closes the stream.
+pub(crate) async fn write_response(
+    stream: &mut Stream,
+    protocol: QueryProtocol,
+    response: &QueryResponse,
+    after: Duration,
+) -> Result<(), Error> {
+    let bytes = protocol.encode_response(response)?;
+    timed("writing a query response", after, async {
+        write_message(stream, &bytes).await?;
+        stream.close().await?;
+        Ok(())
+    })
+    .await
 }
 
 #[cfg(test)]

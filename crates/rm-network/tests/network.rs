@@ -752,21 +752,23 @@ async fn inbound_deal_streams_over_the_limit_are_reset() {
 }
 
 #[tokio::test]
-async fn without_a_delegate_inbound_streams_are_reset() {
+async fn without_a_delegate_queries_are_refused_and_deal_streams_reset() {
     let provider = host(Config::default()).await;
     let client = host(Config::default()).await;
     introduce(&client, &provider).await;
     let peer = provider.local_peer_id();
+    // A query nobody answers ends cleanly, without an answer: a refusal, not a failure.
+    let refused = within(client.query(peer, &Query::new(golden_cid()))).await;
     assert!(
-        within(client.query(peer, &Query::new(golden_cid())))
-            .await
-            .is_err()
+        matches!(refused, Err(Error::QueryRefused { peer: p }) if p == peer),
+        "{refused:?}"
     );
     let mut c = within(client.open_deal_stream(peer)).await.unwrap();
     let _ = within(c.write_proposal(&proposal())).await;
     assert!(within(c.read_response()).await.is_err());
-    eventually("both rejections counted", || {
-        provider.metrics().rejected_streams == 2
+    eventually("both refusals counted", || {
+        let m = provider.metrics();
+        (m.queries_refused, m.rejected_streams) == (1, 1)
     })
     .await;
 

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use rm_blockio::{BlockReader, Selector as DagSelector};
-use rm_types::{Cid, QueryItemStatus, QueryResponse, QueryResponseStatus, RetrievalProviderNode};
+use rm_types::{
+    Cid, QueryItemStatus, QueryResponse, QueryResponseStatus, RetrievalProviderNode, TokenAmount,
+};
 
 use crate::provider::{Inner, lock};
 
@@ -27,21 +29,20 @@ impl<N: RetrievalProviderNode> Inner<N> {
     /// unpadded size of the first piece holding the payload), else from the blockstore
     /// (`Size` is the DAG's block bytes).
     pub(crate) async fn answer(&self, query: &rm_types::Query) -> QueryResponse {
-        let ask = self.current_ask();
+        // As go-fil-markets v1.28.3 (`retrievalmarket/impl/provider.go`, HandleQueryStream):
+        // the ask's fields are filled in only when the payload is available; otherwise
+        // they stay zero and `PieceCIDFound` is `Unavailable`, whether a piece was named
+        // or not (docs/protocol.md, "Query answers").
         let mut answer = QueryResponse {
             status: QueryResponseStatus::Unavailable,
-            piece_cid_found: if query.params.piece_cid.is_some() {
-                QueryItemStatus::Unavailable
-            } else {
-                QueryItemStatus::Unknown
-            },
+            piece_cid_found: QueryItemStatus::Unavailable,
             size: 0,
             payment_address: rm_types::Address::new_id(0),
-            min_price_per_byte: ask.price_per_byte.clone(),
-            max_payment_interval: ask.payment_interval,
-            max_payment_interval_increase: ask.payment_interval_increase,
+            min_price_per_byte: TokenAmount::zero(),
+            max_payment_interval: 0,
+            max_payment_interval_increase: 0,
             message: String::new(),
-            unseal_price: ask.unseal_price.clone(),
+            unseal_price: TokenAmount::zero(),
         };
         let address = async {
             let head = self.node.chain_head().await?;
@@ -57,12 +58,20 @@ impl<N: RetrievalProviderNode> Inner<N> {
             }
         }
         let located = self.locate(&query.payload_cid, query.params.piece_cid.as_ref());
+        let ask = self.current_ask();
+        let fill_ask = |answer: &mut QueryResponse| {
+            answer.status = QueryResponseStatus::Available;
+            answer.min_price_per_byte = ask.price_per_byte.clone();
+            answer.max_payment_interval = ask.payment_interval;
+            answer.max_payment_interval_increase = ask.payment_interval_increase;
+            answer.unseal_price = ask.unseal_price.clone();
+        };
         match located {
             Ok(Located::Pieces(infos)) => {
                 let length = infos.iter().flat_map(|i| &i.deals).next().map(|d| d.length);
                 match length.map(rm_unseal::PaddedPieceSize::new) {
                     Some(Ok(size)) => {
-                        answer.status = QueryResponseStatus::Available;
+                        fill_ask(&mut answer);
                         answer.piece_cid_found = QueryItemStatus::Available;
                         answer.size = size.unpadded().get();
                     }
@@ -79,9 +88,11 @@ impl<N: RetrievalProviderNode> Inner<N> {
                     }
                 }
             }
+            // rm's own case (no piece involved): `PieceCIDFound` is `Unknown`.
             Ok(Located::Blockstore) => match self.dag_size(&query.payload_cid) {
                 Ok(Some(size)) => {
-                    answer.status = QueryResponseStatus::Available;
+                    fill_ask(&mut answer);
+                    answer.piece_cid_found = QueryItemStatus::Unknown;
                     answer.size = size;
                 }
                 Ok(None) => answer.message = NOT_FOUND_MESSAGE.to_owned(),
@@ -102,6 +113,9 @@ impl<N: RetrievalProviderNode> Inner<N> {
     /// Where the provider holds `payload`: in pieces (only `piece`, if named), or only in
     /// its blockstore.
     pub(crate) fn locate(&self, payload: &Cid, piece: Option<&Cid>) -> Result<Located, String> {
+        if payload.hash().code() == rm_blockio::codec::IDENTITY {
+            return self.locate_identity(payload, piece);
+        }
         if let Some(unsealer) = &self.unsealer {
             match unsealer.pieces_for(payload, piece) {
                 Ok(infos) => return Ok(Located::Pieces(infos)),
@@ -117,6 +131,57 @@ impl<N: RetrievalProviderNode> Inner<N> {
             Ok(true) => Ok(Located::Blockstore),
             Ok(false) => Ok(Located::Nowhere),
             Err(e) => Err(format!("blockstore: {e}")),
+        }
+    }
+
+    /// Where an identity payload CID (its block inline, e.g. `bafkqaaa`) is held: where
+    /// every link inside it is held, as go-fil-markets' `provider_pieces.go` resolves it.
+    /// The piece store is asked about the CID itself first; then the pieces holding all of
+    /// its links; nowhere when it has no links. (The blockstore "has" every identity CID,
+    /// so it is not asked about the CID itself.)
+    fn locate_identity(&self, payload: &Cid, piece: Option<&Cid>) -> Result<Located, String> {
+        if let Some(unsealer) = &self.unsealer {
+            match unsealer.pieces_for(payload, piece) {
+                Ok(infos) => return Ok(Located::Pieces(infos)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        let mut linked = Vec::new();
+        identity_links(payload, &mut linked)?;
+        if linked.is_empty() {
+            return Ok(Located::Nowhere);
+        }
+        let Some(unsealer) = &self.unsealer else {
+            for link in &linked {
+                if !self
+                    .blockstore
+                    .has(link)
+                    .map_err(|e| format!("blockstore: {e}"))?
+                {
+                    return Ok(Located::Nowhere);
+                }
+            }
+            return Ok(Located::Blockstore);
+        };
+        let mut common: Option<Vec<rm_unseal::PieceInfo>> = None;
+        for link in &linked {
+            let infos = match unsealer.pieces_for(link, piece) {
+                Ok(infos) => infos,
+                Err(e) if e.is_not_found() => return Ok(Located::Nowhere),
+                Err(e) => return Err(e.to_string()),
+            };
+            common = Some(match common {
+                None => infos,
+                Some(c) => c
+                    .into_iter()
+                    .filter(|i| infos.iter().any(|j| j.piece_cid == i.piece_cid))
+                    .collect(),
+            });
+        }
+        match common {
+            Some(infos) if !infos.is_empty() => Ok(Located::Pieces(infos)),
+            _ => Ok(Located::Nowhere),
         }
     }
 
@@ -168,4 +233,24 @@ impl<N: RetrievalProviderNode> Inner<N> {
         sizes.insert(*root, size);
         Ok(Some(size))
     }
+}
+
+/// The links inside identity CID `cid`'s inline block (and inside identity CIDs it links
+/// to), each once, in order. The inline block is at most a CID's digest long (64 bytes),
+/// so the walk is bounded by it.
+fn identity_links(cid: &Cid, out: &mut Vec<Cid>) -> Result<(), String> {
+    use rm_blockio::codec::{IDENTITY, Node};
+    let node = Node::decode(cid.codec(), cid.hash().digest())
+        .map_err(|e| format!("decoding identity CID {cid}: {e}"))?;
+    let mut stack = vec![&node];
+    while let Some(node) = stack.pop() {
+        match node {
+            Node::Link(link) if link.hash().code() == IDENTITY => identity_links(link, out)?,
+            Node::Link(link) if !out.contains(link) => out.push(**link),
+            Node::List(items) => stack.extend(items.iter().rev()),
+            Node::Map(entries) => stack.extend(entries.iter().rev().map(|(_, v)| v)),
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -22,7 +22,8 @@ pub struct FundArgs {
 }
 
 /// Lists the ledger's channels (funds, committed by vouchers, available, owed to this
-/// node) or adds funds to one. The local ledger stands in for the chain: funds added are
+/// node; with `--json`, the lanes paying this node and their latest vouchers) or adds
+/// funds to one. The local ledger stands in for the chain: funds added are
 /// final at once.
 pub async fn run(global: &Global, out: &Output, args: FundArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
@@ -40,11 +41,35 @@ pub async fn run(global: &Global, out: &Output, args: FundArgs) -> Result<ExitCo
         added = Some((address, amount));
     }
     let channels = node.ledger.channels()?;
-    node.network.shutdown().await;
     let mine = node.address.clone();
+    // Per channel paying this node: each lane's redeemed state and the latest voucher
+    // received on it (what would be submitted on chain), as hex of its CBOR.
+    let mut lanes = Vec::with_capacity(channels.len());
+    for c in &channels {
+        let mut received = Vec::new();
+        if c.to == mine {
+            for (lane, state) in node.ledger.lanes(&c.address)? {
+                let voucher = node
+                    .ledger
+                    .latest_voucher(&c.address, lane)?
+                    .map(|v| rm_types::codec::to_vec(&v).map(hex))
+                    .transpose()
+                    .context("encoding a stored voucher")?;
+                received.push(json!({
+                    "lane": lane,
+                    "nonce": state.nonce,
+                    "redeemed": state.redeemed.atto().to_string(),
+                    "voucher": voucher,
+                }));
+            }
+        }
+        lanes.push(received);
+    }
+    node.network.shutdown().await;
     let items: Vec<_> = channels
         .iter()
-        .map(|c| {
+        .zip(lanes)
+        .map(|(c, lanes)| {
             json!({
                 "channel": c.address.to_string(),
                 "from": c.from.to_string(),
@@ -54,6 +79,7 @@ pub async fn run(global: &Global, out: &Output, args: FundArgs) -> Result<ExitCo
                 "available": c.available().atto().to_string(),
                 "owed_to_recipient": c.to_send.atto().to_string(),
                 "ours": c.from == mine,
+                "lanes_received": lanes,
             })
         })
         .collect();
@@ -104,4 +130,9 @@ pub async fn run(global: &Global, out: &Output, args: FundArgs) -> Result<ExitCo
         &text,
     );
     Ok(exit::code(exit::OK))
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: Vec<u8>) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,0 +1,198 @@
+//! Query admission over 127.0.0.1: queries have limits of their own, separate from deal
+//! streams; the defaults hold 200 queries from 20 peers in progress at once; a query over
+//! a limit is refused with a clean close that the client tells from a failure, and the
+//! refusal is counted.
+
+use std::{future::Future, time::Duration};
+
+use rm_network::{Config, Error, Event, Network, QueryRequest, keys, libp2p::Multiaddr};
+use rm_types::{Query, QueryItemStatus, QueryResponse, QueryResponseStatus, TokenAmount};
+use tokio::sync::mpsc;
+
+/// Upper bound for any single step of a test.
+const STEP: Duration = Duration::from_secs(30);
+
+async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(STEP, f).await.expect("step timed out")
+}
+
+fn loopback() -> Multiaddr {
+    "/ip4/127.0.0.1/tcp/0".parse().unwrap()
+}
+
+async fn host(config: Config) -> Network {
+    within(Network::new(
+        keys::generate(),
+        config.with_listen_addrs([loopback()]),
+    ))
+    .await
+    .unwrap()
+}
+
+async fn introduce(client: &Network, provider: &Network) {
+    let addr = within(provider.listen_addrs()).await.unwrap().remove(0);
+    within(client.add_address(provider.local_peer_id(), addr))
+        .await
+        .unwrap();
+    within(client.dial(provider.local_peer_id(), vec![]))
+        .await
+        .unwrap();
+}
+
+fn payload() -> rm_types::Cid {
+    "QmTTA2daxGqo5denp6SwLzzkLJm3fuisYEi9CoWsuHpzfb"
+        .parse()
+        .unwrap()
+}
+
+fn answer() -> QueryResponse {
+    QueryResponse {
+        status: QueryResponseStatus::Available,
+        piece_cid_found: QueryItemStatus::Available,
+        size: 19_000,
+        payment_address: "f01000".parse().unwrap(),
+        min_price_per_byte: TokenAmount::from_atto(1000u64),
+        max_payment_interval: 1 << 20,
+        max_payment_interval_increase: 1 << 20,
+        message: String::new(),
+        unseal_price: TokenAmount::zero(),
+    }
+}
+
+/// A delegate that hands queries to the test instead of answering them, so the test
+/// decides how many are in progress at once; deal streams go to their own channel.
+struct Held {
+    queries: mpsc::Receiver<QueryRequest>,
+    deals: mpsc::Receiver<rm_network::DealStream>,
+}
+
+fn hold(net: &Network) -> Held {
+    let (tx, mut events) = mpsc::channel(1024);
+    net.set_delegate(tx);
+    let (queries_tx, queries) = mpsc::channel(1024);
+    let (deals_tx, deals) = mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            match event {
+                Event::Query(q) => {
+                    let _ = queries_tx.send(q).await;
+                }
+                Event::Deal(d) => {
+                    let _ = deals_tx.send(d).await;
+                }
+                _ => {}
+            }
+        }
+    });
+    Held { queries, deals }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_queries_from_twenty_peers_are_in_progress_at_once_and_all_answered() {
+    let provider = host(Config::default()).await;
+    let mut held = hold(&provider);
+    let peer = provider.local_peer_id();
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let client = host(Config::default()).await;
+        introduce(&client, &provider).await;
+        clients.push(client);
+    }
+    let query = Query::new(payload());
+    let asked = futures::future::join_all(
+        clients
+            .iter()
+            .flat_map(|c| (0..10).map(|_| c.query(peer, &query))),
+    );
+    // Every query reaches the delegate before any is answered: 200 in progress at once.
+    let answering = async {
+        let mut requests = Vec::new();
+        while requests.len() < 200 {
+            requests.push(within(held.queries.recv()).await.unwrap());
+        }
+        for request in requests {
+            request.respond(answer()).unwrap();
+        }
+    };
+    let (answers, ()) = within(async { tokio::join!(asked, answering) }).await;
+    let answered = answers.iter().filter(|a| a.is_ok()).count();
+    assert_eq!(answered, 200, "{:?}", answers.iter().find(|a| a.is_err()));
+    let m = provider.metrics();
+    assert_eq!((m.queries_answered, m.queries_refused), (200, 0));
+    for c in clients {
+        c.shutdown().await;
+    }
+    provider.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_query_over_its_limit_is_refused_cleanly_and_deal_streams_keep_their_own() {
+    let mut config = Config::default();
+    config.max_inbound_queries_per_peer = 2;
+    config.max_inbound_deals_per_peer = 1;
+    let provider = host(config).await;
+    let mut held = hold(&provider);
+    let client = host(Config::default()).await;
+    introduce(&client, &provider).await;
+    let peer = provider.local_peer_id();
+    let query = Query::new(payload());
+
+    // Two queries in progress: the limit.
+    let first = tokio::spawn({
+        let client = client.clone();
+        let query = query.clone();
+        async move { client.query(peer, &query).await }
+    });
+    let second = tokio::spawn({
+        let client = client.clone();
+        let query = query.clone();
+        async move { client.query(peer, &query).await }
+    });
+    let r1 = within(held.queries.recv()).await.unwrap();
+    let r2 = within(held.queries.recv()).await.unwrap();
+
+    // A third is refused at once with a clean close: not an I/O error, not a timeout.
+    let refused = within(client.query(peer, &query)).await;
+    assert!(
+        matches!(refused, Err(Error::QueryRefused { peer: p }) if p == peer),
+        "{refused:?}"
+    );
+    assert_eq!(provider.metrics().queries_refused, 1);
+    let m = client.metrics();
+    assert_eq!((m.timeouts, m.truncated, m.malformed), (0, 0, 0));
+
+    // Deal streams have limits of their own: one is admitted while queries are full.
+    let mut deal = within(client.open_deal_stream(peer)).await.unwrap();
+    within(deal.write_proposal(&rm_types::DealProposal::new(
+        payload(),
+        rm_types::DealId(1),
+        rm_types::Params::new(TokenAmount::zero(), 0, 0),
+    )))
+    .await
+    .unwrap();
+    let mut served = within(held.deals.recv()).await.unwrap();
+    assert_eq!(within(served.read_proposal()).await.unwrap().id.0, 1);
+
+    // The held queries are still answered; then the slots are free again.
+    r1.respond(answer()).unwrap();
+    r2.respond(answer()).unwrap();
+    assert_eq!(within(first).await.unwrap().unwrap(), answer());
+    assert_eq!(within(second).await.unwrap().unwrap(), answer());
+    let again = tokio::spawn({
+        let client = client.clone();
+        async move { client.query(peer, &query).await }
+    });
+    within(held.queries.recv())
+        .await
+        .unwrap()
+        .respond(answer())
+        .unwrap();
+    assert_eq!(within(again).await.unwrap().unwrap(), answer());
+    let m = provider.metrics();
+    assert_eq!(
+        (m.queries_answered, m.queries_refused, m.rejected_streams),
+        (3, 1, 0)
+    );
+    client.shutdown().await;
+    provider.shutdown().await;
+}
