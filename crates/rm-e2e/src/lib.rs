@@ -12,7 +12,8 @@
 //! ```no_run
 //! # async fn example() -> Result<(), rm_e2e::Error> {
 //! use rm_e2e::{Node, lorem_path};
-//! use rm_types::{Ask, DealStatus, QueryParams, TokenAmount};
+//! use rm_client::ClientStatus;
+//! use rm_types::{Ask, QueryParams, TokenAmount};
 //!
 //! let dir = tempfile::tempdir().map_err(rm_e2e::Error::Io)?;
 //! let provider_node = Node::open(&dir.path().join("p")).await?;
@@ -27,7 +28,7 @@
 //! let addrs = provider_node.addrs().await?;
 //! let terms = client.query(provider_node.peer_id(), addrs.clone(), root, QueryParams::default()).await?;
 //! let id = client.retrieve(rm_client::Retrieval::from_query(root, provider_node.peer_id(), addrs, &terms)).await?;
-//! assert_eq!(client.wait(id).await?.status(), DealStatus::Completed);
+//! assert_eq!(client.wait(id).await?.status(), ClientStatus::Completed);
 //! # Ok(()) }
 //! ```
 //! (`tempfile` is a dev-dependency; the example is for reading.)
