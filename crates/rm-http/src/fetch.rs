@@ -9,8 +9,10 @@
 //! verified ones are stored), and asks only for the rest: each remaining sub-DAG by its
 //! CID, a partly needed file node with the `entity-bytes` still missing, a path's
 //! remaining segments ([`crate::walk::Walk::next_ask`]). Nothing stored is asked for
-//! again; what was in flight when a run died (at most the block being received and the
-//! few verified blocks not yet written) is.
+//! again. Verified blocks are written in batches of at most 1 MiB (a block of 1 MiB or
+//! more is a batch of its own), each stored before the next is queued and before progress
+//! is reported, so a run that dies loses at most the block it was receiving and the one
+//! batch being written.
 //!
 //! **Providers.** A provider that fails — no connection, an error status, a response
 //! that is not a `dups=y` DFS CAR, a block that does not verify or comes out of order, a
@@ -180,35 +182,38 @@ impl std::fmt::Debug for HttpFetcher {
     }
 }
 
-/// Verified blocks on their way to the store, with the walk step they complete.
+/// Verified blocks on their way to the store, with the progress they make, and who
+/// waits for them to be stored.
 struct Batch {
     blocks: Vec<(Cid, Vec<u8>)>,
     record: Record,
+    done: tokio::sync::oneshot::Sender<Result<(), FetchError>>,
 }
 
-/// The thread that stores verified blocks and then records the progress they make.
+/// The thread that stores verified blocks and then records the progress they make. It
+/// runs beside the async side so the connection keeps receiving while a batch is written.
 struct Writer {
     tx: Option<sync_mpsc::SyncSender<Batch>>,
-    thread: Option<std::thread::JoinHandle<Result<(), FetchError>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     fn start(store: Arc<dyn Blockstore>, progress: Option<Keyspace>, key: Vec<u8>) -> Self {
-        let (tx, rx) = sync_mpsc::sync_channel::<Batch>(2);
-        let thread = std::thread::spawn(move || -> Result<(), FetchError> {
-            while let Ok(mut batch) = rx.recv() {
-                // Take whatever else is queued: one write for all of it.
-                while let Ok(more) = rx.try_recv() {
-                    batch.blocks.extend(more.blocks);
-                    batch.record = more.record;
-                }
-                store.put_many(&batch.blocks)?;
-                if let Some(ks) = &progress {
-                    let value = serde_json::to_vec(&batch.record).unwrap_or_default();
-                    ks.put(&key, &value)?;
-                }
+        let (tx, rx) = sync_mpsc::sync_channel::<Batch>(1);
+        let thread = std::thread::spawn(move || {
+            while let Ok(batch) = rx.recv() {
+                let result = store
+                    .put_many(&batch.blocks)
+                    .map_err(FetchError::from)
+                    .and_then(|()| match &progress {
+                        Some(ks) => {
+                            let value = serde_json::to_vec(&batch.record).unwrap_or_default();
+                            ks.put(&key, &value).map_err(FetchError::from)
+                        }
+                        None => Ok(()),
+                    });
+                let _ = batch.done.send(result);
             }
-            Ok(())
         });
         Self {
             tx: Some(tx),
@@ -216,34 +221,30 @@ impl Writer {
         }
     }
 
-    fn send(&self, batch: Batch) -> Result<(), FetchError> {
-        match &self.tx {
-            Some(tx) if tx.send(batch).is_ok() => Ok(()),
-            _ => Err(FetchError::Walk(WalkError::Unsupported(
-                "the block writer stopped".into(),
-            ))),
-        }
-    }
-
-    async fn finish(mut self) -> Result<(), FetchError> {
-        drop(self.tx.take());
-        let Some(thread) = self.thread.take() else {
-            return Ok(());
+    /// Stores `blocks` and records `record`; returns once both are done.
+    async fn write(&self, blocks: Vec<(Cid, Vec<u8>)>, record: Record) -> Result<(), FetchError> {
+        let stopped =
+            || FetchError::Walk(WalkError::Unsupported("the block writer stopped".into()));
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let tx = self.tx.clone().ok_or_else(stopped)?;
+        let batch = Batch {
+            blocks,
+            record,
+            done,
         };
-        tokio::task::spawn_blocking(move || thread.join())
+        // The channel holds one batch and the thread answers each: this never waits long.
+        tokio::task::spawn_blocking(move || tx.send(batch))
             .await
-            .map_err(|e| FetchError::Connect(e.to_string()))?
-            .unwrap_or_else(|_| {
-                Err(FetchError::Walk(WalkError::Unsupported(
-                    "the block writer panicked".into(),
-                )))
-            })
+            .map_err(|_| stopped())?
+            .map_err(|_| stopped())?;
+        wait.await.map_err(|_| stopped())?
     }
-}
 
-impl Drop for Writer {
-    fn drop(&mut self) {
+    async fn finish(mut self) {
         drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
 }
 
@@ -259,16 +260,16 @@ struct Run<'a, F> {
 }
 
 impl<F: FnMut(&FetchProgress)> Run<'_, F> {
-    fn flush(&mut self) -> Result<(), FetchError> {
+    /// Stores the verified blocks not yet stored, records the progress, then reports it:
+    /// what a report says is on disk.
+    async fn flush(&mut self) -> Result<(), FetchError> {
         if self.pending.is_empty() {
             return Ok(());
         }
         self.record.steps = self.walk.steps();
-        self.writer.send(Batch {
-            blocks: std::mem::take(&mut self.pending),
-            record: self.record.clone(),
-        })?;
+        let blocks = std::mem::take(&mut self.pending);
         self.pending_bytes = 0;
+        self.writer.write(blocks, self.record.clone()).await?;
         self.progress.steps = self.walk.steps();
         (self.on_progress)(&self.progress);
         Ok(())
@@ -372,13 +373,13 @@ impl HttpFetcher {
         };
         let mut failures = Vec::new();
         let result = self.drive(&mut run, providers, &mut failures).await;
-        let flushed = run.flush();
+        let flushed = run.flush().await;
         let terminal = run.walk.terminal();
         let steps = run.walk.steps();
         let progress = run.progress.clone();
         let record = run.record.clone();
         drop(run);
-        writer.finish().await?;
+        writer.finish().await;
         result?;
         flushed?;
         // Record the final count even when nothing new had to be written.
@@ -422,7 +423,7 @@ impl HttpFetcher {
                 Ok(()) => return Ok(()),
                 Err(e) if !e.is_provider_fault() => return Err(e),
                 Err(e) => {
-                    run.flush()?;
+                    run.flush().await?;
                     tracing::info!(%provider, error = %e, "provider failed; trying the next");
                     failures.push(format!("{provider}: {e}"));
                     failed_in_a_row = if run.walk.steps() > before {
@@ -504,7 +505,9 @@ impl HttpFetcher {
                     if answered {
                         return Err(FetchError::Extra);
                     }
-                    self.take(run, cid, data)?;
+                    if self.take(run, cid, data)? {
+                        run.flush().await?;
+                    }
                     answered = run.walk.answers(&ask);
                 }
             }
@@ -512,17 +515,18 @@ impl HttpFetcher {
             if !run.walk.answers(&ask) {
                 return Err(FetchError::Incomplete);
             }
-            run.flush()?;
+            run.flush().await?;
         }
     }
 
-    /// Verifies one section against the walk and queues it for the store.
+    /// Verifies one section against the walk and queues it for the store; true when the
+    /// queue should be written now.
     fn take<F: FnMut(&FetchProgress)>(
         &self,
         run: &mut Run<'_, F>,
         cid: Cid,
         data: Vec<u8>,
-    ) -> Result<(), FetchError> {
+    ) -> Result<bool, FetchError> {
         let Some(expected) = run.walk.expected() else {
             return Err(FetchError::Extra);
         };
@@ -537,10 +541,7 @@ impl HttpFetcher {
         run.record.block_bytes += len as u64;
         run.pending.push((verified, block.data));
         run.pending_bytes += len;
-        if run.pending_bytes >= BATCH_BYTES {
-            run.flush()?;
-        }
-        Ok(())
+        Ok(run.pending_bytes >= BATCH_BYTES)
     }
 }
 
