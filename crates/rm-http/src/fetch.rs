@@ -10,9 +10,9 @@
 //! CID, a partly needed file node with the `entity-bytes` still missing, a path's
 //! remaining segments ([`crate::walk::Walk::next_ask`]). Nothing stored is asked for
 //! again. Verified blocks are written in batches of at most 1 MiB (a block of 1 MiB or
-//! more is a batch of its own), each stored before the next is queued and before progress
-//! is reported, so a run that dies loses at most the block it was receiving and the one
-//! batch being written.
+//! more is a batch of its own) by a writer thread, one batch at a time while the next is
+//! received and verified; progress is reported once a batch is stored. A run that dies
+//! loses at most the block it was receiving and the one batch being written.
 //!
 //! **Providers.** A provider that fails — no connection, an error status, a response
 //! that is not a `dups=y` DFS CAR, a block that does not verify or comes out of order, a
@@ -20,7 +20,6 @@
 //! same verified state. A rejected block changes nothing.
 
 use std::sync::Arc;
-use std::sync::mpsc as sync_mpsc;
 use std::time::Duration;
 
 use cid::Cid;
@@ -191,17 +190,27 @@ struct Batch {
 }
 
 /// The thread that stores verified blocks and then records the progress they make. It
-/// runs beside the async side so the connection keeps receiving while a batch is written.
+/// runs beside the async side: while one batch is written, the next is received and
+/// verified. At most one batch is queued or being written at a time.
 struct Writer {
-    tx: Option<sync_mpsc::SyncSender<Batch>>,
+    tx: Option<tokio::sync::mpsc::Sender<Batch>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The batch being written: its progress, and the answer to wait for.
+    in_flight: Option<(
+        FetchProgress,
+        tokio::sync::oneshot::Receiver<Result<(), FetchError>>,
+    )>,
+}
+
+fn stopped() -> FetchError {
+    FetchError::Walk(WalkError::Unsupported("the block writer stopped".into()))
 }
 
 impl Writer {
     fn start(store: Arc<dyn Blockstore>, progress: Option<Keyspace>, key: Vec<u8>) -> Self {
-        let (tx, rx) = sync_mpsc::sync_channel::<Batch>(1);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
         let thread = std::thread::spawn(move || {
-            while let Ok(batch) = rx.recv() {
+            while let Some(batch) = rx.blocking_recv() {
                 let result = store
                     .put_many(&batch.blocks)
                     .map_err(FetchError::from)
@@ -218,26 +227,41 @@ impl Writer {
         Self {
             tx: Some(tx),
             thread: Some(thread),
+            in_flight: None,
         }
     }
 
-    /// Stores `blocks` and records `record`; returns once both are done.
-    async fn write(&self, blocks: Vec<(Cid, Vec<u8>)>, record: Record) -> Result<(), FetchError> {
-        let stopped =
-            || FetchError::Walk(WalkError::Unsupported("the block writer stopped".into()));
+    /// Waits for the batch being written; returns its progress once it is stored.
+    async fn settle(&mut self) -> Result<Option<FetchProgress>, FetchError> {
+        match self.in_flight.take() {
+            None => Ok(None),
+            Some((progress, wait)) => {
+                wait.await.map_err(|_| stopped())??;
+                Ok(Some(progress))
+            }
+        }
+    }
+
+    /// Queues `blocks` (recording `record` once they are stored) after the batch before
+    /// them is stored; returns that batch's progress.
+    async fn write(
+        &mut self,
+        blocks: Vec<(Cid, Vec<u8>)>,
+        record: Record,
+        progress: FetchProgress,
+    ) -> Result<Option<FetchProgress>, FetchError> {
+        let stored = self.settle().await?;
         let (done, wait) = tokio::sync::oneshot::channel();
-        let tx = self.tx.clone().ok_or_else(stopped)?;
-        let batch = Batch {
+        let tx = self.tx.as_ref().ok_or_else(stopped)?;
+        tx.send(Batch {
             blocks,
             record,
             done,
-        };
-        // The channel holds one batch and the thread answers each: this never waits long.
-        tokio::task::spawn_blocking(move || tx.send(batch))
-            .await
-            .map_err(|_| stopped())?
-            .map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?
+        })
+        .await
+        .map_err(|_| stopped())?;
+        self.in_flight = Some((progress, wait));
+        Ok(stored)
     }
 
     async fn finish(mut self) {
@@ -253,25 +277,33 @@ struct Run<'a, F> {
     walk: Walk<SelectorVerifier>,
     record: Record,
     progress: FetchProgress,
-    writer: &'a Writer,
+    writer: &'a mut Writer,
     pending: Vec<(Cid, Vec<u8>)>,
     pending_bytes: usize,
     on_progress: F,
 }
 
 impl<F: FnMut(&FetchProgress)> Run<'_, F> {
-    /// Stores the verified blocks not yet stored, records the progress, then reports it:
-    /// what a report says is on disk.
-    async fn flush(&mut self) -> Result<(), FetchError> {
-        if self.pending.is_empty() {
-            return Ok(());
+    /// Queues the verified blocks not yet stored for the writer, which stores them and
+    /// then records the progress; reports the progress of the batch before (what a report
+    /// says is on disk). `wait`: also wait for this batch to be stored.
+    async fn flush(&mut self, wait: bool) -> Result<(), FetchError> {
+        if !self.pending.is_empty() {
+            self.record.steps = self.walk.steps();
+            self.progress.steps = self.walk.steps();
+            let blocks = std::mem::take(&mut self.pending);
+            self.pending_bytes = 0;
+            let stored = self
+                .writer
+                .write(blocks, self.record.clone(), self.progress.clone())
+                .await?;
+            if let Some(p) = stored {
+                (self.on_progress)(&p);
+            }
         }
-        self.record.steps = self.walk.steps();
-        let blocks = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
-        self.writer.write(blocks, self.record.clone()).await?;
-        self.progress.steps = self.walk.steps();
-        (self.on_progress)(&self.progress);
+        if wait && let Some(p) = self.writer.settle().await? {
+            (self.on_progress)(&p);
+        }
         Ok(())
     }
 }
@@ -358,7 +390,7 @@ impl HttpFetcher {
             .await
             .map_err(|e| FetchError::Connect(e.to_string()))??;
         let resumed_from = walk.steps();
-        let writer = Writer::start(Arc::clone(&self.store), self.progress.clone(), key);
+        let mut writer = Writer::start(Arc::clone(&self.store), self.progress.clone(), key);
         let mut run = Run {
             walk,
             record,
@@ -366,14 +398,14 @@ impl HttpFetcher {
                 steps: resumed_from,
                 ..FetchProgress::default()
             },
-            writer: &writer,
+            writer: &mut writer,
             pending: Vec::new(),
             pending_bytes: 0,
             on_progress,
         };
         let mut failures = Vec::new();
         let result = self.drive(&mut run, providers, &mut failures).await;
-        let flushed = run.flush().await;
+        let flushed = run.flush(true).await;
         let terminal = run.walk.terminal();
         let steps = run.walk.steps();
         let progress = run.progress.clone();
@@ -423,7 +455,7 @@ impl HttpFetcher {
                 Ok(()) => return Ok(()),
                 Err(e) if !e.is_provider_fault() => return Err(e),
                 Err(e) => {
-                    run.flush().await?;
+                    run.flush(true).await?;
                     tracing::info!(%provider, error = %e, "provider failed; trying the next");
                     failures.push(format!("{provider}: {e}"));
                     failed_in_a_row = if run.walk.steps() > before {
@@ -506,7 +538,7 @@ impl HttpFetcher {
                         return Err(FetchError::Extra);
                     }
                     if self.take(run, cid, data)? {
-                        run.flush().await?;
+                        run.flush(false).await?;
                     }
                     answered = run.walk.answers(&ask);
                 }
@@ -515,7 +547,7 @@ impl HttpFetcher {
             if !run.walk.answers(&ask) {
                 return Err(FetchError::Incomplete);
             }
-            run.flush().await?;
+            run.flush(false).await?;
         }
     }
 

@@ -25,7 +25,8 @@
 //! | [`fetch`], [`client`] | the verifying, resuming client |
 //! | [`export`] | a fetched file (or byte range) out of the store |
 //!
-//! Limits are [`server::Config`] and [`fetch::FetchConfig`] fields, each with a default.
+//! Limits are [`server::Config`] and [`fetch::FetchConfig`] fields, each with a default;
+//! `docs/http.md` describes what is served, every parameter and how a fetch resumes.
 //!
 //! ## Example
 //!

@@ -161,7 +161,9 @@ async fn fetch(
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     };
-    let mut last = Instant::now() - Duration::from_secs(1);
+    let mut last = Instant::now()
+        .checked_sub(Duration::from_secs(1))
+        .unwrap_or_else(Instant::now);
     let progress = |p: &rm_http::FetchProgress| {
         if last.elapsed() < Duration::from_millis(100) {
             return;
