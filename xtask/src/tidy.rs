@@ -38,6 +38,7 @@ pub(crate) const LAYERS: &[(&str, u8)] = &[
     ("rm-discovery", 2),
     ("rm-client", 3),
     ("rm-provider", 3),
+    ("rm-http", 3),
     ("rm-node", 4),
     ("rm-cli", 5),
     ("rm-e2e", 6),

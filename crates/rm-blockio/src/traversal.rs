@@ -486,6 +486,18 @@ impl Traversal {
         self.stack.is_empty()
     }
 
+    /// The links still to be loaded, in the order the traversal loads them; in a full
+    /// traversal each is followed by the blocks below it before the next one. With a
+    /// selector that is the same at every link (explore-all-recursively), the rest of the
+    /// traversal is the traversal of each of these links in turn: what a resumed
+    /// retrieval asks for.
+    pub fn pending_links(&self) -> impl Iterator<Item = &Cid> {
+        self.stack
+            .iter()
+            .rev()
+            .flat_map(|f| f.links[f.pos..].iter().map(|(c, _)| c))
+    }
+
     /// Whether the next block is a leaf that needs no bytes to advance past (raw codec, or
     /// a selector with no interests there). Skipping ahead uses this to avoid reading it.
     pub fn next_is_leaf(&self) -> bool {
@@ -630,6 +642,35 @@ mod tests {
             vec![a, b, c, d]
         );
         assert_eq!(order(a, &Selector::Matcher, &store), vec![a]);
+    }
+
+    #[test]
+    fn pending_links_are_the_rest_of_the_walk() {
+        let mut store = HashMap::new();
+        let leaves: Vec<Cid> = (0..3).map(|i| put(&mut store, &Node::Integer(i))).collect();
+        let inner = put(
+            &mut store,
+            &Node::List(vec![Node::link(leaves[0]), Node::link(leaves[1])]),
+        );
+        let root = put(
+            &mut store,
+            &Node::List(vec![Node::link(inner), Node::link(leaves[2])]),
+        );
+        let all = Selector::explore_all_recursively();
+        let mut t = Traversal::new(root, &all).unwrap();
+        assert_eq!(t.pending_links().copied().collect::<Vec<_>>(), vec![root]);
+        t.advance(&store[&root]).unwrap();
+        t.advance(&store[&inner]).unwrap();
+        // Inside `inner`: its two leaves, then the root's last link.
+        assert_eq!(
+            t.pending_links().copied().collect::<Vec<_>>(),
+            vec![leaves[0], leaves[1], leaves[2]]
+        );
+        t.advance(&store[&leaves[0]]).unwrap();
+        assert_eq!(
+            t.pending_links().copied().collect::<Vec<_>>(),
+            vec![leaves[1], leaves[2]]
+        );
     }
 
     #[test]

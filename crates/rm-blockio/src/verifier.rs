@@ -158,6 +158,12 @@ impl SelectorVerifier {
         self.traversal.is_done()
     }
 
+    /// The links still to be verified, in order (see
+    /// [`Traversal::pending_links`](crate::traversal::Traversal::pending_links)).
+    pub fn pending_links(&self) -> impl Iterator<Item = &Cid> {
+        self.traversal.pending_links()
+    }
+
     /// Blocks accepted (or fast-forwarded over) so far.
     pub fn blocks_verified(&self) -> u64 {
         self.traversal.blocks_visited()

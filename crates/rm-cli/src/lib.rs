@@ -7,13 +7,14 @@
 //! |---|---|
 //! | `rm init` | create a node home: `config.toml`, libp2p key, wallet key, database |
 //! | `rm import <file\|dir>` | store it as a piece in a sector; print payload and piece CIDs |
-//! | `rm serve` | run the provider and the DHT until Ctrl-C; print the multiaddrs |
+//! | `rm serve` | run the provider, the HTTP gateway and the DHT until Ctrl-C; print the addresses |
 //! | `rm ask` | show or set the provider's prices and payment intervals |
 //! | `rm query <addr\|peer> <cid>` | ask a provider about a payload |
 //! | `rm retrieve <addr\|peer> <cid> -o <path>` | a paid, verified retrieval with a progress bar; run again to resume |
 //! | `rm deals` | client and provider deals with their status |
 //! | `rm fund` | payment channels in the local ledger; add funds |
 //! | `rm demo` | everything on 127.0.0.1 in one process, with a summary |
+//! | `rm fetch <provider> <cid>[/path] -o <path>` | an HTTP retrieval from trustless gateways, verified block by block; run again to resume |
 //!
 //! Every command takes `--json` (one JSON object per result, for scripts) and `--home`
 //! (default `$RM_HOME`, else `~/.rm`). Errors print one sentence and the chain of causes;
@@ -88,6 +89,8 @@ pub enum Command {
     Fund(cmd::fund::FundArgs),
     /// A provider and a client on 127.0.0.1 in one process: import, query, retrieve, check.
     Demo(cmd::demo::DemoArgs),
+    /// Fetch over HTTP from trustless gateways, verifying every block; run again to resume.
+    Fetch(cmd::fetch::FetchArgs),
 }
 
 /// Runs the command line of this process and returns its exit code.

@@ -60,11 +60,21 @@ fn free_port() -> u16 {
 /// `rm serve --listen <listen>` until the test ends; returns the child and the printed
 /// multiaddr of the provider.
 async fn serve(home: &Path, listen: &str) -> (Child, String) {
-    let mut child = rm(home, &["--json", "serve", "--listen", listen])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = rm(
+        home,
+        &[
+            "--json",
+            "serve",
+            "--listen",
+            listen,
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())

@@ -106,6 +106,14 @@ enum Command {
     ListenAddrs {
         reply: oneshot::Sender<Vec<Multiaddr>>,
     },
+    AddExternalAddress {
+        addr: Multiaddr,
+        reply: oneshot::Sender<()>,
+    },
+    KnownAddresses {
+        peer: PeerId,
+        reply: oneshot::Sender<Vec<Multiaddr>>,
+    },
     ConnectedPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
@@ -266,6 +274,21 @@ impl Network {
     /// The addresses the host listens on (with port numbers resolved).
     pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>, Error> {
         self.command(|reply| Command::ListenAddrs { reply }).await
+    }
+
+    /// Announces `addr` as an address of this host: identify sends it to every peer and
+    /// DHT provider records carry it (e.g. `/ip4/…/tcp/8080/http`, where this node also
+    /// serves HTTP retrievals). Returns once the swarm has it.
+    pub async fn add_external_address(&self, addr: Multiaddr) -> Result<(), Error> {
+        self.command(|reply| Command::AddExternalAddress { addr, reply })
+            .await
+    }
+
+    /// The addresses this host knows for `peer` (dialled, given, or announced by the peer
+    /// through identify), in no particular order.
+    pub async fn known_addresses(&self, peer: PeerId) -> Result<Vec<Multiaddr>, Error> {
+        self.command(|reply| Command::KnownAddresses { peer, reply })
+            .await
     }
 
     /// Remembers an address of `peer`, used whenever a stream is opened to it while not
@@ -605,6 +628,13 @@ fn on_command(swarm: &mut Swarm<Host>, command: Command, dials: &mut Dials) {
         Command::AddAddress { peer, addr, reply } => {
             swarm.behaviour_mut().addresses.add(peer, addr);
             let _ = reply.send(());
+        }
+        Command::AddExternalAddress { addr, reply } => {
+            swarm.add_external_address(addr);
+            let _ = reply.send(());
+        }
+        Command::KnownAddresses { peer, reply } => {
+            let _ = reply.send(swarm.behaviour_mut().addresses.get(&peer));
         }
         Command::ListenAddrs { reply } => {
             let _ = reply.send(swarm.listeners().cloned().collect());

@@ -42,6 +42,7 @@
 
 pub mod config;
 mod home;
+mod http;
 pub mod node;
 
 use std::path::PathBuf;
@@ -99,6 +100,9 @@ pub enum Error {
     /// Pieces and sectors.
     #[error("pieces: {0}")]
     Pieces(#[from] rm_unseal::Error),
+    /// HTTP retrieval (the gateway's setup).
+    #[error("http: {0}")]
+    Http(#[from] rm_http::Error),
 }
 
 /// What is wrong with a node's settings.

@@ -26,6 +26,7 @@ pub fn keyspaces() -> Vec<&'static str> {
     names.extend(rm_provider::KEYSPACES);
     names.extend(rm_discovery::KEYSPACES);
     names.extend(rm_unseal::KEYSPACES);
+    names.extend(rm_http::KEYSPACES);
     names
 }
 

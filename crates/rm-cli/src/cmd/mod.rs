@@ -3,6 +3,7 @@
 pub mod ask;
 pub mod deals;
 pub mod demo;
+pub mod fetch;
 pub mod fund;
 pub mod import;
 pub mod init;
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli, out: &Output) -> Result<ExitCode> {
         Command::Deals(a) => deals::run(&global, out, a).await,
         Command::Fund(a) => fund::run(&global, out, a).await,
         Command::Demo(a) => demo::run(&global, out, a).await,
+        Command::Fetch(a) => fetch::run(&global, out, a).await,
     }
 }
 

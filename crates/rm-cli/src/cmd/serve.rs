@@ -18,7 +18,17 @@ pub struct ServeArgs {
     /// [default: config's network.listen].
     #[arg(long, value_name = "MULTIADDR")]
     pub listen: Vec<String>,
+    /// Where to serve HTTP retrievals (IPFS Trustless Gateway and /piece/): HOST:PORT;
+    /// port 0 picks a free port.
+    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_HTTP_LISTEN)]
+    pub http_listen: String,
+    /// Serve no HTTP.
+    #[arg(long)]
+    pub no_http: bool,
 }
+
+/// Where `rm serve` serves HTTP unless told otherwise.
+pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:24080";
 
 /// Serves queries and deals, announces what the node holds, prints one line per deal
 /// status change, and stops cleanly on Ctrl-C or SIGTERM.
@@ -41,6 +51,7 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
         .iter()
         .map(|a| full_addr(a, peer).to_string())
         .collect();
+    let (http, http_urls) = start_http(&node, &args.http_listen, args.no_http).await?;
     let joined = node.join_dht(&config).await?;
     // Announce everything held now that the DHT has peers.
     let provided = node.announcer.provided()?;
@@ -51,6 +62,9 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
     let mut text = format!("rm serve: provider {peer}\n");
     for a in &addrs {
         text.push_str(&format!("  listening on {a}\n"));
+    }
+    for u in &http_urls {
+        text.push_str(&format!("  serving HTTP on {u}\n"));
     }
     text.push_str(&format!(
         "  ask: {}/byte, unseal {}, interval {} + {} bytes\n  \
@@ -67,6 +81,7 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
             "event": "listening",
             "peer_id": peer.to_string(),
             "addrs": addrs,
+            "http": http_urls,
             "payloads": provided.len(),
             "bootstrap_peers": joined,
         }),
@@ -131,7 +146,67 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
         }
     }
     provider.stop().await;
+    if let Some(server) = http {
+        server.shutdown().await;
+    }
     node.network.shutdown().await;
     out.result(&json!({"event": "stopped"}), "rm serve: stopped\n");
     Ok(exit::code(exit::OK))
+}
+
+/// Serves HTTP on `listen` (unless `off`) and announces it as `/ip…/tcp/PORT/http`
+/// addresses of the node (identify and provider records carry them); returns the server
+/// and its `http://HOST:PORT` URLs.
+async fn start_http(
+    node: &rm_node::Node,
+    listen: &str,
+    off: bool,
+) -> Result<(Option<rm_http::Server>, Vec<String>)> {
+    use rm_network::libp2p::multiaddr::{Multiaddr, Protocol};
+    if off {
+        return Ok((None, Vec::new()));
+    }
+    let addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--http-listen {listen:?} is not HOST:PORT"))?;
+    let server = node
+        .serve_http(addr, rm_http::Config::default())
+        .await
+        .with_context(|| format!("serving HTTP on {listen}"))?;
+    let bound = server.local_addr();
+    // A wildcard address is announced as the IPs libp2p listens on.
+    let mut ips = Vec::new();
+    if bound.ip().is_unspecified() {
+        for a in node.addrs().await? {
+            for p in a.iter() {
+                let ip: Option<std::net::IpAddr> = match p {
+                    Protocol::Ip4(ip) => Some(ip.into()),
+                    Protocol::Ip6(ip) => Some(ip.into()),
+                    _ => None,
+                };
+                if let Some(ip) = ip.filter(|ip| !ip.is_unspecified() && !ips.contains(ip)) {
+                    ips.push(ip);
+                }
+            }
+        }
+    }
+    if ips.is_empty() {
+        ips.push(bound.ip());
+    }
+    let mut urls = Vec::new();
+    for ip in ips {
+        let mut ma = Multiaddr::empty();
+        ma.push(match ip {
+            std::net::IpAddr::V4(v4) => Protocol::Ip4(v4),
+            std::net::IpAddr::V6(v6) => Protocol::Ip6(v6),
+        });
+        ma.push(Protocol::Tcp(bound.port()));
+        ma.push(Protocol::Http);
+        node.network.add_external_address(ma).await?;
+        urls.push(format!(
+            "http://{}",
+            std::net::SocketAddr::new(ip, bound.port())
+        ));
+    }
+    Ok((Some(server), urls))
 }
