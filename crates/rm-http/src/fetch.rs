@@ -12,7 +12,8 @@
 //! again. Verified blocks are written in batches of at most 1 MiB (a block of 1 MiB or
 //! more is a batch of its own) by a writer thread, one batch at a time while the next is
 //! received and verified; progress is reported once a batch is stored. A run that dies
-//! loses at most the block it was receiving and the one batch being written.
+//! loses at most what it had not stored: the verified blocks not queued yet (under
+//! 1 MiB), the one batch being written and the block it was receiving.
 //!
 //! **Providers.** A provider that fails — no connection, an error status, a response
 //! that is not a `dups=y` DFS CAR, a block that does not verify or comes out of order, a
