@@ -61,6 +61,90 @@ impl Default for Config {
     }
 }
 
+/// The most a retrieval may cost: [`Client::retrieve`] refuses terms over a cap before
+/// any payment channel is funded, and the deal never pays beyond its total funds.
+///
+/// The defaults are deliberately small: 1,000,000 attoFIL per byte (about 0.001 FIL per
+/// GiB), an unseal price of 0.001 FIL and 0.01 FIL in all. A retrieval that should cost more
+/// says so.
+///
+/// ```
+/// use rm_client::Caps;
+/// use rm_types::TokenAmount;
+///
+/// let caps = Caps::default().with_max_total(TokenAmount::from_atto(5_000_000u64));
+/// assert_eq!(caps.max_total, TokenAmount::from_atto(5_000_000u64));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Caps {
+    /// The highest price per byte accepted.
+    pub max_price_per_byte: TokenAmount,
+    /// The highest unseal price accepted.
+    pub max_unseal_price: TokenAmount,
+    /// The most put into the deal in all (its total funds).
+    pub max_total: TokenAmount,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_price_per_byte: TokenAmount::from_atto(1_000_000u64),
+            max_unseal_price: TokenAmount::from_atto(1_000_000_000_000_000u64),
+            max_total: TokenAmount::from_atto(10_000_000_000_000_000u64),
+        }
+    }
+}
+
+impl Caps {
+    /// These caps with another price-per-byte cap.
+    #[must_use]
+    pub fn with_max_price_per_byte(mut self, cap: TokenAmount) -> Self {
+        self.max_price_per_byte = cap;
+        self
+    }
+
+    /// These caps with another unseal-price cap.
+    #[must_use]
+    pub fn with_max_unseal_price(mut self, cap: TokenAmount) -> Self {
+        self.max_unseal_price = cap;
+        self
+    }
+
+    /// These caps with another cap on the total.
+    #[must_use]
+    pub fn with_max_total(mut self, cap: TokenAmount) -> Self {
+        self.max_total = cap;
+        self
+    }
+
+    /// Whether `params` and `total_funds` are within the caps; the first cap exceeded
+    /// otherwise.
+    pub fn check(&self, params: &Params, total_funds: &TokenAmount) -> Result<(), Error> {
+        let over = |what: &'static str, quoted: &TokenAmount, cap: &TokenAmount| {
+            Err(Error::OverCap {
+                what,
+                quoted: quoted.clone(),
+                cap: cap.clone(),
+            })
+        };
+        if params.price_per_byte > self.max_price_per_byte {
+            return over(
+                "price per byte",
+                &params.price_per_byte,
+                &self.max_price_per_byte,
+            );
+        }
+        if params.unseal_price > self.max_unseal_price {
+            return over("unseal price", &params.unseal_price, &self.max_unseal_price);
+        }
+        if total_funds > &self.max_total {
+            return over("total", total_funds, &self.max_total);
+        }
+        Ok(())
+    }
+}
+
 /// What [`Client::retrieve`] needs to start a deal.
 #[derive(Debug, Clone)]
 pub struct Retrieval {
@@ -76,6 +160,8 @@ pub struct Retrieval {
     pub provider_addrs: Vec<Multiaddr>,
     /// The provider's payment address (from its query response).
     pub miner_wallet: Address,
+    /// The most the terms may ask ([`Caps::default`] unless set).
+    pub caps: Caps,
 }
 
 impl Retrieval {
@@ -100,6 +186,7 @@ impl Retrieval {
             provider,
             provider_addrs,
             miner_wallet: response.payment_address.clone(),
+            caps: Caps::default(),
         }
     }
 }
@@ -249,8 +336,14 @@ impl<N: RetrievalClientNode> Client<N> {
 
     /// Starts a deal and returns its id at once; follow it with
     /// [`Client::subscribe_to_events`], [`Client::wait`] or [`Client::retrieval_status`].
+    ///
+    /// Terms over the retrieval's [`Caps`] are refused here ([`Error::OverCap`]), before
+    /// anything is stored, dialled or funded.
     pub async fn retrieve(&self, retrieval: Retrieval) -> Result<DealId, Error> {
         retrieval.params.validate()?;
+        retrieval
+            .caps
+            .check(&retrieval.params, &retrieval.total_funds)?;
         dag_selector(&retrieval.params)?;
         if retrieval.total_funds.is_negative() {
             return Err(Error::InvalidRequest(

@@ -615,6 +615,30 @@ impl ProviderDeal {
         if !self.attached {
             return;
         }
+        self.detach(now);
+        self.drive(now);
+    }
+
+    /// The client sent bytes that are no valid message (malformed, or over a size cap): a
+    /// protocol violation. The stream is gone (the driver resets it) and the deal fails at
+    /// once instead of waiting for a resume, so the slot is free again.
+    pub fn handle_bad_message(&mut self, now: Instant, reason: impl std::fmt::Display) {
+        if self.finished || !self.attached {
+            return;
+        }
+        self.detach(now);
+        match self.status() {
+            // Ending already: nothing more to tell a client that broke the protocol.
+            S::Failing | S::Cancelling => self.drive(now),
+            _ => self.fail(
+                now,
+                DealError::protocol(format!("the client sent a bad message: {reason}")),
+            ),
+        }
+    }
+
+    /// Forgets the stream and everything queued for it or read from it.
+    fn detach(&mut self, now: Instant) {
         self.attached = false;
         self.detached_at = Some(now);
         self.early_payment = None;
@@ -625,7 +649,6 @@ impl ProviderDeal {
                 ProviderAction::Send(_) | ProviderAction::Close | ProviderAction::Reset
             )
         });
-        self.drive(now);
     }
 
     /// Time passed: a resume window or a payment deadline may be over, a rate limit lifted.

@@ -181,6 +181,11 @@ impl<N: RetrievalProviderNode> Driver<N> {
                     let now = Instant::now();
                     match message {
                         Ok(m) => self.deal.handle_message(now, m),
+                        Err(e) if e.is_peer_violation() => {
+                            tracing::debug!(deal = self.key.1, error = %e, "bad client message");
+                            self.stream = None;
+                            self.deal.handle_bad_message(now, e);
+                        }
                         Err(e) => {
                             tracing::debug!(deal = self.key.1, error = %e, "deal stream lost");
                             self.stream = None;

@@ -89,10 +89,11 @@ pub(crate) struct Faults {
     pub(crate) max_down: Duration,
     /// The user cancels (once).
     pub(crate) cancel: u32,
-    /// A dishonest provider: a response's blocks are tampered with (wrong, extra, missing)
-    /// or duplicated.
+    /// A dishonest provider: a response's blocks are tampered with (wrong, extra, missing),
+    /// the response is duplicated, or garbage is sent instead.
     pub(crate) lying_provider: u32,
-    /// A dishonest client: a voucher is lower, replayed, on another lane, or sent twice.
+    /// A dishonest client: a voucher is lower, replayed, on another lane, or sent twice, or
+    /// garbage is sent instead.
     pub(crate) lying_client: u32,
 }
 
@@ -132,11 +133,15 @@ impl Injected {
 enum ToProvider {
     Open(DealProposal),
     Message(ClientMessage),
+    /// Bytes that are no valid message (what a framing or decoding error looks like).
+    Garbage,
     End,
 }
 
 enum ToClient {
     Response(DealResponse),
+    /// Bytes that are no valid response.
+    Garbage,
     End,
 }
 
@@ -425,6 +430,14 @@ impl Sim {
                                 p.handle_message(now, m);
                             }
                         }
+                        ToProvider::Garbage if attached => {
+                            self.provider_stream = None;
+                            if let Some(p) = self.provider.as_mut() {
+                                p.handle_bad_message(now, "not a client message");
+                            }
+                            // The receiving side resets the stream.
+                            self.cut(id);
+                        }
                         ToProvider::End if attached => {
                             self.provider_stream = None;
                             if let Some(p) = self.provider.as_mut() {
@@ -461,6 +474,13 @@ impl Sim {
                             if let Some(c) = self.client.as_mut() {
                                 c.handle_response(now, r);
                             }
+                        }
+                        ToClient::Garbage if attached => {
+                            self.client_stream = None;
+                            if let Some(c) = self.client.as_mut() {
+                                c.handle_bad_message(now, "not a deal response");
+                            }
+                            self.cut(id);
                         }
                         ToClient::End if attached => {
                             self.client_stream = None;

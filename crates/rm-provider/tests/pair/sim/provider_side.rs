@@ -136,7 +136,7 @@ impl Sim {
         if !response.blocks.is_empty() && self.rng.chance(self.faults.lying_provider) {
             self.injected.provider_lies += 1;
             let n = response.blocks.len();
-            match self.rng.below(4) {
+            match self.rng.below(5) {
                 0 => {
                     let i = self.rng.below(n as u64) as usize;
                     let block = &mut response.blocks[i];
@@ -152,6 +152,10 @@ impl Sim {
                 }
                 2 => {
                     response.blocks.remove(self.rng.below(n as u64) as usize);
+                }
+                3 => {
+                    self.send_to_client(ToClient::Garbage);
+                    return;
                 }
                 _ => {
                     // The same response twice.
