@@ -56,6 +56,9 @@ max_total = "0.01 FIL"
 # survives a crash of rm, not of the machine; fastest) or "machine" (fsync, grouped for
 # deal state: survives power loss).
 durability = "process"
+# Finished deals (both sides) are deleted this many days after they ended; their numbers
+# are kept as totals (`rm deals` shows them). 0 keeps every deal forever.
+deal_retention_days = 30
 # Unsealed sector files: the miner actor id in their names, and the largest sector.
 miner_id = 1000
 sector_size = "32GiB"
@@ -128,6 +131,8 @@ pub struct Client {
 pub struct Storage {
     /// `"process"` or `"machine"`.
     pub durability: String,
+    /// Days finished deals are kept; 0 = forever.
+    pub deal_retention_days: u64,
     /// Miner actor id in sector file names.
     pub miner_id: u64,
     /// Largest sector, e.g. `"32GiB"`.
@@ -178,6 +183,7 @@ impl Default for Storage {
     fn default() -> Self {
         Self {
             durability: "process".into(),
+            deal_retention_days: 30,
             miner_id: 1000,
             sector_size: "32GiB".into(),
         }
@@ -277,10 +283,20 @@ impl Config {
         Ok(rm_fsm::Config::default().with_durability(durability))
     }
 
+    /// How long finished deals are kept (`[storage] deal_retention_days`; `None` =
+    /// forever).
+    pub fn deal_retention(&self) -> Option<Duration> {
+        match self.storage.deal_retention_days {
+            0 => None,
+            days => Some(Duration::from_secs(days.saturating_mul(24 * 3600))),
+        }
+    }
+
     /// The provider's settings.
     pub fn provider_config(&self) -> Result<rm_provider::Config> {
         let mut c = rm_provider::Config::default();
         c.fsm = self.fsm()?;
+        c.deal_retention = self.deal_retention();
         c.deal.payment_timeout = Duration::from_secs(self.provider.payment_timeout_secs);
         c.deal.resume_window = Duration::from_secs(self.provider.resume_window_secs);
         if self.provider.max_bytes_per_second > 0 {
@@ -313,6 +329,7 @@ impl Config {
     pub fn client_config(&self) -> Result<rm_client::Config> {
         let mut c = rm_client::Config::default();
         c.fsm = self.fsm()?;
+        c.deal_retention = self.deal_retention();
         c.deal.max_reconnects = self.client.max_reconnects;
         Ok(c)
     }
