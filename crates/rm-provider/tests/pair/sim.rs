@@ -152,7 +152,7 @@ enum ToClient {
 
 /// The answer to a provider node call, delivered later.
 enum Work {
-    Located(Result<rm_provider::Located, String>),
+    Located(Result<Located, String>),
     Decided(Result<(), String>),
     Unsealed(Result<(), String>),
     Read(Result<ReadBlocks, String>),

@@ -145,10 +145,6 @@ impl Sim {
         }
     }
 
-    pub(super) fn provider_mut(&mut self) -> &mut ProviderDeal {
-        self.provider.as_mut().expect("the provider runs")
-    }
-
     pub(super) fn read(
         &mut self,
         from: u64,
