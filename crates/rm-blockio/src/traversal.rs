@@ -423,7 +423,8 @@ impl Traversal {
     }
 
     /// Skips the next `n` blocks, loading the ones that are not leaves from `store` (to
-    /// learn their links). With `check_leaves`, leaves must be present in the store too
+    /// learn their links; each is checked against its CID, [`blockstore::Error::Corrupt`]).
+    /// With `check_leaves`, leaves must be present in the store too
     /// (a client resuming from its own blockstore); without it they are not touched (a
     /// provider skipping what the client already has).
     pub fn skip(
@@ -445,7 +446,7 @@ impl Traversal {
                 }
                 self.advance(&[])?;
             } else {
-                let data = store.get(&cid)?.ok_or(Error::MissingBlock(cid))?;
+                let data = store.get_verified(&cid)?.ok_or(Error::MissingBlock(cid))?;
                 self.advance(&data)?;
             }
         }
