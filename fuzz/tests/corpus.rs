@@ -1,7 +1,8 @@
 //! The committed corpus replayed on stable Rust as ordinary tests: every file of
-//! `fuzz/corpus/<target>/` (the seeds, and every input that once crashed a target) goes
-//! through that target's body, which must not panic. `cargo xtask ci` runs this on every
-//! machine, with or without nightly (`cargo test --manifest-path fuzz/Cargo.toml`).
+//! `fuzz/corpus/<target>/` (inputs built from the repository's vectors, and every input
+//! that once crashed a target) goes through that target's body, which must not panic.
+//! `cargo xtask ci` runs this on every machine, with or without nightly
+//! (`cargo test --manifest-path fuzz/Cargo.toml`).
 
 use std::path::Path;
 
