@@ -374,6 +374,38 @@ fn pure_crates() -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// Seconds each fuzz target runs in CI: all of them together stay within five minutes.
+const CI_FUZZ_SECS: u64 = 20;
+
+/// The committed fuzz corpus replayed on stable as ordinary tests (`fuzz/tests/corpus.rs`,
+/// always), then every fuzz target for [`CI_FUZZ_SECS`] from it when a nightly toolchain
+/// is present (`cargo xtask fuzz` installs cargo-fuzz if it is missing).
+fn fuzz() -> Result<Duration> {
+    let start = Instant::now();
+    // Shares the pure crates' target dir: the same crates, default features off.
+    run_cargo(
+        "fuzz corpus replay (stable)",
+        &[
+            "test",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--locked",
+            "--target-dir",
+            "target/pure",
+        ],
+        &[],
+    )?;
+    if crate::fuzz::has_nightly() {
+        let outcomes = crate::fuzz::fuzz(crate::fuzz::TARGETS, CI_FUZZ_SECS)?;
+        crate::fuzz::report(&outcomes);
+    } else {
+        println!(
+            "  fuzz: no nightly toolchain (`rustup toolchain install nightly`): replayed the corpus only, ran no fuzzer"
+        );
+    }
+    Ok(start.elapsed())
+}
+
 pub(crate) fn run() -> Result<()> {
     let total = Instant::now();
     let mut times = Vec::new();
@@ -393,6 +425,7 @@ pub(crate) fn run() -> Result<()> {
         times.push((step.name, run_step(step)?));
     }
     times.push(("pure crates", pure_crates()?));
+    times.push(("fuzz (corpus, 20 s a target)", fuzz()?));
     times.push((PACKAGE.name, run_step(&PACKAGE)?));
 
     println!("\n==> tidy");

@@ -7,6 +7,7 @@
 //! cargo xtask fsm-docs    # regenerate docs/state-machines/*.md from the transition tables
 //! cargo xtask demo [ARGS]  # preflight, the workspace build CI uses, then `rm demo [ARGS]`
 //! cargo xtask interop     # the workspace build, then the js-libp2p interop suite (interop/)
+//! cargo xtask fuzz [--secs N] [TARGET]  # the cargo-fuzz targets of fuzz/, N s each (default 60)
 //! ```
 //!
 //! `cargo xtask ci` also runs `rm demo --size 8MiB` and the interop suite against a
@@ -15,7 +16,7 @@
 //! the public vectors (each vector test prints how many it checked), builds the crates that
 //! must work without RocksDB on their own, packs every publishable crate, and fails when
 //! the generated state-machine docs are stale (their check is a test in rm-client and
-//! rm-provider).
+//! rm-provider), and runs every fuzz target for 20 s from its seed corpus.
 //!
 //! The demo and CI build the same thing (profile `dev`, `--workspace --all-targets`, whose
 //! dependencies are optimised), so whichever runs second reuses the first one's build.
@@ -24,13 +25,14 @@
 
 mod ci;
 mod fsm_docs;
+mod fuzz;
 mod preflight;
 mod tidy;
 
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <ci | preflight | tidy | fsm-docs | interop | demo [rm demo arguments]>"
+    "usage: cargo xtask <ci | preflight | tidy | fsm-docs | interop | demo [rm demo arguments] | fuzz [--secs N] [TARGET]>"
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Some("fsm-docs") => fsm_docs::run(),
         Some("demo") => demo(&args[1..]),
         Some("interop") => interop(),
+        Some("fuzz") => fuzz::run(&args[1..]),
         _ => {
             eprintln!("{}", usage());
             return ExitCode::from(2);

@@ -15,6 +15,13 @@
 //! `put` does not hash the data; callers store only blocks they have verified (the
 //! [`SelectorVerifier`](crate::verifier::SelectorVerifier), the CAR reader and the UnixFS
 //! importer all do).
+//!
+//! **Right or absent.** Stored bytes can still go bad (a [`FileBlockstore`] after a power
+//! loss with the default durability), so a block read to be sent, exported or written out
+//! is checked against its CID: [`Blockstore::get_verified`] (which the
+//! [`BlockReader`](crate::reader::BlockReader), the CAR export and the UnixFS export use)
+//! returns [`Error::Corrupt`] for bytes that do not hash to it. A [`FileBlockstore`] whose
+//! index names missing or wrong bytes writes them again on the next `put` of that block.
 
 use crate::codec::IDENTITY;
 use cid::Cid;
@@ -37,6 +44,18 @@ pub enum Error {
     /// the machine).
     #[error("block data file is shorter than its index says")]
     Truncated,
+    /// A stored block does not hash to its CID ([`Blockstore::get_verified`]).
+    #[error("stored block {0} does not match its CID")]
+    Corrupt(Box<Cid>),
+    /// A stored block's CID names a hash function this crate cannot compute, so the block
+    /// cannot be checked ([`Blockstore::get_verified`]).
+    #[error("cannot check block {cid}: unsupported multihash code {code:#x}")]
+    Unverifiable {
+        /// The block.
+        cid: Box<Cid>,
+        /// Its multihash code.
+        code: u64,
+    },
 }
 
 /// A store of blocks by CID (keyed by multihash; see the module docs).
@@ -57,6 +76,28 @@ pub trait Blockstore: Send + Sync {
     }
     /// Removes a block (absent blocks are fine).
     fn delete(&self, cid: &Cid) -> Result<(), Error>;
+    /// The block's bytes, if present, checked against its CID: bytes that do not hash to
+    /// it are [`Error::Corrupt`], never handed out. Use it for every block that is sent,
+    /// exported or written out.
+    fn get_verified(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> {
+        let Some(data) = self.get(cid)? else {
+            return Ok(None);
+        };
+        check(cid, &data)?;
+        Ok(Some(data))
+    }
+}
+
+/// Checks that `data` hashes to `cid` ([`Error::Corrupt`] if not).
+pub fn check(cid: &Cid, data: &[u8]) -> Result<(), Error> {
+    match crate::codec::verify(cid, data) {
+        Ok(()) => Ok(()),
+        Err(crate::codec::Error::UnsupportedHash(code)) => Err(Error::Unverifiable {
+            cid: Box::new(*cid),
+            code,
+        }),
+        Err(_) => Err(Error::Corrupt(Box::new(*cid))),
+    }
 }
 
 fn identity_data(cid: &Cid) -> Option<&[u8]> {
@@ -76,6 +117,7 @@ macro_rules! forward_blockstore {
             fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> { (**self).put(cid, data) }
             fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> { (**self).put_many(blocks) }
             fn delete(&self, cid: &Cid) -> Result<(), Error> { (**self).delete(cid) }
+            fn get_verified(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> { (**self).get_verified(cid) }
         }
     )*};
 }
@@ -232,8 +274,12 @@ impl Blockstore for DbBlockstore {
 /// blocks first and then writes their index entries in one batch, so after a crash of the
 /// process the index never names data that is not in the file. A crash of the machine can
 /// lose unsynced file data: reads then fail with [`Error::Truncated`] and the block counts
-/// as absent for [`Blockstore::has`]; [`FileBlockstore::with_sync`] syncs every write. `delete` removes the index entry only; the space is
-/// not reclaimed (the file only grows).
+/// as absent for [`Blockstore::has`], or return bytes that do not match the CID, which
+/// [`Blockstore::get_verified`] refuses ([`Error::Corrupt`]). Either way the next `put` of
+/// the block finds the stored bytes differ from the ones given, appends them again and
+/// points the index at the new copy: a lost block is repaired by storing it again.
+/// [`FileBlockstore::with_sync`] syncs every write. `delete` removes the index entry only;
+/// the space is not reclaimed (the file only grows).
 pub struct FileBlockstore {
     index: Keyspace,
     /// The append handle; its lock orders writers.
@@ -317,6 +363,19 @@ impl FileBlockstore {
         self.reader.read_exact_at(&mut buf, offset)?;
         Ok(buf)
     }
+
+    /// Whether the bytes the index names for a block are exactly `data` (a `put` of a block
+    /// already indexed writes nothing only then).
+    fn holds(&self, (offset, len): (u64, u64), data: &[u8]) -> Result<bool, Error> {
+        if len != data.len() as u64 {
+            return Ok(false);
+        }
+        match self.read(offset, len) {
+            Ok(stored) => Ok(stored == data),
+            Err(Error::Truncated) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl Blockstore for FileBlockstore {
@@ -358,7 +417,13 @@ impl Blockstore for FileBlockstore {
         let mut offset = file.metadata()?.len();
         let mut seen = std::collections::HashSet::new();
         for (cid, data) in blocks {
-            if identity_data(cid).is_some() || !seen.insert(key(cid)) || self.locate(cid)?.is_some()
+            if identity_data(cid).is_some() || !seen.insert(key(cid)) {
+                continue;
+            }
+            // Already stored, and intact: nothing to write. Missing or wrong bytes (lost in
+            // a crash of the machine) are written again below, and the index moves to them.
+            if let Some(at) = self.locate(cid)?
+                && self.holds(at, data)?
             {
                 continue;
             }
@@ -478,7 +543,7 @@ impl Blockstore for ScratchBlockstore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::{DAG_PB, RAW, SHA2_256, cid_of};
+    use crate::codec::{DAG_PB, Multihash, RAW, SHA2_256, cid_of};
 
     fn exercise(store: &dyn Blockstore) {
         let data = b"some block".to_vec();
@@ -593,5 +658,105 @@ mod tests {
             .unwrap();
         assert!(matches!(store.get(&cid), Err(Error::Truncated)));
         assert!(!store.has(&cid).unwrap());
+    }
+
+    fn block(n: u8) -> (Cid, Vec<u8>) {
+        let data = vec![n; 1000 + usize::from(n)];
+        (
+            cid_of(cid::Version::V1, RAW, SHA2_256, &data).unwrap(),
+            data,
+        )
+    }
+
+    /// Overwrites the data file's bytes in `range` (what a power loss can leave).
+    fn clobber(path: &Path, at: u64, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.write_all_at(bytes, at).unwrap();
+    }
+
+    #[test]
+    fn get_verified_refuses_bytes_that_do_not_match() {
+        let store = MemoryBlockstore::new();
+        let (cid, data) = block(1);
+        // `put` trusts its caller: wrong bytes get in, and are never handed out checked.
+        store.put(&cid, b"not the block").unwrap();
+        assert_eq!(
+            store.get(&cid).unwrap().as_deref(),
+            Some(&b"not the block"[..])
+        );
+        assert!(matches!(store.get_verified(&cid), Err(Error::Corrupt(c)) if *c == cid));
+        let (other, _) = block(2);
+        assert_eq!(store.get_verified(&other).unwrap(), None);
+        store.delete(&cid).unwrap();
+        store.put(&cid, &data).unwrap();
+        assert_eq!(store.get_verified(&cid).unwrap(), Some(data));
+        let odd = Cid::new_v1(RAW, Multihash::wrap(0x7f, &[1; 32]).unwrap());
+        store.put(&odd, b"x").unwrap();
+        assert!(matches!(
+            store.get_verified(&odd),
+            Err(Error::Unverifiable { code: 0x7f, .. })
+        ));
+    }
+
+    #[test]
+    fn file_blockstore_repairs_wrong_bytes_on_the_next_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.dat");
+        let store = FileBlockstore::open(&path, Keyspace::memory(FileBlockstore::DEFAULT_KEYSPACE))
+            .unwrap();
+        let blocks: Vec<_> = (1..=3).map(block).collect();
+        store.put_many(&blocks).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        // The second block's bytes are zeroed (a power loss that kept the file's length).
+        let (cid, data) = &blocks[1];
+        clobber(&path, blocks[0].1.len() as u64, &vec![0; data.len()]);
+        assert!(store.has(cid).unwrap(), "the index still names it");
+        assert!(matches!(store.get_verified(cid), Err(Error::Corrupt(c)) if *c == *cid));
+        // Stored again: the bytes differ from what the index names, so they are rewritten.
+        store.put(cid, data).unwrap();
+        assert_eq!(store.get_verified(cid).unwrap().as_ref(), Some(data));
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len + data.len() as u64
+        );
+        // The other blocks were untouched, and an intact block is not written twice.
+        store.put_many(&blocks).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            len + data.len() as u64
+        );
+        for (c, d) in &blocks {
+            assert_eq!(store.get_verified(c).unwrap().as_ref(), Some(d));
+        }
+    }
+
+    #[test]
+    fn file_blockstore_repairs_lost_bytes_on_the_next_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.dat");
+        let index = Keyspace::memory(FileBlockstore::DEFAULT_KEYSPACE);
+        let store = FileBlockstore::open(&path, index.clone()).unwrap();
+        let blocks: Vec<_> = (1..=3).map(block).collect();
+        store.put_many(&blocks).unwrap();
+        drop(store);
+        // A power loss kept the index but lost the tail of the data file.
+        let keep = blocks[0].1.len() as u64 + 10;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(keep)
+            .unwrap();
+        let store = FileBlockstore::open(&path, index).unwrap();
+        for (cid, _) in &blocks[1..] {
+            assert!(!store.has(cid).unwrap());
+            assert!(matches!(store.get(cid), Err(Error::Truncated)));
+        }
+        store.put_many(&blocks).unwrap();
+        for (cid, data) in &blocks {
+            assert!(store.has(cid).unwrap());
+            assert_eq!(store.get_verified(cid).unwrap().as_ref(), Some(data));
+        }
     }
 }

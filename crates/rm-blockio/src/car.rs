@@ -386,7 +386,8 @@ impl<W: Write> Writer<W> {
 }
 
 /// Writes the blocks of `(root, selector)` from `store` as a CAR with `root` as its only
-/// root, in traversal order, each block once. Returns the bytes written.
+/// root, in traversal order, each block once and checked against its CID (a stored block
+/// that does not match is an error, never written). Returns the bytes written.
 pub fn export<W: Write>(
     store: &dyn Blockstore,
     root: Cid,
@@ -395,9 +396,12 @@ pub fn export<W: Write>(
 ) -> Result<u64, Error> {
     let mut writer = Writer::new(out, &[root])?;
     let mut seen = HashSet::new();
-    for block in BlockReader::new(store, root, selector)? {
-        let block = block?;
-        let cid = block.cid().map_err(|e| Error::BadCid(e.to_string()))?;
+    // The reader checks every block against the link it was read for (its CID).
+    let mut reader = BlockReader::new(store, root, selector)?;
+    while let Some(cid) = reader.next_cid().copied() {
+        let Some(block) = reader.next_block()? else {
+            break;
+        };
         if seen.insert(cid) {
             writer.write(&cid, &block.data)?;
         }

@@ -208,9 +208,28 @@ pub fn decode_ipld(codec: u64, bytes: &[u8]) -> Result<Ipld, Error> {
         RAW => Ok(Ipld::Bytes(bytes.to_vec())),
         DAG_PB => ipld_dagpb::to_ipld(bytes).map_err(|e| Error::DagPb(e.to_string())),
         DAG_CBOR => {
-            serde_ipld_dagcbor::from_slice(bytes).map_err(|e| Error::DagCbor(e.to_string()))
+            let ipld: Ipld =
+                serde_ipld_dagcbor::from_slice(bytes).map_err(|e| Error::DagCbor(e.to_string()))?;
+            if !finite(&ipld) {
+                return Err(Error::DagCbor(NOT_FINITE.to_owned()));
+            }
+            Ok(ipld)
         }
         other => Err(Error::UnsupportedCodec(other)),
+    }
+}
+
+/// Why a DAG-CBOR float is refused: the spec forbids NaN and the infinities (found by the
+/// `dag_cbor` fuzz target: serde_ipld_dagcbor decodes them but will not encode them).
+const NOT_FINITE: &str = "DAG-CBOR forbids NaN and infinite floats";
+
+/// Whether every float in `ipld` is finite (nesting is bounded by the decoder's limit).
+fn finite(ipld: &Ipld) -> bool {
+    match ipld {
+        Ipld::Float(f) => f.is_finite(),
+        Ipld::List(items) => items.iter().all(finite),
+        Ipld::Map(map) => map.values().all(finite),
+        _ => true,
     }
 }
 
@@ -348,6 +367,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
             .map_err(|_| E::custom("integer out of range"))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
+        if !v.is_finite() {
+            return Err(E::custom(NOT_FINITE));
+        }
         Ok(Node::Float(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
@@ -508,6 +530,26 @@ mod tests {
             "indefinite length"
         );
         assert!(Node::from_dag_cbor(&[]).is_err());
+    }
+
+    #[test]
+    fn nan_and_infinite_floats_are_rejected() {
+        // The first is the `dag_cbor` fuzz target's crash (a NaN with a payload).
+        for bad in [
+            "fbffffffbebebebebe",
+            "fb7ff8000000000000",
+            "fb7ff0000000000000",
+            "fbfff0000000000000",
+            "82f6fb7ff0000000000000",
+            "a16161fbfff0000000000000",
+        ] {
+            let bytes = hex::decode(bad).unwrap();
+            assert!(Node::from_dag_cbor(&bytes).is_err(), "{bad}");
+            assert!(decode_ipld(DAG_CBOR, &bytes).is_err(), "{bad}");
+        }
+        let fine = hex::decode("fb3ff8000000000000").unwrap();
+        assert_eq!(Node::from_dag_cbor(&fine).unwrap(), Node::Float(1.5));
+        assert_eq!(decode_ipld(DAG_CBOR, &fine).unwrap(), Ipld::Float(1.5));
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub enum Error {
     /// A block the traversal needs is not in the blockstore.
     #[error("block {0} is not in the blockstore")]
     NotFound(Cid),
-    /// A stored block does not hash to its CID (only with [`BlockReader::verify_hashes`]).
+    /// A stored block does not hash to its CID (unless [`BlockReader::verify_hashes`] is off).
     #[error("stored block {0} does not match its CID")]
     Corrupt(Cid),
     /// A stored block is larger than the configured maximum.
@@ -37,7 +37,7 @@ pub enum Error {
     /// The blockstore failed.
     #[error(transparent)]
     Blockstore(#[from] blockstore::Error),
-    /// A hash the crate cannot compute (only with [`BlockReader::verify_hashes`]).
+    /// A hash the crate cannot compute (unless [`BlockReader::verify_hashes`] is off).
     #[error(transparent)]
     Codec(#[from] codec::Error),
 }
@@ -89,7 +89,7 @@ impl<S: Blockstore> BlockReader<S> {
             store,
             traversal: Traversal::with_limits(root, selector, limits)?,
             max_block_size: DEFAULT_MAX_BLOCK_SIZE,
-            verify: false,
+            verify: true,
             failed: false,
         })
     }
@@ -108,8 +108,9 @@ impl<S: Blockstore> BlockReader<S> {
         self
     }
 
-    /// Re-hash every block read from the store (off by default: blocks were verified when
-    /// they were stored).
+    /// Re-hash every block read from the store against its CID (on by default: stored bytes
+    /// can go bad, see [`crate::blockstore`]; the cost is in `benches/blockio_read.rs`).
+    /// Turn it off only for a store that cannot lose bytes.
     pub fn verify_hashes(mut self, verify: bool) -> Self {
         self.verify = verify;
         self

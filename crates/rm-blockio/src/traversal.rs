@@ -19,6 +19,29 @@
 //! block once, when it arrives, and keeps the links it will load (with their selectors) in a
 //! frame on a stack: memory is the frames along the current path, never the whole DAG.
 //!
+//! # Work is bounded by the blocks it yields
+//!
+//! A selector is small (the parser caps it at 1,024 nodes), but the work it causes is not:
+//! exploring a union that holds several recursion edges builds a selector twice the size of
+//! the last one at every data-model level, so `ExploreRecursive(ExploreUnion[ExploreAll(@),
+//! ExploreAll(@)])` over a chain of *n* one-link blocks costs about 2^*n* steps and selector
+//! nodes (go-ipld-prime behaves the same). The engine therefore meters its work: every
+//! data-model node visited, link collected, map entry compared, and selector node examined
+//! or built is one *step*, and a traversal may spend at most
+//!
+//! ```text
+//! base_steps + steps_per_block * blocks + steps_per_byte * bytes
+//! ```
+//!
+//! steps ([`Limits`]), where `blocks` and `bytes` count the blocks advanced past so far, the
+//! one being walked included. At most [`Limits::max_selector_nodes`] selector nodes are
+//! alive at once (memory). A traversal over its budget fails with
+//! [`Error::OverBudget`] or [`Error::SelectorTooLarge`] at the step that crosses it, so its
+//! time and memory stay proportional to what it has yielded (and the peer paid for) plus a
+//! fixed allowance. Honest selectors stay far below: explore-all-recursively costs about 25
+//! steps per dag-pb link and builds no selector nodes at all. The defaults are the same on
+//! both sides of a deal, so the client's verifier fails at the same block the provider does.
+//!
 //! # Deviations from go-ipld-prime (all deliberate)
 //!
 //! * **Identity CIDs** are resolved inline: their block is the digest, so it is never
@@ -27,14 +50,17 @@
 //!   is not decoded, so it may use any codec.
 //! * `ExploreRecursiveEdge` outside a recursion explores nothing (Go panics; the parser
 //!   rejects such selectors anyway), and `ExploreRange` interests are not materialised.
-//! * Work per block ([`Limits::max_walk_steps`]) and stack depth ([`Limits::max_depth`]) are
-//!   bounded, so hostile blocks or selectors cannot exhaust memory.
+//! * Work ([`Limits`], above), work per block ([`Limits::max_walk_steps`]) and stack depth
+//!   ([`Limits::max_depth`]) are bounded, so hostile blocks or selectors cannot exhaust time
+//!   or memory.
+
+mod explore;
 
 use crate::blockstore::{self, Blockstore};
-use crate::codec::{self, IDENTITY, Node, RAW};
-use crate::selector::{RecursionLimit, Selector};
+use crate::codec::{self, IDENTITY, Node};
+use crate::selector::Selector;
 use cid::Cid;
-use std::sync::Arc;
+use explore::{Link, Meter, Walker};
 
 /// Errors of the traversal engine.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +81,21 @@ pub enum Error {
     /// Walking one block took more steps than [`Limits::max_walk_steps`].
     #[error("walking block {0} exceeded the step budget")]
     WalkBudget(Cid),
+    /// The traversal spent more steps than the blocks it yielded allow (see the module
+    /// docs): the selector causes more work than its blocks pay for.
+    #[error("traversal over its work budget: {spent} steps, {allowance} allowed")]
+    OverBudget {
+        /// Steps spent, the refused one included.
+        spent: u64,
+        /// Steps allowed at that point.
+        allowance: u64,
+    },
+    /// Exploring built more than [`Limits::max_selector_nodes`] live selector nodes.
+    #[error("selector grew beyond {0} live nodes")]
+    SelectorTooLarge(usize),
+    /// Exploring built a selector nested deeper than the engine examines.
+    #[error("selector grew deeper than {0} levels")]
+    SelectorTooDeep(usize),
     /// The stack of partially walked blocks grew beyond [`Limits::max_depth`].
     #[error("traversal deeper than {0} blocks")]
     TooDeep(usize),
@@ -74,13 +115,40 @@ pub enum Error {
     Blockstore(#[from] blockstore::Error),
 }
 
-/// Resource bounds of a traversal.
+/// Resource bounds of a traversal (defaults: `docs/protocol.md`, "Limits"). Both sides of a
+/// deal must use the same values, or a block one side accepts fails on the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Most data-model steps (nodes visited plus links collected) spent walking one block.
     pub max_walk_steps: usize,
     /// Most partially walked blocks held on the stack.
     pub max_depth: usize,
+    /// Steps allowed before any block is yielded (the fixed allowance).
+    pub base_steps: u64,
+    /// Steps each block advanced past adds to the allowance.
+    pub steps_per_block: u64,
+    /// Steps each byte of an advanced block adds to the allowance.
+    pub steps_per_byte: u64,
+    /// Most selector nodes alive at once (the parsed selector's included).
+    pub max_selector_nodes: usize,
+}
+
+impl Limits {
+    /// Default [`Limits::base_steps`].
+    pub const BASE_STEPS: u64 = 1 << 20;
+    /// Default [`Limits::steps_per_block`].
+    pub const STEPS_PER_BLOCK: u64 = 1 << 12;
+    /// Default [`Limits::steps_per_byte`].
+    pub const STEPS_PER_BYTE: u64 = 16;
+    /// Default [`Limits::max_selector_nodes`].
+    pub const MAX_SELECTOR_NODES: usize = 1 << 17;
+
+    /// The steps allowed after `blocks` blocks of `bytes` bytes in all.
+    pub fn allowance(&self, blocks: u64, bytes: u64) -> u64 {
+        self.base_steps
+            .saturating_add(self.steps_per_block.saturating_mul(blocks))
+            .saturating_add(self.steps_per_byte.saturating_mul(bytes))
+    }
 }
 
 impl Default for Limits {
@@ -88,297 +156,47 @@ impl Default for Limits {
         Self {
             max_walk_steps: 1 << 20,
             max_depth: 4096,
+            base_steps: Self::BASE_STEPS,
+            steps_per_block: Self::STEPS_PER_BLOCK,
+            steps_per_byte: Self::STEPS_PER_BYTE,
+            max_selector_nodes: Self::MAX_SELECTOR_NODES,
         }
     }
 }
 
-/// A selector compiled for execution (go-ipld-prime's runtime selector values).
-#[derive(Debug)]
-enum Sel {
-    Matcher,
-    All(Arc<Sel>),
-    Fields(Vec<(String, Arc<Sel>)>),
-    Index(i64, Arc<Sel>),
-    Range(i64, i64, Arc<Sel>),
-    Union(Vec<Arc<Sel>>),
-    Recursive {
-        sequence: Arc<Sel>,
-        current: Arc<Sel>,
-        limit: RecursionLimit,
-    },
-    Edge,
-}
-
-fn compile(s: &Selector) -> Arc<Sel> {
-    Arc::new(match s {
-        Selector::Matcher => Sel::Matcher,
-        Selector::ExploreAll { next } => Sel::All(compile(next)),
-        Selector::ExploreFields { fields } => Sel::Fields(
-            fields
-                .iter()
-                .map(|(k, v)| (k.clone(), compile(v)))
-                .collect(),
-        ),
-        Selector::ExploreIndex { index, next } => Sel::Index(*index, compile(next)),
-        Selector::ExploreRange { start, end, next } => Sel::Range(*start, *end, compile(next)),
-        Selector::ExploreUnion(members) => Sel::Union(members.iter().map(compile).collect()),
-        Selector::ExploreRecursive { limit, sequence } => {
-            let sequence = compile(sequence);
-            Sel::Recursive {
-                current: sequence.clone(),
-                sequence,
-                limit: *limit,
-            }
-        }
-        Selector::ExploreRecursiveEdge => Sel::Edge,
-    })
-}
-
-/// A path segment: a map key or a list index.
-#[derive(Clone, Copy, Debug)]
-enum Seg<'a> {
-    Key(&'a str),
-    Index(i64),
-}
-
-impl Seg<'_> {
-    /// go-ipld-prime's `PathSegment.Index()`.
-    fn index(&self) -> Option<i64> {
-        match self {
-            Seg::Index(i) => Some(*i),
-            Seg::Key(k) => k.parse().ok(),
-        }
-    }
-    fn matches_key(&self, key: &str) -> bool {
-        match self {
-            Seg::Key(k) => *k == key,
-            Seg::Index(i) => key == i.to_string(),
-        }
-    }
-}
-
-enum Interest<'a> {
-    Key(&'a str),
-    Index(i64),
-    Range(i64, i64),
-}
-
-/// `Selector.Interests()`: `None` means "all".
-fn interests(sel: &Sel) -> Option<Vec<Interest<'_>>> {
-    match sel {
-        Sel::Matcher | Sel::Edge => Some(Vec::new()),
-        Sel::All(_) => None,
-        Sel::Fields(fields) => Some(fields.iter().map(|(k, _)| Interest::Key(k)).collect()),
-        Sel::Index(i, _) => Some(vec![Interest::Index(*i)]),
-        Sel::Range(s, e, _) => Some(vec![Interest::Range(*s, *e)]),
-        Sel::Union(members) => {
-            let mut all = Vec::new();
-            for m in members {
-                all.extend(interests(m)?);
-            }
-            Some(all)
-        }
-        Sel::Recursive { current, .. } => interests(current),
-    }
-}
-
-fn has_no_interests(sel: &Sel) -> bool {
-    interests(sel).is_some_and(|i| i.is_empty())
-}
-
-/// `Selector.Explore(node, segment)`.
-fn explore(sel: &Arc<Sel>, is_list: bool, seg: Seg<'_>) -> Option<Arc<Sel>> {
-    match &**sel {
-        Sel::Matcher | Sel::Edge => None,
-        Sel::All(next) => Some(next.clone()),
-        Sel::Fields(fields) => fields
-            .iter()
-            .find(|(k, _)| seg.matches_key(k))
-            .map(|(_, s)| s.clone()),
-        Sel::Index(i, next) => (is_list && seg.index() == Some(*i)).then(|| next.clone()),
-        Sel::Range(s, e, next) => {
-            (is_list && seg.index().is_some_and(|i| i >= *s && i < *e)).then(|| next.clone())
-        }
-        Sel::Union(members) => {
-            let mut results: Vec<Arc<Sel>> = members
-                .iter()
-                .filter_map(|m| explore(m, is_list, seg))
-                .collect();
-            match results.len() {
-                0 => None,
-                1 => results.pop(),
-                _ => Some(Arc::new(Sel::Union(results))),
-            }
-        }
-        Sel::Recursive {
-            sequence,
-            current,
-            limit,
-        } => {
-            let next = explore(current, is_list, seg)?;
-            if !has_edge(&next) {
-                return Some(Arc::new(Sel::Recursive {
-                    sequence: sequence.clone(),
-                    current: next,
-                    limit: *limit,
-                }));
-            }
-            match limit {
-                RecursionLimit::Depth(d) if *d < 2 => replace_edge(&next, None),
-                RecursionLimit::Depth(d) => Some(Arc::new(Sel::Recursive {
-                    sequence: sequence.clone(),
-                    current: replace_edge(&next, Some(sequence))?,
-                    limit: RecursionLimit::Depth(d - 1),
-                })),
-                RecursionLimit::None => Some(Arc::new(Sel::Recursive {
-                    sequence: sequence.clone(),
-                    current: replace_edge(&next, Some(sequence))?,
-                    limit: RecursionLimit::None,
-                })),
-            }
-        }
-    }
-}
-
-fn has_edge(sel: &Sel) -> bool {
-    match sel {
-        Sel::Edge => true,
-        Sel::Union(members) => members.iter().any(|m| has_edge(m)),
-        _ => false,
-    }
-}
-
-fn replace_edge(sel: &Arc<Sel>, replacement: Option<&Arc<Sel>>) -> Option<Arc<Sel>> {
-    match &**sel {
-        Sel::Edge => replacement.cloned(),
-        Sel::Union(members) => {
-            let mut kept: Vec<Arc<Sel>> = members
-                .iter()
-                .filter_map(|m| replace_edge(m, replacement))
-                .collect();
-            match kept.len() {
-                0 => None,
-                1 => kept.pop(),
-                _ => Some(Arc::new(Sel::Union(kept))),
-            }
-        }
-        _ => Some(sel.clone()),
-    }
-}
-
-type Link = (Cid, Arc<Sel>);
-
-struct Walker<'a> {
-    out: Vec<Link>,
-    steps: usize,
-    limits: &'a Limits,
-}
-
-impl Walker<'_> {
-    fn step(&mut self) -> bool {
-        self.steps += 1;
-        self.steps <= self.limits.max_walk_steps
-    }
-
-    /// `walkAdv` on one node of a block, collecting the links it would load, in order.
-    /// Returns false when the step budget ran out.
-    fn walk(&mut self, node: &Node, sel: &Arc<Sel>) -> bool {
-        if !self.step() {
-            return false;
-        }
-        let is_list = matches!(node, Node::List(_));
-        match (node, interests(sel)) {
-            (Node::Map(_) | Node::List(_), None) => match node {
-                Node::Map(entries) => entries
-                    .iter()
-                    .all(|(k, v)| self.visit(v, explore(sel, false, Seg::Key(k)))),
-                Node::List(items) => items
-                    .iter()
-                    .enumerate()
-                    .all(|(i, v)| self.visit(v, explore(sel, true, Seg::Index(i as i64)))),
-                _ => true,
-            },
-            (Node::Map(entries), Some(wanted)) => wanted.iter().all(|interest| match interest {
-                Interest::Key(k) => match entries.iter().find(|(key, _)| key == k) {
-                    Some((_, v)) => self.visit(v, explore(sel, false, Seg::Key(k))),
-                    None => true,
-                },
-                Interest::Index(i) => {
-                    let key = i.to_string();
-                    match entries.iter().find(|(k, _)| *k == key) {
-                        Some((_, v)) => self.visit(v, explore(sel, false, Seg::Index(*i))),
-                        None => true,
-                    }
-                }
-                Interest::Range(s, e) => {
-                    // Go looks up every index of the range as a key; only canonical decimal
-                    // keys can match, so visit those, in index order.
-                    let mut hits: Vec<(i64, &Node)> = entries
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            let i: i64 = k.parse().ok()?;
-                            (i >= *s && i < *e && i.to_string() == *k).then_some((i, v))
-                        })
-                        .collect();
-                    hits.sort_by_key(|(i, _)| *i);
-                    hits.into_iter()
-                        .all(|(i, v)| self.visit(v, explore(sel, false, Seg::Index(i))))
-                }
-            }),
-            (Node::List(items), Some(wanted)) => wanted.iter().all(|interest| {
-                let (from, to) = match interest {
-                    Interest::Key(k) => match k.parse::<i64>() {
-                        Ok(i) => (i, i.saturating_add(1)),
-                        Err(_) => return true,
-                    },
-                    Interest::Index(i) => (*i, i.saturating_add(1)),
-                    Interest::Range(s, e) => (*s, *e),
-                };
-                let len = items.len() as i64;
-                let (from, to) = (from.max(0), to.min(len));
-                (from..to).all(|i| {
-                    let seg = match interest {
-                        Interest::Key(k) => Seg::Key(k),
-                        _ => Seg::Index(i),
-                    };
-                    // `from..to` lies inside the list, so the index is in bounds.
-                    items
-                        .get(i as usize)
-                        .is_none_or(|v| self.visit(v, explore(sel, is_list, seg)))
-                })
-            }),
-            _ => true,
-        }
-    }
-
-    fn visit(&mut self, child: &Node, next: Option<Arc<Sel>>) -> bool {
-        let Some(next) = next else { return true };
-        match child {
-            Node::Link(cid) => {
-                if !self.step() {
-                    return false;
-                }
-                self.out.push((**cid, next));
-                true
-            }
-            other => self.walk(other, &next),
-        }
-    }
+/// What a traversal has spent so far ([`Traversal::work`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Work {
+    /// Steps spent.
+    pub steps: u64,
+    /// Steps allowed by the blocks advanced past so far.
+    pub allowance: u64,
+    /// Selector nodes alive now.
+    pub selector_nodes: usize,
+    /// Most selector nodes alive at once so far.
+    pub peak_selector_nodes: usize,
 }
 
 /// Walks one block: the links its selector loads, in order, with identity links expanded.
-fn expand(cid: &Cid, data: &[u8], sel: &Arc<Sel>, limits: &Limits) -> Result<Vec<Link>, Error> {
-    expand_at(cid, data, sel, limits, 0)
+fn expand(
+    cid: &Cid,
+    data: &[u8],
+    link: &Link,
+    limits: &Limits,
+    meter: &mut Meter,
+) -> Result<Vec<Link>, Error> {
+    expand_at(cid, data, link, limits, meter, 0)
 }
 
 fn expand_at(
     cid: &Cid,
     data: &[u8],
-    sel: &Arc<Sel>,
+    link: &Link,
     limits: &Limits,
+    meter: &mut Meter,
     nesting: usize,
 ) -> Result<Vec<Link>, Error> {
-    if cid.codec() == RAW || has_no_interests(sel) {
+    if link.leaf {
         return Ok(Vec::new());
     }
     let node = match cid.codec() {
@@ -393,13 +211,13 @@ fn expand_at(
     let mut walker = Walker {
         out: Vec::new(),
         steps: 0,
-        limits,
+        max_steps: limits.max_walk_steps,
+        cid: *cid,
+        meter,
     };
-    if !walker.walk(&node, sel) {
-        return Err(Error::WalkBudget(*cid));
-    }
+    walker.walk(&node, &link.sel)?;
     let links = walker.out;
-    if !links.iter().any(|(c, _)| is_identity(c)) {
+    if !links.iter().any(|l| is_identity(&l.cid)) {
         return Ok(links);
     }
     // Splice the links of inline (identity) blocks in at their position. Each level of
@@ -408,11 +226,19 @@ fn expand_at(
         return Err(Error::TooDeep(nesting));
     }
     let mut out = Vec::with_capacity(links.len());
-    for (c, s) in links {
-        if is_identity(&c) {
-            out.extend(expand_at(&c, c.hash().digest(), &s, limits, nesting + 1)?);
+    for l in links {
+        if is_identity(&l.cid) {
+            let c = l.cid;
+            out.extend(expand_at(
+                &c,
+                c.hash().digest(),
+                &l,
+                limits,
+                meter,
+                nesting + 1,
+            )?);
         } else {
-            out.push((c, s));
+            out.push(l);
         }
         if out.len() > limits.max_walk_steps {
             return Err(Error::WalkBudget(*cid));
@@ -436,6 +262,9 @@ pub struct Traversal {
     stack: Vec<Frame>,
     limits: Limits,
     visited: u64,
+    /// Bytes of the blocks advanced past (what the allowance counts).
+    bytes: u64,
+    meter: Meter,
 }
 
 impl std::fmt::Debug for Traversal {
@@ -444,6 +273,7 @@ impl std::fmt::Debug for Traversal {
             .field("next", &self.next_link())
             .field("depth", &self.stack.len())
             .field("visited", &self.visited)
+            .field("work", &self.work())
             .finish()
     }
 }
@@ -456,16 +286,20 @@ impl Traversal {
 
     /// Like [`Traversal::new`] with explicit resource bounds.
     pub fn with_limits(root: Cid, selector: &Selector, limits: Limits) -> Result<Self, Error> {
-        let sel = compile(selector);
+        let mut meter = Meter::new(limits.allowance(0, 0), limits.max_selector_nodes);
+        let sel = explore::compile(selector, &mut meter, 0)?;
+        let link = Link::new(root, sel, &mut meter)?;
         let links = if is_identity(&root) {
-            expand(&root, root.hash().digest(), &sel, &limits)?
+            expand(&root, root.hash().digest(), &link, &limits, &mut meter)?
         } else {
-            vec![(root, sel)]
+            vec![link]
         };
         let mut t = Self {
             stack: Vec::new(),
             limits,
             visited: 0,
+            bytes: 0,
+            meter,
         };
         if !links.is_empty() {
             t.stack.push(Frame { links, pos: 0 });
@@ -478,7 +312,7 @@ impl Traversal {
         self.stack
             .last()
             .and_then(|f| f.links.get(f.pos))
-            .map(|(c, _)| c)
+            .map(|l| &l.cid)
     }
 
     /// Whether the traversal is complete.
@@ -495,7 +329,7 @@ impl Traversal {
         self.stack
             .iter()
             .rev()
-            .flat_map(|f| f.links[f.pos..].iter().map(|(c, _)| c))
+            .flat_map(|f| f.links[f.pos..].iter().map(|l| &l.cid))
     }
 
     /// Whether the next block is a leaf that needs no bytes to advance past (raw codec, or
@@ -504,7 +338,7 @@ impl Traversal {
         self.stack
             .last()
             .and_then(|f| f.links.get(f.pos))
-            .is_some_and(|(c, s)| c.codec() == RAW || has_no_interests(s))
+            .is_some_and(|l| l.leaf)
     }
 
     /// Number of blocks advanced past so far (identity blocks not counted).
@@ -517,21 +351,45 @@ impl Traversal {
         self.stack.len()
     }
 
+    /// The work spent so far and the allowance (see the module docs).
+    pub fn work(&self) -> Work {
+        Work {
+            steps: self.meter.spent,
+            allowance: self.meter.allowance,
+            selector_nodes: self.meter.live(),
+            peak_selector_nodes: self.meter.peak_live,
+        }
+    }
+
     /// Feeds the bytes of the block named by [`Traversal::next_link`]. The caller is
     /// responsible for having checked that they hash to it. Leaves
     /// ([`Traversal::next_is_leaf`]) are never decoded, so any bytes (even none) do.
     ///
-    /// On error nothing changes: the same block is still the next one needed.
+    /// On error nothing changes: the same block is still the next one needed (and the same
+    /// bytes fail the same way again).
     pub fn advance(&mut self, data: &[u8]) -> Result<(), Error> {
         let Some(frame) = self.stack.last() else {
             return Err(Error::Done);
         };
-        let (cid, sel) = &frame.links[frame.pos];
-        let children = expand(cid, data, sel, &self.limits)?;
+        let link = &frame.links[frame.pos];
+        let (spent, allowance) = (self.meter.spent, self.meter.allowance);
+        let bytes = self.bytes.saturating_add(data.len() as u64);
+        // The block being walked pays for its own walk.
+        self.meter.allowance = self.limits.allowance(self.visited + 1, bytes);
+        let children = match expand(&link.cid, data, link, &self.limits, &mut self.meter) {
+            Ok(children) => children,
+            Err(e) => {
+                self.meter.spent = spent;
+                self.meter.allowance = allowance;
+                return Err(e);
+            }
+        };
         // Frames that will be exhausted are popped before pushing, so a long chain of
         // single-link blocks never grows the stack.
         let depth_after = self.depth_after_advance() + usize::from(!children.is_empty());
         if depth_after > self.limits.max_depth {
+            self.meter.spent = spent;
+            self.meter.allowance = allowance;
             return Err(Error::TooDeep(self.limits.max_depth));
         }
         if let Some(frame) = self.stack.last_mut() {
@@ -545,6 +403,7 @@ impl Traversal {
             });
         }
         self.visited += 1;
+        self.bytes = bytes;
         Ok(())
     }
 
@@ -564,7 +423,8 @@ impl Traversal {
     }
 
     /// Skips the next `n` blocks, loading the ones that are not leaves from `store` (to
-    /// learn their links). With `check_leaves`, leaves must be present in the store too
+    /// learn their links; each is checked against its CID, [`blockstore::Error::Corrupt`]).
+    /// With `check_leaves`, leaves must be present in the store too
     /// (a client resuming from its own blockstore); without it they are not touched (a
     /// provider skipping what the client already has).
     pub fn skip(
@@ -586,7 +446,7 @@ impl Traversal {
                 }
                 self.advance(&[])?;
             } else {
-                let data = store.get(&cid)?.ok_or(Error::MissingBlock(cid))?;
+                let data = store.get_verified(&cid)?.ok_or(Error::MissingBlock(cid))?;
                 self.advance(&data)?;
             }
         }
@@ -598,7 +458,7 @@ impl Traversal {
 mod tests {
     use super::*;
     use crate::codec::{DAG_CBOR, SHA2_256, cid_of};
-    use crate::selector::Selector;
+    use crate::selector::{RecursionLimit, Selector};
     use std::collections::HashMap;
 
     fn put(store: &mut HashMap<Cid, Vec<u8>>, node: &Node) -> Cid {
@@ -778,6 +638,7 @@ mod tests {
         let limits = Limits {
             max_walk_steps: 50,
             max_depth: 4,
+            ..Limits::default()
         };
         let mut t =
             Traversal::with_limits(root, &Selector::explore_all_recursively(), limits).unwrap();
@@ -793,6 +654,7 @@ mod tests {
         let limits = Limits {
             max_walk_steps: 50,
             max_depth: 1,
+            ..Limits::default()
         };
         let mut t =
             Traversal::with_limits(next, &Selector::explore_all_recursively(), limits).unwrap();
@@ -814,6 +676,7 @@ mod tests {
         let limits = Limits {
             max_walk_steps: 50,
             max_depth: 3,
+            ..Limits::default()
         };
         let mut t =
             Traversal::with_limits(next, &Selector::explore_all_recursively(), limits).unwrap();

@@ -138,9 +138,10 @@ impl<S: Blockstore> CarProducer<S> {
                 self.walk.skip(&self.store)?;
                 continue;
             }
+            // Checked against its CID: a block that went bad in the store is never sent.
             let data = self
                 .store
-                .get(&cid)?
+                .get_verified(&cid)?
                 .ok_or_else(|| ProduceError::Missing(Box::new(cid)))?;
             let block = Block::new(&cid, data);
             self.walk.accept(&block)?;
@@ -304,7 +305,7 @@ pub(crate) async fn serve(shared: &Shared, req: IpfsRequest) -> Response<Body> {
 async fn raw(shared: &Shared, req: &IpfsRequest) -> Response<Body> {
     let root = req.spec.root;
     let blocks = Arc::clone(&shared.blocks);
-    let data = match tokio::task::spawn_blocking(move || blocks.get(&root)).await {
+    let data = match tokio::task::spawn_blocking(move || blocks.get_verified(&root)).await {
         Ok(Ok(Some(d))) => d,
         Ok(Ok(None)) => {
             return text(

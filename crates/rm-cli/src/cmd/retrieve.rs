@@ -224,7 +224,13 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         );
         return finish(&node, client, exit::NOT_DONE).await;
     }
-    write_output(&node, &payload, &dag_selector, &args.output, args.car)?;
+    write_output(
+        node.blocks.as_ref(),
+        &payload,
+        &dag_selector,
+        &args.output,
+        args.car,
+    )?;
     let summary = summary_json(id, &deal, how, started, Some(&args.output));
     let elapsed = started.elapsed().as_secs_f64();
     let paid = format!(
@@ -341,28 +347,44 @@ fn dag_selector(selector: Option<&Ipld>) -> Result<rm_blockio::Selector> {
 }
 
 /// Writes the retrieved DAG: the UnixFS file or directory, or a CAR of what `selector`
-/// selects.
+/// selects. Every block is checked against its CID before anything is written — a block
+/// that went bad in the blockstore since it was verified (a power loss) fails here, no
+/// output is created, and the next run retrieves the DAG again (a `FileBlockstore` then
+/// repairs the block) — and again as the export reads it.
 fn write_output(
-    node: &Node,
+    blocks: &dyn rm_blockio::Blockstore,
     payload: &Cid,
     selector: &rm_blockio::Selector,
     path: &Path,
     car: bool,
 ) -> Result<()> {
+    // A UnixFS export reads every block of the DAG; a CAR, those the selector selects.
+    let everything = rm_blockio::Selector::explore_all_recursively();
+    let checked = if car { selector } else { &everything };
+    let hint = if car {
+        ""
+    } else {
+        " (use --car for non-UnixFS data)"
+    };
+    let checking = || {
+        format!(
+            "checking the retrieved blocks before writing {}{hint}",
+            path.display()
+        )
+    };
+    // `BlockReader` hashes every block it reads against its CID (its default).
+    for block in rm_blockio::BlockReader::new(blocks, *payload, checked).with_context(checking)? {
+        block.with_context(checking)?;
+    }
     if car {
         let file =
             std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        rm_blockio::car::export(
-            node.blocks.as_ref(),
-            *payload,
-            selector,
-            std::io::BufWriter::new(file),
-        )
-        .with_context(|| format!("writing the CAR {}", path.display()))?;
+        rm_blockio::car::export(blocks, *payload, selector, std::io::BufWriter::new(file))
+            .with_context(|| format!("writing the CAR {}", path.display()))?;
     } else {
-        rm_blockio::unixfs::export_path(node.blocks.as_ref(), payload, path).with_context(
-            || format!("writing {} (use --car for non-UnixFS data)", path.display()),
-        )?;
+        rm_blockio::unixfs::export_path(blocks, payload, path).with_context(|| {
+            format!("writing {} (use --car for non-UnixFS data)", path.display())
+        })?;
     }
     Ok(())
 }
@@ -409,4 +431,46 @@ pub fn provider_of(deal: &ClientState) -> String {
     rm_network::from_rm_peer(&deal.provider)
         .map(|p: PeerId| p.to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rm_blockio::unixfs::{Importer, Preset};
+    use rm_blockio::{Blockstore, MemoryBlockstore, Selector};
+
+    #[test]
+    fn no_output_is_written_from_blocks_that_do_not_verify() {
+        let store = MemoryBlockstore::new();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let root = Importer::import_bytes(&store, Preset::GO_FIL_MARKETS, &data)
+            .unwrap()
+            .root;
+        let all = Selector::explore_all_recursively();
+        let dir = tempfile::tempdir().unwrap();
+        let (file, car_file) = (dir.path().join("out"), dir.path().join("out.car"));
+        write_output(&store, &root, &all, &file, false).unwrap();
+        assert_eq!(std::fs::read(&file).unwrap(), data);
+        std::fs::remove_file(&file).unwrap();
+
+        // The last leaf's bytes go bad in the store (the first leaves are fine, so an
+        // export without the check first would already have written them).
+        let leaves: Vec<Cid> = rm_blockio::BlockReader::new(&store, root, &all)
+            .unwrap()
+            .map(|b| b.unwrap().cid().unwrap())
+            .collect();
+        let last = leaves.last().unwrap();
+        let mut bad = store.get(last).unwrap().unwrap();
+        bad[0] ^= 1;
+        store.delete(last).unwrap();
+        store.put(last, &bad).unwrap();
+        for (path, car) in [(&file, false), (&car_file, true)] {
+            let err = write_output(&store, &root, &all, path, car).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("does not match its CID"),
+                "{err:#}"
+            );
+            assert!(!path.exists(), "{} was written", path.display());
+        }
+    }
 }
