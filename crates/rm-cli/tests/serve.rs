@@ -81,7 +81,9 @@ async fn import_and_ask_change_while_a_deal_is_in_flight() {
     .spawn()
     .unwrap();
     let mut lines = BufReader::new(retrieve.stdout.take().unwrap()).lines();
-    // Wait until blocks flow.
+    // The spending caps come first; then wait until blocks flow.
+    let caps = next_json(&mut lines).await;
+    assert_eq!(caps["event"], "caps", "{caps}");
     loop {
         let v = next_json(&mut lines).await;
         assert_eq!(

@@ -44,6 +44,9 @@ pub struct DealConfig {
     pub resume_window: Duration,
     /// Most bytes of block data per second, or no limit (the default).
     pub max_bytes_per_second: Option<u64>,
+    /// Most times a client may resume the deal on a new stream; one more fails the deal.
+    /// Default 32.
+    pub max_resumes: u32,
 }
 
 impl Default for DealConfig {
@@ -54,6 +57,7 @@ impl Default for DealConfig {
             payment_timeout: Duration::from_secs(600),
             resume_window: Duration::from_secs(600),
             max_bytes_per_second: None,
+            max_resumes: 32,
         }
     }
 }
@@ -356,6 +360,10 @@ impl ProviderDeal {
         if self.pending.take() != Some(Pending::Locate) {
             return;
         }
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
+        }
         match result {
             Ok(Located::Here) => {
                 self.apply(now, ProviderEvent::Received);
@@ -384,6 +392,10 @@ impl ProviderDeal {
         if self.pending.take() != Some(Pending::Decide) {
             return;
         }
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
+        }
         match decision {
             Ok(()) => self.accept(now),
             Err(reason) => self.reject(now, reason),
@@ -395,6 +407,10 @@ impl ProviderDeal {
     pub fn handle_unsealed(&mut self, now: Instant, result: Result<(), String>) {
         if self.pending.take() != Some(Pending::Unseal) {
             return;
+        }
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
         }
         match result {
             Ok(()) => {
@@ -411,6 +427,10 @@ impl ProviderDeal {
         let Some(Pending::Read(from)) = self.pending.take() else {
             return;
         };
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
+        }
         // Read for a stream that is gone, or from before a resume: not sent, read again.
         if !self.attached || from != self.snapshot.state.blocks_sent || self.resume.is_some() {
             return self.drive(now);
@@ -510,8 +530,22 @@ impl ProviderDeal {
         };
         let delta = match result {
             Ok(delta) => delta,
+            Err(_) if self.ending() => return self.drive(now),
             Err(e) => return self.fail(now, DealError::payment(e)),
         };
+        if self.ending() {
+            // Saved while the deal ends: the money is recorded, nothing more is sent.
+            if delta.is_positive() {
+                self.apply(
+                    now,
+                    ProviderEvent::PartialPaymentReceived {
+                        received: delta,
+                        lane,
+                    },
+                );
+            }
+            return self.drive(now);
+        }
         let state = &self.snapshot.state;
         // A lane pays one deal, so its cumulative amount is what this deal received. A
         // voucher saved before a crash comes back with a zero delta: on the deal's own,
@@ -544,17 +578,13 @@ impl ProviderDeal {
 
     /// The client is back on a new stream with `proposal` (carrying how far it got).
     /// `Ok`: the driver uses the new stream from now on (the old one is dropped). `Err`:
-    /// the response refusing it; the deal is unchanged.
+    /// the response refusing it; the deal is unchanged, unless it was resumed
+    /// [`DealConfig::max_resumes`] times already: then it fails.
     pub fn handle_resume(
         &mut self,
         now: Instant,
         proposal: &DealProposal,
     ) -> Result<(), DealResponse> {
-        let refuse = |message: String| {
-            let mut r = self.response(DealStatus::Errored);
-            r.message = message;
-            r
-        };
         if self.finished {
             let mut r = self.response(self.status().wire());
             r.message = self.snapshot.state.message();
@@ -562,13 +592,19 @@ impl ProviderDeal {
         }
         let stored = &self.snapshot.state.proposal;
         if stored.payload_cid != proposal.payload_cid || stored.params != proposal.params {
-            return Err(refuse(
-                "the resumed proposal differs from the deal's".into(),
-            ));
+            return Err(self.refusal("the resumed proposal differs from the deal's".into()));
+        }
+        if self.snapshot.state.resumes >= u64::from(self.config.max_resumes) {
+            let message = format!(
+                "the deal was resumed {} times, the most allowed",
+                self.snapshot.state.resumes
+            );
+            self.fail(now, DealError::protocol(&message));
+            return Err(self.refusal(message));
         }
         let claim = proposal.resume.unwrap_or_default();
         if claim.blocks > self.snapshot.state.blocks_sent {
-            return Err(refuse(format!(
+            return Err(self.refusal(format!(
                 "the client claims {} blocks, {} were sent",
                 claim.blocks, self.snapshot.state.blocks_sent
             )));
@@ -588,11 +624,27 @@ impl ProviderDeal {
         Ok(())
     }
 
+    /// Whether the deal is ending (cancelling, failing) or over.
+    fn ending(&self) -> bool {
+        let status = self.status();
+        status.is_final() || matches!(status, S::Failing | S::Cancelling)
+    }
+
+    fn refusal(&self, message: String) -> DealResponse {
+        let mut r = self.response(DealStatus::Errored);
+        r.message = message;
+        r
+    }
+
     /// The result of [`ProviderAction::CountBytes`] for a resume claim.
     pub fn handle_counted(&mut self, now: Instant, result: Result<u64, String>) {
         let Some(Pending::Count(claim)) = self.pending.take() else {
             return;
         };
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
+        }
         if !self.attached {
             // That stream is gone too; wait for the next resume.
             return self.drive(now);
@@ -615,6 +667,30 @@ impl ProviderDeal {
         if !self.attached {
             return;
         }
+        self.detach(now);
+        self.drive(now);
+    }
+
+    /// The client sent bytes that are no valid message (malformed, or over a size cap): a
+    /// protocol violation. The stream is gone (the driver resets it) and the deal fails at
+    /// once instead of waiting for a resume, so the slot is free again.
+    pub fn handle_bad_message(&mut self, now: Instant, reason: impl std::fmt::Display) {
+        if self.finished || !self.attached {
+            return;
+        }
+        self.detach(now);
+        match self.status() {
+            // Ending already: nothing more to tell a client that broke the protocol.
+            S::Failing | S::Cancelling => self.drive(now),
+            _ => self.fail(
+                now,
+                DealError::protocol(format!("the client sent a bad message: {reason}")),
+            ),
+        }
+    }
+
+    /// Forgets the stream and everything queued for it or read from it.
+    fn detach(&mut self, now: Instant) {
         self.attached = false;
         self.detached_at = Some(now);
         self.early_payment = None;
@@ -625,7 +701,6 @@ impl ProviderDeal {
                 ProviderAction::Send(_) | ProviderAction::Close | ProviderAction::Reset
             )
         });
-        self.drive(now);
     }
 
     /// Time passed: a resume window or a payment deadline may be over, a rate limit lifted.

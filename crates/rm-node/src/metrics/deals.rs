@@ -96,7 +96,7 @@ impl<K: Hash + Eq> Tally<K> {
         let m = &self.metrics;
         let side = SideLabel { side: self.side };
         let previous = match self.deals.remove(&id) {
-            // Older than what was seen (a notification from before the seed).
+            // Older than what was seen (a notification older than the listing read at the start).
             Some(seen) if seq <= seen.seq => {
                 self.deals.insert(id, seen);
                 return;
