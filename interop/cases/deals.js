@@ -80,11 +80,11 @@ export async function ledger (c) {
     const address = addressString(want.channel)
     const channel = v.channels.find(ch => ch.channel === address)
     if (channel == null) throw new Error(`the ledger has no channel ${address}`)
-    const lane = channel.lanes_received.find(l => l.lane === want.lane)
+    const lane = channel.lanes.find(l => l.lane === want.lane)
     if (lane == null) throw new Error(`${address}: no lane ${want.lane}`)
     if (lane.voucher !== hex(want.bytes)) throw new Error(`${address}: the stored voucher ${lane.voucher} is not the last one sent ${hex(want.bytes)}`)
-    if (BigInt(lane.redeemed) !== want.amount || lane.nonce !== want.nonce || BigInt(channel.owed_to_recipient) !== want.amount) {
-      throw new Error(`${address}: redeemed ${lane.redeemed} nonce ${lane.nonce} owed ${channel.owed_to_recipient}, expected ${want.amount} / ${want.nonce}`)
+    if (BigInt(lane.redeemed) !== want.amount || lane.nonce !== want.nonce || BigInt(channel.owed) !== want.amount) {
+      throw new Error(`${address}: redeemed ${lane.redeemed} nonce ${lane.nonce} owed ${channel.owed}, expected ${want.amount} / ${want.nonce}`)
     }
   }
   return `${c.vouchers.length} channels learned from JS-signed vouchers; each holds its last voucher byte for byte`

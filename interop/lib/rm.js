@@ -41,11 +41,12 @@ export class Rm {
   }
 
   /**
-   * `rm serve --listen /ip4/127.0.0.1/tcp/0` in the background; resolves with
+   * `rm serve --listen /ip4/127.0.0.1/tcp/0` (HTTP and metrics on free ports) in the background; resolves with
    * { child, addr } once it prints its address. Every server is stopped by `stopAll`.
    */
   async serve (home) {
-    const child = spawn(this.bin, ['--home', home, '--json', 'serve', '--listen', '/ip4/127.0.0.1/tcp/0'], {
+    const child = spawn(this.bin, ['--home', home, '--json', 'serve', '--listen', '/ip4/127.0.0.1/tcp/0',
+      '--http-listen', '127.0.0.1:0', '--metrics-listen', '127.0.0.1:0'], {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: { ...process.env, RUST_LOG: process.env.RM_LOG ?? '' }
     })

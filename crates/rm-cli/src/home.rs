@@ -37,12 +37,26 @@ pub async fn open(home: &Home, listen: &[String]) -> Result<Node> {
         Ok(node) => Ok(node),
         Err(e @ rm_node::Error::InUse(_)) => Err(anyhow::Error::new(e).context(format!(
             "the node home {} is in use by another rm process (is `rm serve` running there? \
-             stop it first)",
+             this command needs the home to itself: stop the server first)",
             home.root().display()
         ))),
         Err(e) => {
             Err(anyhow::Error::new(e)
                 .context(format!("opening the node in {}", home.root().display())))
         }
+    }
+}
+
+/// The way to `home`'s node: through `rm serve`'s control socket when it runs, else the
+/// node opened here (with `config`).
+pub async fn session(home: &Home, config: Config) -> Result<rm_node::Session> {
+    match rm_node::Session::open(home, config).await {
+        Ok(session) => Ok(session),
+        Err(e @ rm_node::Error::InUse(_)) => Err(anyhow::Error::new(e).context(format!(
+            "the node home {} is in use by another rm command (wait for it to end)",
+            home.root().display()
+        ))),
+        Err(e) => Err(crate::output::node_error(e)
+            .context(format!("opening the node in {}", home.root().display()))),
     }
 }

@@ -8,17 +8,24 @@
 //! | `rm init` | create a node home: `config.toml`, libp2p key, wallet key, database |
 //! | `rm import <file\|dir>` | store it as a piece in a sector; print payload and piece CIDs |
 //! | `rm serve` | run the provider, the HTTP gateway and the DHT until Ctrl-C; print the addresses |
-//! | `rm ask` | show or set the provider's prices and payment intervals |
+//! | `rm ask` | show or set the provider's prices and payment intervals (while `rm serve` runs, too) |
 //! | `rm query <addr\|peer> <cid>` | ask a provider about a payload |
 //! | `rm retrieve <addr\|peer> <cid> -o <path>` | a paid, verified retrieval with a progress bar; run again to resume |
-//! | `rm deals` | client and provider deals with their status |
+//! | `rm deals` | client and provider deals with their status; `--follow` streams status changes from `rm serve` |
 //! | `rm fund` | payment channels in the local ledger; add funds |
 //! | `rm demo` | everything on 127.0.0.1 in one process, with a summary |
 //! | `rm fetch <provider> <cid>[/path] -o <path>` | an HTTP retrieval from trustless gateways, verified block by block; run again to resume |
 //!
 //! Every command takes `--json` (one JSON object per result, for scripts) and `--home`
-//! (default `$RM_HOME`, else `~/.rm`). Errors print one sentence and the chain of causes;
-//! [`exit`] lists the exit codes.
+//! (default `$RM_HOME`, else `~/.rm`). Errors print one sentence and the chain of causes
+//! (with `--json`, usage errors too, as `{"error":…,"usage":…,"exit_code":2}`); [`exit`]
+//! lists the exit codes. Long operations draw a progress bar on stderr when it is a
+//! terminal and `--json` is not given.
+//!
+//! While `rm serve` runs, `rm import`, `rm ask`, `rm deals`, `rm fund` and `rm query` on
+//! the same home go through its control socket (`rm_node::control`): an import is served
+//! at once, a new ask applies to the next query and deal, nothing restarts. With no
+//! server they open the home themselves.
 //!
 //! The binary is named `rm` as the design asks; do not put it in `PATH` ahead of coreutils'
 //! `rm`. Run it by path (`./target/release/rm`) or through `cargo run --bin rm --`.
@@ -44,6 +51,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+pub use output::usage_error;
 
 /// The `rm` command line.
 #[derive(Debug, Parser)]
@@ -95,7 +104,10 @@ pub enum Command {
 
 /// Runs the command line of this process and returns its exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e, wants_json(std::env::args_os())),
+    };
     let out = output::Output::new(cli.global.json);
     init_logs();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -110,6 +122,14 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => out.fail(&e),
     }
+}
+
+/// Whether a command line that did not parse asked for JSON: `--json` before any `--`.
+pub fn wants_json(args: impl IntoIterator<Item = std::ffi::OsString>) -> bool {
+    args.into_iter()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 /// Logs go to stderr, quiet unless `RUST_LOG` says otherwise.

@@ -1,8 +1,9 @@
 //! Printing results: text for people, one JSON object per line with `--json`.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::exit;
@@ -47,11 +48,42 @@ impl Output {
         }
     }
 
+    /// A progress bar on stderr with `total` steps (a spinner when `None`), drawn only
+    /// on a terminal and never with `--json`.
+    pub fn progress(&self, total: Option<u64>) -> ProgressBar {
+        if self.json || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = match total {
+            Some(n) => {
+                let bar = ProgressBar::new(n);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {elapsed_precise} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar
+            }
+            None => {
+                let bar = ProgressBar::new_spinner();
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar
+            }
+        };
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    }
+
     /// Prints an error — one sentence, then its causes — and returns exit code 1.
     pub fn fail(&self, error: &anyhow::Error) -> ExitCode {
         let causes: Vec<String> = error.chain().skip(1).map(|c| c.to_string()).collect();
         if self.json {
-            let v = json!({"error": error.to_string(), "causes": causes});
+            let v = json!({"error": error.to_string(), "causes": causes, "exit_code": exit::ERROR});
             let _ = writeln!(std::io::stdout().lock(), "{v}");
         } else {
             let mut stderr = std::io::stderr().lock();
@@ -62,6 +94,58 @@ impl Output {
         }
         exit::code(exit::ERROR)
     }
+}
+
+/// Prints a command line that did not parse — with `json`, as
+/// `{"error":…,"usage":…,"exit_code":2}` on stdout — and returns its exit code: 2, or 0
+/// for `--help` and `--version`, which clap reports the same way and which print as they
+/// are.
+pub fn usage_error(error: &clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    let code = error.exit_code();
+    let informational = matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    );
+    if !json || informational {
+        let _ = error.print();
+        return exit::code(u8::try_from(code).unwrap_or(exit::USAGE));
+    }
+    let rendered = error.render().to_string();
+    // clap's text: "error: <sentence>\n\n<detail>\n\nUsage: …\n\nFor more information, …"
+    let sentence = rendered
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_owned();
+    let usage = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .unwrap_or_default()
+        .to_owned();
+    let v = json!({"error": sentence, "usage": usage, "causes": [], "exit_code": exit::USAGE});
+    let _ = writeln!(std::io::stdout().lock(), "{v}");
+    exit::code(exit::USAGE)
+}
+
+/// An error of the node as an [`anyhow::Error`] whose chain holds every cause, also the
+/// causes a server sent over the control socket.
+pub fn node_error(error: rm_node::Error) -> anyhow::Error {
+    if let rm_node::Error::Control(c) = &error
+        && let rm_node::ControlError::Server(reply) = c.as_ref()
+    {
+        let mut chain = reply.causes.iter().rev();
+        let mut e = match chain.next() {
+            Some(last) => anyhow::anyhow!("{last}"),
+            None => return anyhow::anyhow!("{}", reply.message),
+        };
+        for cause in chain {
+            e = e.context(cause.clone());
+        }
+        return e.context(reply.message.clone());
+    }
+    anyhow::Error::new(error)
 }
 
 /// A table as text: a header row, then rows, columns padded to their widest cell.

@@ -1,94 +1,14 @@
 //! The `rm` binary as a user runs it: child processes, each with its own home, talking
 //! over libp2p on 127.0.0.1.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::{Server, free_port, json, lorem, rm, run, serve};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const RM: &str = env!("CARGO_BIN_EXE_rm");
-
-fn lorem() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../rm-e2e/testdata/lorem.txt")
-}
-
-/// `rm <args>` with `RM_HOME=home`.
-fn rm(home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(RM);
-    c.args(args)
-        .env("RM_HOME", home)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    c
-}
-
-/// Runs `rm <args>` to the end (at most 120 s); returns (exit code, stdout, stderr).
-async fn run(home: &Path, args: &[&str]) -> (i32, String, String) {
-    let output = tokio::time::timeout(Duration::from_secs(120), rm(home, args).output())
-        .await
-        .unwrap_or_else(|_| panic!("rm {args:?} did not finish in 120 s"))
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-/// Runs `rm --json <args>`, expects success, returns the last JSON line.
-async fn json(home: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["--json"];
-    all.extend_from_slice(args);
-    let (code, out, err) = run(home, &all).await;
-    assert_eq!(code, 0, "rm {args:?}: {out}{err}");
-    serde_json::from_str(out.lines().last().expect("a result line")).unwrap()
-}
-
-/// A free 127.0.0.1 port (free now; the provider binds it next).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `rm serve --listen <listen>` until the test ends; returns the child and the printed
-/// multiaddr of the provider.
-async fn serve(home: &Path, listen: &str) -> (Child, String) {
-    let mut child = rm(
-        home,
-        &[
-            "--json",
-            "serve",
-            "--listen",
-            listen,
-            "--http-listen",
-            "127.0.0.1:0",
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit())
-    .spawn()
-    .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-        .await
-        .expect("rm serve printed nothing in 60 s")
-        .unwrap()
-        .expect("rm serve exited");
-    let v: Value = serde_json::from_str(&first).unwrap();
-    assert_eq!(v["event"], "listening");
-    let addr = v["addrs"][0].as_str().unwrap().to_owned();
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
 
 // The README's two-terminal walkthrough, command for command (the port is a free one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +32,14 @@ async fn the_readme_walkthrough_works() {
         .to_owned();
     assert!(out.contains("piece    baga"), "{out}");
     let listen = format!("/ip4/127.0.0.1/tcp/{}", free_port());
-    let (mut server, addr) = serve(&provider, &listen).await;
+    let server = serve(&provider, &listen).await;
+    let addr = server.addr();
+    let metrics_url = server.metrics_url();
+    assert!(
+        metrics_url.starts_with("http://127.0.0.1:") && metrics_url.ends_with("/metrics"),
+        "{metrics_url}"
+    );
+    let mut server = server.drain();
     assert!(
         addr.starts_with(&listen) && addr.contains("/p2p/12D3Koo"),
         "{addr}"
@@ -134,17 +61,56 @@ async fn the_readme_walkthrough_works() {
         std::fs::read(lorem).unwrap()
     );
 
+    // Still terminal 2: import a second file while serving, and change the price while
+    // serving (the provider's home, through the server's control socket).
+    let second = common::lorem().with_file_name("lorem_under_1_block.txt");
+    let second = second.to_str().unwrap();
+    let (code, out, err) = run(&provider, &["import", second]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let second_payload = out
+        .lines()
+        .find_map(|l| l.strip_prefix("payload  "))
+        .expect("import prints the payload CID")
+        .trim()
+        .to_owned();
+    let (code, out, err) = run(&provider, &["ask", "--price-per-byte", "3"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("price per byte     3 attoFIL"), "{out}");
+    let (code, out, err) = run(&client, &["query", &addr, &second_payload]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("status             Available"), "{out}");
+    assert!(out.contains("price per byte     3 attoFIL"), "{out}");
+    let second_target = dir.path().join("second.txt");
+    let (code, out, err) = run(
+        &client,
+        &[
+            "retrieve",
+            &addr,
+            &second_payload,
+            "-o",
+            second_target.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("paid 1230 attoFIL"), "{out}"); // 3 attoFIL × 410 bytes
+    assert_eq!(
+        std::fs::read(&second_target).unwrap(),
+        std::fs::read(second).unwrap()
+    );
+
     // The other commands, as scripts see them.
     let q = json(&client, &["query", &addr, &payload]).await;
     assert_eq!(q["status"], "Available");
-    assert_eq!(q["min_price_per_byte"], "2"); // go-fil-markets' default ask
+    assert_eq!(q["price_per_byte"], "3");
     let deals = json(&client, &["deals", "--client"]).await;
     let deal = &deals["deals"][0];
+    assert_eq!(deals["deals"].as_array().unwrap().len(), 2, "{deals}");
     assert_eq!(deal["status"], "Completed");
     assert_eq!(deal["bytes"], 19_000); // lorem.txt in 1 MiB chunks: one raw block
     assert_eq!(deal["paid"], "38000"); // 2 attoFIL × 19,000 bytes
     let fund = json(&client, &["fund"]).await;
-    assert_eq!(fund["channels"][0]["committed"], "38000");
+    assert_eq!(fund["channels"][0]["committed"], "39230"); // 38,000 + 1,230
     let missing = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy";
     let (code, out, _) = run(&client, &["--json", "query", &addr, missing]).await;
     assert_eq!(code, 3, "{out}");
@@ -160,22 +126,22 @@ async fn the_readme_walkthrough_works() {
     let q = json(&client, &["query", peer_id, &payload]).await;
     assert_eq!(q["status"], "Available", "{q}");
 
-    // While serving, the provider's home is in use: a clear error.
-    let (code, _, err) = run(&provider, &["ask"]).await;
+    // While serving, a command that needs the home to itself says why it cannot run.
+    let (code, _, err) = run(&provider, &["retrieve", &addr, &payload, "-o", "/dev/null"]).await;
     assert_eq!(code, 1);
     assert!(err.contains("in use by another rm process"), "{err}");
-    // Ctrl-C (SIGINT) stops the server cleanly.
-    let pid = server.id().unwrap().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), server.wait())
-        .await
-        .expect("rm serve stops within 30 s of Ctrl-C")
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
+    // The server lists its deals.
+    let provider_deals = json(&provider, &["deals", "--provider"]).await;
+    let paid: Vec<&str> = provider_deals["deals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["paid"].as_str().unwrap())
+        .collect();
+    assert_eq!(paid, ["38000", "1230"], "{provider_deals}");
+    // Ctrl-C (SIGINT) stops the server cleanly; the home opens directly again.
+    assert_eq!(Server::interrupt(&mut server).await, Some(0));
+    assert!(!provider.join("control.sock").exists());
     let provider_deals = json(&provider, &["deals", "--provider"]).await;
     assert_eq!(provider_deals["deals"][0]["status"], "Completed");
     assert_eq!(provider_deals["deals"][0]["paid"], "38000");
@@ -187,9 +153,7 @@ async fn the_readme_walkthrough_works() {
 async fn a_killed_retrieve_resumes_and_pays_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let (provider, client) = (dir.path().join("provider"), dir.path().join("client"));
-    let data: Vec<u8> = (0..1_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let data = common::data(1_000_000);
     let file = dir.path().join("data.bin");
     std::fs::write(&file, &data).unwrap();
 
@@ -219,7 +183,9 @@ async fn a_killed_retrieve_resumes_and_pays_exactly() {
         ],
     )
     .await;
-    let (mut server, addr) = serve(&provider, "/ip4/127.0.0.1/tcp/0").await;
+    let server = serve(&provider, "/ip4/127.0.0.1/tcp/0").await;
+    let addr = server.addr();
+    let mut server = server.drain();
 
     json(&client, &["init"]).await;
     let out = dir.path().join("out.bin");
@@ -261,7 +227,7 @@ async fn a_killed_retrieve_resumes_and_pays_exactly() {
     assert_eq!(done["status"], "Completed", "{done}");
     let bytes = done["bytes"].as_u64().unwrap();
     assert!(bytes > data.len() as u64); // the file plus its root node
-    assert_eq!(done["total_paid"], (3 * bytes).to_string());
+    assert_eq!(done["paid"], (3 * bytes).to_string());
     assert_eq!(std::fs::read(&out).unwrap(), data);
     let deals = json(&client, &["deals", "--client"]).await;
     assert_eq!(
@@ -289,7 +255,9 @@ async fn terms_over_a_cap_are_refused_before_anything_is_paid() {
     let payload = imported["payload_cid"].as_str().unwrap().to_owned();
     // 2,000,000 attoFIL per byte: over the default cap of 1,000,000.
     json(&provider, &["ask", "--price-per-byte", "2000000"]).await;
-    let (mut server, addr) = serve(&provider, "/ip4/127.0.0.1/tcp/0").await;
+    let server = serve(&provider, "/ip4/127.0.0.1/tcp/0").await;
+    let addr = server.addr();
+    let mut server = server.drain();
     json(&client, &["init"]).await;
     let out = dir.path().join("out.txt");
     let out = out.to_str().unwrap();
@@ -344,6 +312,22 @@ async fn mistakes_get_one_sentence_and_an_exit_code() {
     );
     let (code, _, _) = run(&home, &["retrieve"]).await;
     assert_eq!(code, 2, "usage errors exit 2");
+    // With --json, a usage error is one JSON object on stdout, wherever --json stands.
+    for args in [
+        &["--json", "ask", "--frob"][..],
+        &["ask", "--frob", "--json"][..],
+    ] {
+        let (code, out, err) = run(&home, args).await;
+        assert_eq!(code, 2, "{out}{err}");
+        let v: Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("--frob"), "{v}");
+        assert!(v["usage"].as_str().unwrap().starts_with("rm ask"), "{v}");
+        assert_eq!(v["exit_code"], 2);
+    }
+    // Help is not an error.
+    let (code, out, _) = run(&home, &["--json", "ask", "--help"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("Usage: rm ask"), "{out}");
     json(&home, &["init"]).await;
     let again = json(&home, &["init"]).await;
     assert_eq!(again["created"], false);
@@ -351,4 +335,5 @@ async fn mistakes_get_one_sentence_and_an_exit_code() {
     assert_eq!(code, 1);
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert!(v["error"].as_str().unwrap().contains("p2p"), "{v}");
+    assert_eq!(v["exit_code"], 1);
 }

@@ -53,6 +53,8 @@ async fn serve(home: &Path) -> (Child, Value) {
             "/ip4/127.0.0.1/tcp/0",
             "--http-listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     )
     .stdout(Stdio::piped())
@@ -135,7 +137,7 @@ async fn rm_serve_answers_http_and_rm_fetch_verifies() {
     let imported = json(&provider, &["import", file.to_str().unwrap()]).await;
     let payload = imported["payload_cid"].as_str().unwrap().to_owned();
     let (mut server, listening) = serve(&provider).await;
-    let url = listening["http"][0].as_str().unwrap().to_owned();
+    let url = listening["http_urls"][0].as_str().unwrap().to_owned();
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     // curl -H 'Accept: application/vnd.ipld.car' http://…/ipfs/<cid>
@@ -258,7 +260,7 @@ async fn a_killed_fetch_resumes_without_downloading_twice() {
     let imported = json(&provider, &["import", file.to_str().unwrap()]).await;
     let payload = imported["payload_cid"].as_str().unwrap().to_owned();
     let (mut server, listening) = serve(&provider).await;
-    let url = listening["http"][0]
+    let url = listening["http_urls"][0]
         .as_str()
         .unwrap()
         .trim_start_matches("http://")

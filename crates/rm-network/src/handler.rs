@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     behaviour::Shared,
-    limiter::Permit,
+    limiter::{Permit, Refused},
     metrics::bump,
     query::{self, QueryProtocol, QueryRequest},
 };
@@ -152,13 +152,17 @@ impl Handler {
             .into_iter()
             .find(|q| q.id() == protocol.as_ref())
         {
-            match self.shared.query_limiter.try_acquire(peer) {
-                Some(permit) => self.tasks.push(
+            match self.shared.query_limiter.acquire(peer) {
+                Ok(permit) => self.tasks.push(
                     read_query(Arc::clone(&self.shared), peer, stream, query, permit).boxed(),
                 ),
-                None => {
+                Err(limit) => {
                     tracing::debug!(%peer, %protocol, "too many queries; refusing");
                     bump(&counters.queries_refused);
+                    bump(match limit {
+                        Refused::PerPeer => &counters.queries_refused_per_peer,
+                        Refused::Total => &counters.queries_refused_total,
+                    });
                     if self.refusals < MAX_REFUSALS_PER_CONNECTION {
                         self.refusals += 1;
                         let cap = self.shared.config.max_query_size;
@@ -169,12 +173,16 @@ impl Handler {
             }
             return;
         }
-        match self.shared.deal_limiter.try_acquire(peer) {
-            Some(permit) => self.out.push_back(Admitted::Deal(peer, stream, permit)),
-            None => {
+        match self.shared.deal_limiter.acquire(peer) {
+            Ok(permit) => self.out.push_back(Admitted::Deal(peer, stream, permit)),
+            Err(limit) => {
                 // Dropping the stream resets it.
                 tracing::debug!(%peer, "too many deal streams; resetting the stream");
                 bump(&counters.rejected_streams);
+                bump(match limit {
+                    Refused::PerPeer => &counters.rejected_streams_per_peer,
+                    Refused::Total => &counters.rejected_streams_total,
+                });
             }
         }
     }

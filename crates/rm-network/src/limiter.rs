@@ -21,6 +21,15 @@ struct State {
     per_peer: HashMap<PeerId, usize>,
 }
 
+/// Which limit of a [`Limiter`] refused a permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The peer holds `max_per_peer` permits.
+    PerPeer,
+    /// `max_total` permits are held.
+    Total,
+}
+
 /// One slot of a [`Limiter`]; released when dropped.
 #[derive(Debug)]
 pub(crate) struct Permit {
@@ -43,15 +52,25 @@ impl Limiter {
     }
 
     /// A permit for `peer`, or `None` when a limit is reached.
+    #[cfg(test)]
     pub(crate) fn try_acquire(self: &Arc<Self>, peer: PeerId) -> Option<Permit> {
+        self.acquire(peer).ok()
+    }
+
+    /// A permit for `peer`, or the limit that refused it (the total one when both are
+    /// reached).
+    pub(crate) fn acquire(self: &Arc<Self>, peer: PeerId) -> Result<Permit, Refused> {
         let mut state = self.lock();
         let current = state.per_peer.get(&peer).copied().unwrap_or(0);
-        if state.total >= self.max_total || current >= self.max_per_peer {
-            return None;
+        if state.total >= self.max_total {
+            return Err(Refused::Total);
+        }
+        if current >= self.max_per_peer {
+            return Err(Refused::PerPeer);
         }
         state.total += 1;
         state.per_peer.insert(peer, current + 1);
-        Some(Permit {
+        Ok(Permit {
             limiter: Arc::clone(self),
             peer,
         })
@@ -88,8 +107,11 @@ mod tests {
         let a1 = limiter.try_acquire(a).unwrap();
         let _a2 = limiter.try_acquire(a).unwrap();
         assert!(limiter.try_acquire(a).is_none(), "per-peer limit");
+        assert_eq!(limiter.acquire(a).err(), Some(Refused::PerPeer));
         let _b1 = limiter.try_acquire(b).unwrap();
         assert!(limiter.try_acquire(b).is_none(), "total limit");
+        assert_eq!(limiter.acquire(b).err(), Some(Refused::Total));
+        assert_eq!(limiter.acquire(a).err(), Some(Refused::Total));
         drop(a1);
         assert_eq!(limiter.in_use(), 2);
         let _b2 = limiter.try_acquire(b).unwrap();

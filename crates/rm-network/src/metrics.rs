@@ -23,9 +23,21 @@ pub struct Metrics {
     /// Inbound deal streams reset on arrival: over a deal-stream limit or the inbound
     /// queue, no delegate set, or the delegate did not take them in time.
     pub rejected_streams: u64,
+    /// Of `rejected_streams`: refused because the client peer had
+    /// `max_inbound_deals_per_peer` deal streams open.
+    pub rejected_streams_per_peer: u64,
+    /// Of `rejected_streams`: refused because `max_inbound_deals` deal streams were open.
+    /// (The rest of `rejected_streams` found the inbound queue full, no delegate, or a
+    /// delegate too slow to take them.)
+    pub rejected_streams_total: u64,
     /// Inbound queries refused with a clean close and no answer: over a query limit or
     /// the inbound queue, no delegate set, or the delegate did not take them in time.
     pub queries_refused: u64,
+    /// Of `queries_refused`: refused because the peer had `max_inbound_queries_per_peer`
+    /// queries open.
+    pub queries_refused_per_peer: u64,
+    /// Of `queries_refused`: refused because `max_inbound_queries` queries were open.
+    pub queries_refused_total: u64,
     /// Queries answered (provider side).
     pub queries_answered: u64,
     /// Queries that fell back to an older protocol version (client side).
@@ -46,7 +58,11 @@ pub(crate) struct Counters {
     pub(crate) truncated: AtomicU64,
     pub(crate) timeouts: AtomicU64,
     pub(crate) rejected_streams: AtomicU64,
+    pub(crate) rejected_streams_per_peer: AtomicU64,
+    pub(crate) rejected_streams_total: AtomicU64,
     pub(crate) queries_refused: AtomicU64,
+    pub(crate) queries_refused_per_peer: AtomicU64,
+    pub(crate) queries_refused_total: AtomicU64,
     pub(crate) queries_answered: AtomicU64,
     pub(crate) query_fallbacks: AtomicU64,
     pub(crate) deal_streams_accepted: AtomicU64,
@@ -80,7 +96,11 @@ impl Counters {
             truncated: get(&self.truncated),
             timeouts: get(&self.timeouts),
             rejected_streams: get(&self.rejected_streams),
+            rejected_streams_per_peer: get(&self.rejected_streams_per_peer),
+            rejected_streams_total: get(&self.rejected_streams_total),
             queries_refused: get(&self.queries_refused),
+            queries_refused_per_peer: get(&self.queries_refused_per_peer),
+            queries_refused_total: get(&self.queries_refused_total),
             queries_answered: get(&self.queries_answered),
             query_fallbacks: get(&self.query_fallbacks),
             deal_streams_accepted: get(&self.deal_streams_accepted),

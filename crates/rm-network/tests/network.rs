@@ -747,6 +747,11 @@ async fn inbound_deal_streams_over_the_limit_are_reset() {
     let mut p = within(seen.deals.recv()).await.unwrap();
     assert_eq!(within(p.read_proposal()).await.unwrap(), proposal());
     assert_eq!(provider.metrics().rejected_streams, 1);
+    let m = provider.metrics();
+    assert_eq!(
+        (m.rejected_streams_per_peer, m.rejected_streams_total),
+        (1, 0)
+    );
     client.shutdown().await;
     provider.shutdown().await;
 }

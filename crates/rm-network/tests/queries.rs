@@ -158,6 +158,12 @@ async fn a_query_over_its_limit_is_refused_cleanly_and_deal_streams_keep_their_o
         "{refused:?}"
     );
     assert_eq!(provider.metrics().queries_refused, 1);
+    // Counted under the limit that refused it.
+    let m = provider.metrics();
+    assert_eq!(
+        (m.queries_refused_per_peer, m.queries_refused_total),
+        (1, 0)
+    );
     let m = client.metrics();
     assert_eq!((m.timeouts, m.truncated, m.malformed), (0, 0, 0));
 

@@ -63,6 +63,11 @@ deal_retention_days = 30
 miner_id = 1000
 sector_size = "32GiB"
 
+[metrics]
+# Where `rm serve` serves Prometheus metrics (GET /metrics), HOST:PORT; "" serves none.
+# Loopback by default: the metrics name peers and payloads, keep them off the network.
+listen = "127.0.0.1:24090"
+
 [import]
 # UnixFS layout of `rm import`: "v1-1mib" (CIDv1, raw leaves, 1 MiB chunks, 1024 links),
 # "kubo-v1" (CIDv1, raw leaves, 256 KiB chunks) or "kubo-v0" (CIDv0, 256 KiB chunks).
@@ -83,6 +88,8 @@ pub struct Config {
     pub storage: Storage,
     /// `rm import`.
     pub import: Import,
+    /// Prometheus metrics.
+    pub metrics: MetricsSettings,
 }
 
 /// `[network]`.
@@ -138,6 +145,25 @@ pub struct Storage {
     /// Largest sector, e.g. `"32GiB"`.
     pub sector_size: String,
 }
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `HOST:PORT` of `GET /metrics`; empty: none.
+    pub listen: String,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_METRICS_LISTEN.into(),
+        }
+    }
+}
+
+/// Where `rm serve` serves metrics unless told otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:24090";
 
 /// `[import]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,12 +244,18 @@ impl Config {
         self.durability()?;
         self.sector_size()?;
         preset(&self.import.preset)?;
+        self.metrics_listen()?;
         for addr in &self.network.listen {
             parse_addr("network.listen", addr)?;
         }
         self.bootstrap_peers()?;
         self.client_caps()?;
         Ok(())
+    }
+
+    /// Where to serve metrics (`None`: `metrics.listen` is empty).
+    pub fn metrics_listen(&self) -> Result<Option<std::net::SocketAddr>> {
+        parse_listen("metrics.listen", &self.metrics.listen)
     }
 
     /// Whether writes are fsynced: `"process"` or `"machine"`.
@@ -335,6 +367,17 @@ impl Config {
     }
 }
 
+/// A `HOST:PORT` socket address; empty text is `None`.
+pub fn parse_listen(key: &str, text: &str) -> Result<Option<std::net::SocketAddr>> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|e| invalid(key, format!("{text:?} is not HOST:PORT: {e}")))
+}
+
 fn parse_addr(key: &str, text: &str) -> Result<Multiaddr> {
     text.parse::<Multiaddr>()
         .map_err(|e| invalid(key, format!("{text:?} is not a multiaddr: {e}")))
@@ -416,6 +459,13 @@ mod tests {
         let mut c = Config::default();
         c.network.bootstrap = vec!["not an address".into()];
         assert!(c.check().is_err());
+        let mut m = Config::default();
+        m.metrics.listen = "localhost".into();
+        assert!(
+            matches!(m.check(), Err(ConfigError::Invalid { key, .. }) if key == "metrics.listen")
+        );
+        m.metrics.listen = String::new();
+        assert_eq!(m.metrics_listen().unwrap(), None);
         c.network.bootstrap = vec!["/ip4/127.0.0.1/tcp/1".into()];
         assert!(
             matches!(c.check(), Err(ConfigError::Invalid { key, .. }) if key == "network.bootstrap")

@@ -8,6 +8,7 @@
 //! <home>/blocks.dat    block data, appended; indexed in the database
 //! <home>/sectors/      unsealed sector files (sectors/unsealed/s-t0<miner>-<n>)
 //! <home>/staging/      CARs being imported (removed when done)
+//! <home>/control.sock  the control socket while `rm serve` runs (0600; crate::control)
 //! ```
 //!
 //! One process at a time opens a home: the database's lock refuses a second one
@@ -68,6 +69,11 @@ impl Home {
     /// Where imports stage their CARs.
     pub fn staging(&self) -> PathBuf {
         self.root.join("staging")
+    }
+
+    /// The control socket of a serving node ([`crate::control`]).
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
     }
 
     /// Whether the home was initialised (it has a `config.toml`).

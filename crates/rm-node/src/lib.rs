@@ -13,6 +13,8 @@
 //! | [`Home`] | the directory layout, `rm init` ([`Home::init`]) and `config.toml` ([`Home::config`]) |
 //! | [`Config`] | the settings file, strictly parsed, with every default documented ([`config::DEFAULT_TOML`]) |
 //! | [`Node`] | the open node: every store, the host, the wallet; [`Node::client`] and [`Node::provider`] start the two sides |
+//! | [`control`] | the control interface of a running node (a Unix socket in the home) and [`Session`], a command's way to its node |
+//! | [`metrics`] | [`Metrics`], Prometheus metrics of the node, served on `/metrics` by [`MetricsServer`] |
 //!
 //! ## Example
 //!
@@ -41,14 +43,18 @@
 //! key whose value is wrong).
 
 pub mod config;
+pub mod control;
 mod home;
 mod http;
+pub mod metrics;
 pub mod node;
 
 use std::path::PathBuf;
 
 pub use config::Config;
+pub use control::{ControlError, ControlServer, Session};
 pub use home::Home;
+pub use metrics::{Metrics, MetricsServer};
 pub use node::{Node, Options, keyspaces};
 
 /// Errors opening or using a node.
@@ -103,6 +109,13 @@ pub enum Error {
     /// HTTP retrieval (the gateway's setup).
     #[error("http: {0}")]
     Http(#[from] rm_http::Error),
+    /// The control interface.
+    #[error(transparent)]
+    Control(Box<ControlError>),
+    /// A request that cannot be done as asked: a CID or address that does not parse, a
+    /// provider the DHT does not know.
+    #[error("{0}")]
+    Request(String),
 }
 
 /// What is wrong with a node's settings.

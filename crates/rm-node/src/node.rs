@@ -17,6 +17,7 @@ use rm_store::{Db, Durability};
 use rm_types::{Address, Cid};
 use rm_unseal::{FileSectorStore, Imported, PieceStore, Unsealer};
 
+use crate::metrics::{MeteredSectors, Metrics};
 use crate::{Config, Error, Home};
 
 /// Every keyspace a node's database holds.
@@ -71,8 +72,11 @@ pub struct Node {
     pub pieces: Arc<PieceStore>,
     /// Unsealed sector files in `sectors/`.
     pub sectors: Arc<FileSectorStore>,
-    /// The unsealing loader (pieces into [`Node::blocks`]).
+    /// The unsealing loader (pieces into [`Node::blocks`]); its unseals are timed into
+    /// [`Node::metrics`].
     pub unsealer: Arc<Unsealer>,
+    /// The node's metrics ([`crate::metrics`]).
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Node {
@@ -168,7 +172,10 @@ impl Node {
             db.keyspace(FileSectorStore::DEFAULT_KEYSPACE)?,
             options.sectors,
         )?);
-        let access: Arc<dyn rm_unseal::SectorAccess> = sectors.clone();
+        let metrics = Arc::new(Metrics::new());
+        metrics.watch_network(network.clone());
+        let access: Arc<dyn rm_unseal::SectorAccess> =
+            Arc::new(MeteredSectors::new(sectors.clone(), Arc::clone(&metrics)));
         let unsealer = Arc::new(Unsealer::new(
             Arc::clone(&pieces),
             access,
@@ -188,6 +195,7 @@ impl Node {
             pieces,
             sectors,
             unsealer,
+            metrics,
         })
     }
 
@@ -210,15 +218,7 @@ impl Node {
 
     /// Like [`Node::import`], returning what the import made (piece CID, sizes, sector).
     pub fn import_piece(&self, path: &Path, preset: Preset) -> Result<Imported, Error> {
-        let imported = rm_unseal::import::import_path(
-            &self.pieces,
-            &self.sectors,
-            path,
-            preset,
-            &Home::new(&self.home).staging(),
-        )?;
-        self.announcer.provide(&imported.payload_cid)?;
-        Ok(imported)
+        self.import_piece_with_progress(path, preset, &mut |_| {})
     }
 
     /// Imports a file as UnixFS straight into the blockstore (no piece) and provides it on
@@ -236,13 +236,13 @@ impl Node {
             .with_network(self.network.clone())
     }
 
-    /// A provider on this node.
+    /// A provider on this node; its deals and queries are counted in [`Node::metrics`].
     pub async fn provider(
         &self,
         config: rm_provider::Config,
     ) -> Result<Provider<PaychNode>, Error> {
         let blocks: Arc<dyn Blockstore> = self.blocks.clone();
-        Ok(Provider::with_pieces(
+        let provider = Provider::with_pieces(
             self.network.clone(),
             self.paych.clone(),
             blocks,
@@ -250,13 +250,16 @@ impl Node {
             &self.db,
             config,
         )
-        .await?)
+        .await?;
+        self.metrics.observe_provider(&provider);
+        Ok(provider)
     }
 
-    /// A client on this node, paying from the default address.
+    /// A client on this node, paying from the default address; its deals are counted in
+    /// [`Node::metrics`].
     pub async fn client(&self, config: rm_client::Config) -> Result<Client<PaychNode>, Error> {
         let blocks: Arc<dyn Blockstore> = self.blocks.clone();
-        Ok(Client::new(
+        let client = Client::new(
             self.network.clone(),
             self.paych.clone(),
             blocks,
@@ -264,7 +267,17 @@ impl Node {
             self.address.clone(),
             config,
         )
-        .await?)
+        .await?;
+        self.metrics.observe_client(&client);
+        Ok(client)
+    }
+
+    /// Serves [`Node::metrics`] as `GET /metrics` on `addr` ([`crate::MetricsServer`]).
+    pub async fn serve_metrics(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> Result<crate::MetricsServer, Error> {
+        Ok(crate::MetricsServer::bind(addr, Arc::clone(&self.metrics)).await?)
     }
 
     /// Exports the file under `root` from the blockstore into memory (small files; stream

@@ -94,5 +94,5 @@ pub use error::Error;
 pub use fsm::{PaymentLane, ProviderEvent, ProviderState, ProviderStatus};
 pub use provider::{
     Config, DEALS_KEYSPACE, DealKey, Deals, Decider, KEYSPACES, META_KEYSPACE, Provider,
-    ProviderSubscription, ProviderTotals,
+    ProviderSubscription, ProviderTotals, QueryObserver,
 };

@@ -41,6 +41,10 @@ pub type ProviderSubscription = Subscription<DealKey, ProviderState, ProviderEve
 /// A custom deal decider: `Ok(())` accepts, `Err(reason)` rejects with that reason.
 pub type Decider = Arc<dyn Fn(&ProviderState) -> Result<(), String> + Send + Sync>;
 
+/// Told of every query answered by a started provider: the answer and how long finding
+/// it took (for metrics; see [`Provider::set_query_observer`]).
+pub type QueryObserver = Arc<dyn Fn(&rm_types::QueryResponse, Duration) + Send + Sync>;
+
 /// What the deals pruned from the journal added up to ([`Provider::pruned_totals`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -115,6 +119,7 @@ pub(crate) struct Inner<N> {
     meta: Keyspace,
     ask: RwLock<Ask>,
     decider: RwLock<Option<Decider>>,
+    query_observer: RwLock<Option<QueryObserver>>,
     pub(crate) config: Config,
     /// The running deals: where to hand a stream that resumes one.
     pub(crate) sessions: Mutex<HashMap<DealKey, Session>>,
@@ -232,6 +237,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 meta,
                 ask: RwLock::new(ask),
                 decider: RwLock::new(None),
+                query_observer: RwLock::new(None),
                 config,
                 sessions: Mutex::new(HashMap::new()),
                 sizes: Mutex::new(HashMap::new()),
@@ -266,7 +272,17 @@ impl<N: RetrievalProviderNode> Provider<N> {
                     rm_network::Event::Query(request) => {
                         let this = this.clone();
                         tokio::spawn(async move {
+                            let started = Instant::now();
                             let answer = this.inner.answer(&request.query).await;
+                            let observer = this
+                                .inner
+                                .query_observer
+                                .read()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .clone();
+                            if let Some(observe) = observer {
+                                observe(&answer, started.elapsed());
+                            }
                             if let Err(e) = request.respond(answer) {
                                 tracing::debug!(error = %e, "query answer not delivered");
                             }
@@ -348,6 +364,16 @@ impl<N: RetrievalProviderNode> Provider<N> {
             .decider
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Some(decider);
+    }
+
+    /// Installs a function told of every query the started provider answers, with the
+    /// time the answer took to find (the node's metrics use it).
+    pub fn set_query_observer(&self, observer: QueryObserver) {
+        *self
+            .inner
+            .query_observer
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(observer);
     }
 
     /// The deals' journal (snapshots with sequence numbers, listing).

@@ -371,3 +371,63 @@ async fn a_car_file_imports_and_many_pieces_share_sectors() {
         Err(Error::Import(_))
     ));
 }
+
+// An import reports every stage in order, each ending at its total, and the same piece
+// as an import without reports.
+#[test]
+fn an_import_reports_its_progress_stage_by_stage() {
+    let home = Home::new();
+    let file = home.dir.path().join("data.bin");
+    let data: Vec<u8> = (0..3_500_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    std::fs::write(&file, &data).unwrap();
+    let mut seen: Vec<import::Progress> = Vec::new();
+    let imported = import::import_path_with_progress(
+        &home.pieces,
+        &home.sectors,
+        &file,
+        Preset::GO_FIL_MARKETS,
+        &home.dir.path().join("staging"),
+        &mut |p| seen.push(p),
+    )
+    .unwrap();
+    use import::Stage;
+    let stages = [
+        Stage::UnixFs,
+        Stage::Car,
+        Stage::Verify,
+        Stage::Write,
+        Stage::Index,
+    ];
+    let mut order: Vec<Stage> = seen.iter().map(|p| p.stage).collect();
+    order.dedup();
+    assert_eq!(order, stages);
+    let last = |stage: Stage| *seen.iter().rev().find(|p| p.stage == stage).unwrap();
+    // Every stage starts at zero and reports at least every PROGRESS_STEP bytes.
+    for stage in stages {
+        let reports: Vec<_> = seen.iter().filter(|p| p.stage == stage).collect();
+        assert_eq!(reports[0].bytes, 0, "{stage:?}");
+        for pair in reports.windows(2) {
+            assert!(pair[1].bytes >= pair[0].bytes);
+            assert!(pair[1].bytes - pair[0].bytes <= import::PROGRESS_STEP + (1 << 20));
+        }
+    }
+    // The DAG holds at least the file's bytes; its total is the file's size.
+    let unixfs = last(Stage::UnixFs);
+    assert_eq!(unixfs.total_bytes, Some(data.len() as u64));
+    assert!(unixfs.bytes >= data.len() as u64);
+    // The CAR written is the CAR read three times.
+    assert_eq!(last(Stage::Car).bytes, imported.car_size);
+    for stage in [Stage::Verify, Stage::Write, Stage::Index] {
+        let p = last(stage);
+        assert_eq!(
+            (p.bytes, p.total_bytes),
+            (imported.car_size, Some(imported.car_size))
+        );
+    }
+    // Reports change nothing: the same data imports to the same piece without them.
+    let again = home.import(&file);
+    assert_eq!(again.piece_cid, imported.piece_cid);
+    assert!(!again.written);
+}

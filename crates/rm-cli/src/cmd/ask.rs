@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use serde_json::json;
+use rm_node::control::api::{AskChange, AskView};
 
 use crate::cmd::parse_amount;
-use crate::output::{self, Output};
+use crate::output::{self, Output, node_error};
 use crate::{Global, exit, home};
 
 /// New values; none shows the current ask.
@@ -27,50 +27,36 @@ pub struct AskArgs {
     pub unseal_price: Option<String>,
 }
 
-/// Prints the ask, after storing the values given (the running provider must be stopped:
-/// the database is one process's).
+/// Prints the ask, after storing the values given. While `rm serve` runs, the running
+/// provider takes the new ask at once: the next query and deal see it, deals under way
+/// keep the terms they were accepted with.
 pub async fn run(global: &Global, out: &Output, args: AskArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
     let config = home::load(&home)?;
-    let node = home::open(&home, &[]).await?;
-    let provider = node.provider(config.provider_config()?).await?;
-    let mut ask = provider.ask();
-    let changed = args.price_per_byte.is_some()
-        || args.payment_interval.is_some()
-        || args.interval_increase.is_some()
-        || args.unseal_price.is_some();
-    if let Some(p) = &args.price_per_byte {
-        ask.price_per_byte = parse_amount(p)?;
-    }
-    if let Some(p) = &args.unseal_price {
-        ask.unseal_price = parse_amount(p)?;
-    }
-    if let Some(i) = args.payment_interval {
-        ask.payment_interval = i;
-    }
-    if let Some(i) = args.interval_increase {
-        ask.payment_interval_increase = i;
-    }
-    if changed {
-        provider.set_ask(ask.clone())?;
-    }
-    provider.stop().await;
-    node.network.shutdown().await;
-    out.result(
-        &json!({
-            "price_per_byte": ask.price_per_byte.atto().to_string(),
-            "unseal_price": ask.unseal_price.atto().to_string(),
-            "payment_interval": ask.payment_interval,
-            "payment_interval_increase": ask.payment_interval_increase,
-            "changed": changed,
-        }),
-        &format!(
-            "price per byte     {}\nunseal price       {}\npayment interval   {} bytes\ninterval increase  {} bytes\n",
-            ask.price_per_byte.display_atto(),
-            ask.unseal_price.display_atto(),
-            output::thousands(ask.payment_interval),
-            output::thousands(ask.payment_interval_increase),
-        ),
-    );
+    let change = AskChange {
+        price_per_byte: args
+            .price_per_byte
+            .as_deref()
+            .map(parse_amount)
+            .transpose()?,
+        unseal_price: args.unseal_price.as_deref().map(parse_amount).transpose()?,
+        payment_interval: args.payment_interval,
+        payment_interval_increase: args.interval_increase,
+    };
+    let session = home::session(&home, config).await?;
+    let ask = session.ask(change).await;
+    session.close().await;
+    let ask = ask.map_err(node_error)?;
+    out.result(&serde_json::to_value(&ask)?, &text(&ask));
     Ok(exit::code(exit::OK))
+}
+
+fn text(ask: &AskView) -> String {
+    format!(
+        "price per byte     {}\nunseal price       {}\npayment interval   {} bytes\ninterval increase  {} bytes\n",
+        ask.price_per_byte.display_atto(),
+        ask.unseal_price.display_atto(),
+        output::thousands(ask.payment_interval),
+        output::thousands(ask.payment_interval_increase),
+    )
 }

@@ -69,7 +69,9 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
                 "generating {} of pseudo-random data",
                 output::bytes(size)
             ));
-            write_random(&path, size)?;
+            let bar = out.progress(Some(size));
+            write_random(&path, size, &bar)?;
+            bar.finish_and_clear();
             path
         }
     };
@@ -79,9 +81,24 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
     let pnode = Node::open(&dir.path().join("provider")).await?;
     let cnode = Node::open(&dir.path().join("client")).await?;
     let t = Instant::now();
+    let bar = out.progress(Some(input_size));
+    let mut stage = "";
     let imported = pnode
-        .import_piece(&input, rm_blockio::unixfs::Preset::UNIXFS_V1_2025)
+        .import_piece_with_progress(
+            &input,
+            rm_blockio::unixfs::Preset::UNIXFS_V1_2025,
+            &mut |p: rm_unseal::import::Progress| {
+                if p.stage.name() != stage {
+                    stage = p.stage.name();
+                    bar.reset();
+                    bar.set_message(format!("import: {stage}"));
+                }
+                bar.set_length(p.total_bytes.unwrap_or(p.bytes).max(1));
+                bar.set_position(p.total_bytes.map_or(p.bytes, |t| p.bytes.min(t)));
+            },
+        )
         .with_context(|| format!("importing {}", input.display()))?;
+    bar.finish_and_clear();
     let import_time = t.elapsed();
     say(&format!(
         "imported {} as piece {} ({:.2} s)",
@@ -123,6 +140,8 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
         .await?;
     let mut first_byte = None;
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let bar = out.progress(Some(terms.size.max(1)));
+    bar.set_message("retrieving");
     let deal = loop {
         if Instant::now() > deadline {
             client.cancel_deal(id).await?;
@@ -138,7 +157,9 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
             first_byte = Some(t.elapsed());
         }
         let d = client.retrieval_status(id)?.context("the deal vanished")?;
+        bar.set_position(d.bytes_received.min(terms.size));
         if d.status().is_final() {
+            bar.finish_and_clear();
             break d;
         }
         tokio::select! {
@@ -234,14 +255,14 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
     };
     out.result(
         &json!({
-            "input_bytes": input_size,
+            "input_size": input_size,
             "payload_cid": root.to_string(),
             "piece_cid": imported.piece_cid.to_string(),
             "bytes": s.bytes_received,
             "blocks": s.blocks_received,
             "vouchers": deal.vouchers.iter().map(|v| v.atto().to_string()).collect::<Vec<_>>(),
-            "total_paid": s.funds_spent.atto().to_string(),
-            "provider_received": pdeal.funds_received.atto().to_string(),
+            "paid": s.funds_spent.atto().to_string(),
+            "provider_paid": pdeal.funds_received.atto().to_string(),
             "import_ms": import_time.as_millis() as u64,
             "time_to_first_byte_ms": ttfb.as_secs_f64() * 1e3,
             "retrieval_ms": transfer.as_millis() as u64,
@@ -257,8 +278,9 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
     }))
 }
 
-/// Writes `size` pseudo-random bytes (xorshift64; incompressible, no repeated blocks).
-fn write_random(path: &Path, size: u64) -> Result<()> {
+/// Writes `size` pseudo-random bytes (xorshift64; incompressible, no repeated blocks),
+/// advancing `bar`.
+fn write_random(path: &Path, size: u64, bar: &indicatif::ProgressBar) -> Result<()> {
     use std::io::Write;
     let mut file = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
     let mut x = 0x2545_f491_4f6c_dd1du64;
@@ -274,6 +296,7 @@ fn write_random(path: &Path, size: u64) -> Result<()> {
         let n = (buf.len() as u64).min(left) as usize;
         file.write_all(&buf[..n])?;
         left -= n as u64;
+        bar.inc(n as u64);
     }
     file.flush()?;
     Ok(())

@@ -150,17 +150,7 @@ async fn fetch(
     }
     let fetcher = node.http_fetcher(rm_http::FetchConfig::default())?;
     let started = Instant::now();
-    let bar = if out.is_json() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    };
+    let bar = out.progress(None);
     let mut last = Instant::now()
         .checked_sub(Duration::from_secs(1))
         .unwrap_or_else(Instant::now);
@@ -273,8 +263,8 @@ fn summary(
 ) -> serde_json::Value {
     json!({
         "event": "done",
-        "root": spec.root.to_string(),
-        "terminal": r.terminal.map(|c| c.to_string()),
+        "payload_cid": spec.root.to_string(),
+        "terminal_cid": r.terminal.map(|c| c.to_string()),
         "steps": r.steps,
         "resumed_from": r.resumed_from,
         "blocks": r.progress.blocks,

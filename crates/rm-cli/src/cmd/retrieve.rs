@@ -121,6 +121,8 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         .rev()
         .find(|(_, d)| same(d) && d.status() == ClientStatus::Completed)
         .map(|(id, _)| *id);
+    // The query's size bounds the bytes of a new deal (the bar's length).
+    let mut expected = None;
     let (id, how) = match (unfinished, done_before) {
         (Some(id), _) => {
             if let Some((_, d)) = deals.iter().find(|(i, _)| *i == id)
@@ -142,7 +144,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
             let terms = query::query(&node, peer, addrs.clone(), payload, piece).await?;
             if terms.status != QueryResponseStatus::Available {
                 out.result(
-                    &json!({"status": format!("{:?}", terms.status), "message": terms.message}),
+                    &json!({"event": "done", "status": format!("{:?}", terms.status), "message": terms.message}),
                     &format!(
                         "the provider cannot serve it: {:?}: {}\n",
                         terms.status, terms.message
@@ -150,6 +152,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
                 );
                 return finish(&node, client, exit::NOT_DONE).await;
             }
+            expected = Some(terms.size).filter(|s| *s > 0);
             let mut retrieval = Retrieval::from_query(payload, peer, addrs, &terms);
             retrieval.params.selector = selector.clone();
             retrieval.params.piece_cid = piece;
@@ -188,7 +191,7 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
         client.add_more_funds(id, amount.clone()).await?;
     }
 
-    let Some(deal) = follow(&client, &mut events, id, out, started).await? else {
+    let Some(deal) = follow(&client, &mut events, id, out, started, expected).await? else {
         let msg = format!(
             "interrupted: deal {} is kept; run the same command again to resume it",
             id.0
@@ -271,25 +274,17 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     finish(&node, client, exit::OK).await
 }
 
-/// Follows deal `id` until it ends (`Some`) or Ctrl-C (`None`), drawing progress.
+/// Follows deal `id` until it ends (`Some`) or Ctrl-C (`None`), drawing progress (a bar
+/// of `expected` bytes when known, else a spinner).
 async fn follow(
     client: &Client<PaychNode>,
     events: &mut rm_client::ClientSubscription,
     id: DealId,
     out: &Output,
     started: Instant,
+    expected: Option<u64>,
 ) -> Result<Option<ClientState>> {
-    let bar = if out.is_json() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    };
+    let bar = out.progress(expected);
     // Registered once, before the loop: a Ctrl-C between two turns is not lost.
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut last_bytes = u64::MAX;
@@ -301,14 +296,23 @@ async fn follow(
         let bytes = current.bytes_received;
         if bytes != last_bytes {
             last_bytes = bytes;
-            let rate = bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "{} received, {}/s, {} paid, {}",
-                output::bytes(bytes),
-                output::bytes(rate as u64),
-                current.funds_spent.display_atto(),
-                current.status()
-            ));
+            if expected.is_some() {
+                bar.set_position(bytes);
+                bar.set_message(format!(
+                    "{} paid, {}",
+                    current.funds_spent.display_atto(),
+                    current.status()
+                ));
+            } else {
+                let rate = bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "{} received, {}/s, {} paid, {}",
+                    output::bytes(bytes),
+                    output::bytes(rate as u64),
+                    current.funds_spent.display_atto(),
+                    current.status()
+                ));
+            }
             out.event(&json!({
                 "event": "progress",
                 "deal_id": id.0,
@@ -398,14 +402,14 @@ fn summary_json(
 ) -> serde_json::Value {
     json!({
         "event": "done",
-        "deal": how,
+        "how": how,
         "deal_id": id.0,
         "status": deal.status().to_string(),
         "message": deal.message(),
         "bytes": deal.bytes_received,
         "blocks": deal.blocks_received,
         "vouchers": deal.vouchers.iter().map(|v| v.atto().to_string()).collect::<Vec<_>>(),
-        "total_paid": deal.funds_spent.atto().to_string(),
+        "paid": deal.funds_spent.atto().to_string(),
         "elapsed_ms": started.elapsed().as_millis() as u64,
         "output": output.map(|p| p.display().to_string()),
     })

@@ -1,14 +1,15 @@
 //! `rm serve`: run the provider and the DHT until Ctrl-C.
 
-use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use rm_node::control::{Change, Operations};
 use serde_json::json;
 
-use crate::cmd::full_addr;
-use crate::output::{self, Output};
+use crate::cmd::{deals, full_addr};
+use crate::output::{self, Output, node_error};
 use crate::{Global, exit, home};
 
 /// Where to listen.
@@ -25,13 +26,22 @@ pub struct ServeArgs {
     /// Serve no HTTP.
     #[arg(long)]
     pub no_http: bool,
+    /// Where to serve Prometheus metrics (GET /metrics): HOST:PORT; port 0 picks a free
+    /// port [default: config's metrics.listen, 127.0.0.1:24090].
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_metrics")]
+    pub metrics_listen: Option<String>,
+    /// Serve no metrics.
+    #[arg(long)]
+    pub no_metrics: bool,
 }
 
 /// Where `rm serve` serves HTTP unless told otherwise.
 pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:24080";
 
-/// Serves queries and deals, announces what the node holds, prints one line per deal
-/// status change, and stops cleanly on Ctrl-C or SIGTERM.
+/// Serves queries and deals, announces what the node holds, answers the control socket
+/// (`rm import`, `rm ask`, `rm deals`, `rm fund`, `rm query` on the same home), serves
+/// metrics, prints one line per deal status change, and stops cleanly on Ctrl-C or
+/// SIGTERM.
 pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
     let config = home::load(&home)?;
@@ -40,9 +50,22 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
     } else {
         args.listen
     };
-    let node = home::open(&home, &listen).await?;
+    let metrics_listen = match (&args.metrics_listen, args.no_metrics) {
+        (_, true) => None,
+        (Some(text), false) => rm_node::config::parse_listen("--metrics-listen", text)?,
+        (None, false) => config.metrics_listen()?,
+    };
+    let node = Arc::new(home::open(&home, &listen).await?);
     let provider = node.provider(config.provider_config()?).await?;
-    let mut events = provider.subscribe_to_events();
+    let ops = Arc::new(Operations::serving(
+        Arc::clone(&node),
+        config.clone(),
+        provider.clone(),
+    ));
+    // Subscribed before the provider starts: no deal goes unprinted.
+    let mut changes = ops
+        .follow()
+        .context("the serving provider has no deal events")?;
     provider.start();
     let peer = node.peer_id();
     let addrs: Vec<String> = node
@@ -52,6 +75,19 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
         .map(|a| full_addr(a, peer).to_string())
         .collect();
     let (http, http_urls) = start_http(&node, &args.http_listen, args.no_http).await?;
+    let metrics = match metrics_listen {
+        Some(addr) => Some(
+            node.serve_metrics(addr)
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
+    let metrics_url = metrics.as_ref().map(|m| m.url());
+    let control = rm_node::ControlServer::bind(&home, Arc::clone(&ops))
+        .await
+        .map_err(node_error)
+        .context("opening the control socket")?;
     let joined = node.join_dht(&config).await?;
     // Announce everything held now that the DHT has peers.
     let provided = node.announcer.provided()?;
@@ -66,6 +102,13 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
     for u in &http_urls {
         text.push_str(&format!("  serving HTTP on {u}\n"));
     }
+    if let Some(u) = &metrics_url {
+        text.push_str(&format!("  metrics on {u}\n"));
+    }
+    text.push_str(&format!(
+        "  control socket {} (rm import, ask, deals, fund, query use it)\n",
+        control.path().display()
+    ));
     text.push_str(&format!(
         "  ask: {}/byte, unseal {}, interval {} + {} bytes\n  \
          serving {}; DHT bootstrap peers: {}\n  Ctrl-C stops\n",
@@ -81,7 +124,9 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
             "event": "listening",
             "peer_id": peer.to_string(),
             "addrs": addrs,
-            "http": http_urls,
+            "http_urls": http_urls,
+            "metrics_url": metrics_url,
+            "control_socket": control.path().display().to_string(),
             "payloads": provided.len(),
             "bootstrap_peers": joined,
         }),
@@ -92,58 +137,29 @@ pub async fn run(global: &Global, out: &Output, args: ServeArgs) -> Result<ExitC
     // Registered once, before the loop: a signal between two turns is not lost.
     let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut last: HashMap<(Vec<u8>, u64), rm_provider::ProviderStatus> = HashMap::new();
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
-            note = events.recv() => {
-                let note = match note {
-                    Ok(note) => note,
-                    Err(rm_fsm::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "deal notifications missed; the log skips them");
-                        continue;
+            change = changes.next() => match change {
+                Some(Change::Deal(deal)) => {
+                    let mut v = serde_json::to_value(&*deal)?;
+                    if let Some(m) = v.as_object_mut() {
+                        m.insert("event".into(), json!("deal"));
                     }
-                    // Closed: the provider is gone.
-                    Err(_) => break,
-                };
-                let rm_fsm::Notification::Applied { id: key, snapshot, .. } = note else { continue };
-                let status = snapshot.state.status();
-                if last.get(&key) == Some(&status) {
-                    continue;
+                    out.result(&v, &deals::line(&deal));
                 }
-                let client = rm_network::libp2p::PeerId::from_bytes(&key.0)
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|_| "?".into());
-                let deal = &snapshot.state;
-                out.result(
-                    &json!({
-                        "event": "deal",
-                        "client": client,
-                        "deal_id": key.1,
-                        "payload_cid": deal.proposal.payload_cid.to_string(),
-                        "status": status.to_string(),
-                        "bytes_sent": deal.bytes_sent,
-                        "funds_received": deal.funds_received.atto().to_string(),
-                        "message": deal.message(),
-                    }),
-                    &format!(
-                        "deal {}/{}: {} ({} sent, {} received){}\n",
-                        output::short_peer(&client),
-                        key.1,
-                        status,
-                        output::bytes(deal.bytes_sent),
-                        deal.funds_received.display_atto(),
-                        if deal.message().is_empty() { String::new() } else { format!(": {}", deal.message()) }
-                    ),
-                );
-                if status.is_final() {
-                    last.remove(&key);
-                } else {
-                    last.insert(key, status);
+                Some(Change::Lagged(n)) => {
+                    tracing::warn!(missed = n, "deal notifications missed; the log skips them");
                 }
-            }
+                // The provider is gone.
+                None => break,
+            },
         }
+    }
+    control.shutdown();
+    if let Some(m) = metrics {
+        m.shutdown();
     }
     provider.stop().await;
     if let Some(server) = http {
