@@ -69,7 +69,7 @@ pub mod piecestore;
 pub mod sector;
 pub mod unseal;
 
-pub use commp::{Commitment, Hasher, piece_cid};
+pub use commp::{Commitment, Hasher, ParallelHasher, piece_cid};
 pub use fr32::{PaddedPieceSize, UnpaddedPieceSize};
 pub use import::Imported;
 pub use piecestore::{BlockLocation, CidInfo, DealInfo, PieceBlockLocation, PieceInfo, PieceStore};
