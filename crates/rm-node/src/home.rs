@@ -7,7 +7,8 @@
 //! <home>/db/           RocksDB: deals, ledger, block index, pieces, registry (node::keyspaces)
 //! <home>/blocks.dat    block data, appended; indexed in the database
 //! <home>/sectors/      unsealed sector files (sectors/unsealed/s-t0<miner>-<n>)
-//! <home>/staging/      CARs being imported (removed when done)
+//! <home>/unsealed-cache/ pieces unsealed for deals when sectors cannot be read at random
+//! <home>/staging/      CARs being imported (removed when done; swept when a node opens)
 //! ```
 //!
 //! One process at a time opens a home: the database's lock refuses a second one
@@ -68,6 +69,11 @@ impl Home {
     /// Where imports stage their CARs.
     pub fn staging(&self) -> PathBuf {
         self.root.join("staging")
+    }
+
+    /// The unsealed cache's directory.
+    pub fn unsealed_cache(&self) -> PathBuf {
+        self.root.join("unsealed-cache")
     }
 
     /// Whether the home was initialised (it has a `config.toml`).

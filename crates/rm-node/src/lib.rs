@@ -13,6 +13,7 @@
 //! | [`Home`] | the directory layout, `rm init` ([`Home::init`]) and `config.toml` ([`Home::config`]) |
 //! | [`Config`] | the settings file, strictly parsed, with every default documented ([`config::DEFAULT_TOML`]) |
 //! | [`Node`] | the open node: every store, the host, the wallet; [`Node::client`] and [`Node::provider`] start the two sides |
+//! | [`pieces`] | the pieces it holds: [`Node::pieces`], [`Node::piece`], [`Node::remove_piece`] (`rm pieces`) |
 //!
 //! ## Example
 //!
@@ -44,12 +45,14 @@ pub mod config;
 mod home;
 mod http;
 pub mod node;
+pub mod pieces;
 
 use std::path::PathBuf;
 
 pub use config::Config;
 pub use home::Home;
 pub use node::{Node, Options, keyspaces};
+pub use pieces::{PieceRemoval, PieceSummary};
 
 /// Errors opening or using a node.
 #[derive(Debug, thiserror::Error)]

@@ -31,7 +31,7 @@ pub fn keyspaces() -> Vec<&'static str> {
 }
 
 /// Everything [`Node::open_options`] can be told.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
     /// The libp2p host (listen addresses, limits, timeouts).
@@ -43,7 +43,24 @@ pub struct Options {
     /// When ledger, block and sector writes reach the disk (`Machine`: fsynced before
     /// they count; deal machines follow their own `rm_fsm::Config`).
     pub durability: Durability,
+    /// Cap of the unsealed cache in bytes (default 32 GiB).
+    pub unsealed_cache_size: u64,
 }
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            network: Default::default(),
+            sectors: Default::default(),
+            announcer: Default::default(),
+            durability: Default::default(),
+            unsealed_cache_size: DEFAULT_UNSEALED_CACHE_SIZE,
+        }
+    }
+}
+
+/// The unsealed cache's default cap: 32 GiB, one piece of the default sector size.
+pub const DEFAULT_UNSEALED_CACHE_SIZE: u64 = 32 << 30;
 
 /// One node: what an `rm` process has, in one home directory.
 pub struct Node {
@@ -71,8 +88,12 @@ pub struct Node {
     pub pieces: Arc<PieceStore>,
     /// Unsealed sector files in `sectors/`.
     pub sectors: Arc<FileSectorStore>,
-    /// The unsealing loader (pieces into [`Node::blocks`]).
+    /// The unsealer: opens pieces for deals (from sector files, or through the unsealed
+    /// cache in `unsealed-cache/`).
     pub unsealer: Arc<Unsealer>,
+    /// Leftovers of imports cut short that were removed from `staging/` when the node
+    /// opened.
+    pub swept: u64,
 }
 
 impl std::fmt::Debug for Node {
@@ -115,8 +136,10 @@ impl Node {
             network: config.network_config(listen)?,
             sectors: rm_unseal::sector::Config::default()
                 .with_miner_id(config.storage.miner_id)
-                .with_sector_size(config.sector_size()?),
+                .with_sector_size(config.sector_size()?)
+                .with_direct_reads(config.storage.direct_reads),
             durability: config.durability()?,
+            unsealed_cache_size: config.unsealed_cache_size()?,
             ..Options::default()
         };
         Self::open_options(home.root(), options).await
@@ -134,6 +157,14 @@ impl Node {
                 other => Error::Db(other),
             },
         )?;
+        // The home is ours now: whatever an import left in staging/ is a leftover.
+        let swept = sweep(&layout.staging())?;
+        if swept > 0 {
+            tracing::info!(
+                entries = swept,
+                "removed leftovers of interrupted imports from staging/"
+            );
+        }
         let keypair = rm_network::keys::load_or_generate(&layout.libp2p_key())?;
         let network = Network::new(keypair, options.network).await?;
         let wallet = Wallet::open(layout.wallet())?;
@@ -169,10 +200,13 @@ impl Node {
             options.sectors,
         )?);
         let access: Arc<dyn rm_unseal::SectorAccess> = sectors.clone();
-        let unsealer = Arc::new(Unsealer::new(
+        let cache =
+            rm_unseal::UnsealedCache::open(layout.unsealed_cache(), options.unsealed_cache_size)?;
+        let unsealer = Arc::new(Unsealer::with_cache(
             Arc::clone(&pieces),
             access,
             db.keyspace(rm_unseal::unseal::LOADED_KEYSPACE)?,
+            Some(cache),
         ));
         Ok(Node {
             home: home.to_path_buf(),
@@ -188,6 +222,7 @@ impl Node {
             pieces,
             sectors,
             unsealer,
+            swept,
         })
     }
 
@@ -209,7 +244,12 @@ impl Node {
     }
 
     /// Like [`Node::import`], returning what the import made (piece CID, sizes, sector).
+    ///
+    /// One import of a given file or directory runs at a time, in this process or any
+    /// other: a second waits for the first (an exclusive `flock` on the input), then
+    /// finds the piece stored and writes nothing.
     pub fn import_piece(&self, path: &Path, preset: Preset) -> Result<Imported, Error> {
+        let _one_at_a_time = lock_input(path)?;
         let imported = rm_unseal::import::import_path(
             &self.pieces,
             &self.sectors,
@@ -217,6 +257,15 @@ impl Node {
             preset,
             &Home::new(&self.home).staging(),
         )?;
+        self.announcer.provide(&imported.payload_cid)?;
+        Ok(imported)
+    }
+
+    /// Imports a CAR (v1) file as it is into a piece and provides its root; one import
+    /// of a given CAR at a time, as [`Node::import_piece`].
+    pub fn import_car(&self, path: &Path) -> Result<Imported, Error> {
+        let _one_at_a_time = lock_input(path)?;
+        let imported = rm_unseal::import::import_car(&self.pieces, &self.sectors, path)?;
         self.announcer.provide(&imported.payload_cid)?;
         Ok(imported)
     }
@@ -321,4 +370,29 @@ impl Node {
         journal.close().await;
         Ok(deals?)
     }
+}
+
+/// Holds an exclusive advisory lock on the file or directory at `path` until dropped,
+/// waiting for whoever holds it (another import of the same input).
+fn lock_input(path: &Path) -> Result<std::fs::File, Error> {
+    let file = std::fs::File::open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// Removes everything in `dir` (created if missing); returns how many entries there were.
+fn sweep(dir: &Path) -> Result<u64, Error> {
+    std::fs::create_dir_all(dir)?;
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
 }

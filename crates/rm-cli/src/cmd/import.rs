@@ -32,10 +32,8 @@ pub async fn run(global: &Global, out: &Output, args: ImportArgs) -> Result<Exit
     let node = home::open(&home, &[]).await?;
     let preset_name = args.preset.unwrap_or_else(|| config.import.preset.clone());
     let imported = if args.car {
-        let imported = rm_unseal::import::import_car(&node.pieces, &node.sectors, &args.path)
-            .with_context(|| format!("importing the CAR {}", args.path.display()))?;
-        node.announcer.provide(&imported.payload_cid)?;
-        imported
+        node.import_car(&args.path)
+            .with_context(|| format!("importing the CAR {}", args.path.display()))?
     } else {
         let preset = rm_node::config::preset(&preset_name)?;
         node.import_piece(&args.path, preset)
