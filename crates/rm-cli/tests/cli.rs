@@ -276,6 +276,62 @@ async fn a_killed_retrieve_resumes_and_pays_exactly() {
     assert_eq!(pdeals["deals"][0]["paid"], (3 * bytes).to_string());
 }
 
+// Terms over a spending cap are refused before any deal is made or channel funded; a
+// flag raises the cap for one retrieval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terms_over_a_cap_are_refused_before_anything_is_paid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (provider, client) = (dir.path().join("provider"), dir.path().join("client"));
+    let file = dir.path().join("small.txt");
+    std::fs::write(&file, b"a small file, dearly priced").unwrap();
+    json(&provider, &["init"]).await;
+    let imported = json(&provider, &["import", file.to_str().unwrap()]).await;
+    let payload = imported["payload_cid"].as_str().unwrap().to_owned();
+    // 2,000,000 attoFIL per byte: over the default cap of 1,000,000.
+    json(&provider, &["ask", "--price-per-byte", "2000000"]).await;
+    let (mut server, addr) = serve(&provider, "/ip4/127.0.0.1/tcp/0").await;
+    json(&client, &["init"]).await;
+    let out = dir.path().join("out.txt");
+    let out = out.to_str().unwrap();
+
+    let (code, stdout, err) = run(&client, &["retrieve", &addr, &payload, "-o", out]).await;
+    assert_eq!(code, 1, "{stdout}{err}");
+    assert!(
+        err.contains("spending caps: 1000000 attoFIL per byte"),
+        "the caps are printed: {err}"
+    );
+    assert!(
+        err.contains("price per byte asked, 0.000000000002 FIL, is over the cap"),
+        "{err}"
+    );
+    let deals = json(&client, &["deals", "--client"]).await;
+    assert_eq!(deals["deals"].as_array().unwrap().len(), 0, "{deals}");
+    let funds = json(&client, &["fund"]).await;
+    assert_eq!(
+        funds["channels"].as_array().map_or(0, Vec::len),
+        0,
+        "{funds}"
+    );
+
+    // Raised for this retrieval: it goes through.
+    let done = json(
+        &client,
+        &[
+            "retrieve",
+            &addr,
+            &payload,
+            "-o",
+            out,
+            "--max-price",
+            "2000000",
+        ],
+    )
+    .await;
+    assert_eq!(done["status"], "Completed", "{done}");
+    server.kill().await.unwrap();
+    let _ = server.wait().await;
+}
+
 #[tokio::test]
 async fn mistakes_get_one_sentence_and_an_exit_code() {
     let dir = tempfile::tempdir().unwrap();

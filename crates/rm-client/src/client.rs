@@ -34,6 +34,25 @@ pub type Deals = Journal<ClientTable, u64>;
 /// What subscribers of [`Client::subscribe_to_events`] receive.
 pub type ClientSubscription = Subscription<u64, ClientState, ClientEvent>;
 
+/// What the deals pruned from the journal added up to ([`Client::pruned_totals`]).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ClientTotals {
+    /// Deals that completed.
+    pub completed: u64,
+    /// Deals cancelled by either side.
+    pub cancelled: u64,
+    /// Deals that failed, were rejected or found nothing.
+    pub failed: u64,
+    /// Bytes of verified block data received.
+    pub bytes_received: u64,
+    /// Everything paid in vouchers.
+    pub funds_spent: TokenAmount,
+}
+
+/// Most deals pruned in one pass.
+const PRUNE_LIMIT: usize = 100_000;
+
 /// Settings of a [`Client`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -48,6 +67,10 @@ pub struct Config {
     pub node_timeout: Duration,
     /// Commands queued for one deal (cancel, add funds). Default 8.
     pub command_queue: usize,
+    /// Finished deals are deleted this long after they ended, their numbers kept in
+    /// [`Client::pruned_totals`]; `None` keeps them forever. Pruned when the client opens
+    /// and hourly while it runs. Default 30 days.
+    pub deal_retention: Option<Duration>,
 }
 
 impl Default for Config {
@@ -57,7 +80,92 @@ impl Default for Config {
             deal: DealConfig::default(),
             node_timeout: Duration::from_secs(600),
             command_queue: 8,
+            deal_retention: Some(Duration::from_secs(30 * 24 * 3600)),
         }
+    }
+}
+
+/// The most a retrieval may cost: [`Client::retrieve`] refuses terms over a cap before
+/// any payment channel is funded, and the deal never pays beyond its total funds.
+///
+/// The defaults are deliberately small: 1,000,000 attoFIL per byte (about 0.001 FIL per
+/// GiB), an unseal price of 0.001 FIL and 0.01 FIL in all. A retrieval that should cost more
+/// says so.
+///
+/// ```
+/// use rm_client::Caps;
+/// use rm_types::TokenAmount;
+///
+/// let caps = Caps::default().with_max_total(TokenAmount::from_atto(5_000_000u64));
+/// assert_eq!(caps.max_total, TokenAmount::from_atto(5_000_000u64));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Caps {
+    /// The highest price per byte accepted.
+    pub max_price_per_byte: TokenAmount,
+    /// The highest unseal price accepted.
+    pub max_unseal_price: TokenAmount,
+    /// The most put into the deal in all (its total funds).
+    pub max_total: TokenAmount,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            max_price_per_byte: TokenAmount::from_atto(1_000_000u64),
+            max_unseal_price: TokenAmount::from_atto(1_000_000_000_000_000u64),
+            max_total: TokenAmount::from_atto(10_000_000_000_000_000u64),
+        }
+    }
+}
+
+impl Caps {
+    /// These caps with another price-per-byte cap.
+    #[must_use]
+    pub fn with_max_price_per_byte(mut self, cap: TokenAmount) -> Self {
+        self.max_price_per_byte = cap;
+        self
+    }
+
+    /// These caps with another unseal-price cap.
+    #[must_use]
+    pub fn with_max_unseal_price(mut self, cap: TokenAmount) -> Self {
+        self.max_unseal_price = cap;
+        self
+    }
+
+    /// These caps with another cap on the total.
+    #[must_use]
+    pub fn with_max_total(mut self, cap: TokenAmount) -> Self {
+        self.max_total = cap;
+        self
+    }
+
+    /// Whether `params` and `total_funds` are within the caps; the first cap exceeded
+    /// otherwise.
+    pub fn check(&self, params: &Params, total_funds: &TokenAmount) -> Result<(), Error> {
+        let over = |what: &'static str, quoted: &TokenAmount, cap: &TokenAmount| {
+            Err(Error::OverCap {
+                what,
+                quoted: quoted.clone(),
+                cap: cap.clone(),
+            })
+        };
+        if params.price_per_byte > self.max_price_per_byte {
+            return over(
+                "price per byte",
+                &params.price_per_byte,
+                &self.max_price_per_byte,
+            );
+        }
+        if params.unseal_price > self.max_unseal_price {
+            return over("unseal price", &params.unseal_price, &self.max_unseal_price);
+        }
+        if total_funds > &self.max_total {
+            return over("total", total_funds, &self.max_total);
+        }
+        Ok(())
     }
 }
 
@@ -76,6 +184,8 @@ pub struct Retrieval {
     pub provider_addrs: Vec<Multiaddr>,
     /// The provider's payment address (from its query response).
     pub miner_wallet: Address,
+    /// The most the terms may ask ([`Caps::default`] unless set).
+    pub caps: Caps,
 }
 
 impl Retrieval {
@@ -100,6 +210,7 @@ impl Retrieval {
             provider,
             provider_addrs,
             miner_wallet: response.payment_address.clone(),
+            caps: Caps::default(),
         }
     }
 }
@@ -114,6 +225,7 @@ pub(crate) struct Inner<N> {
     pub(crate) config: Config,
     /// The command channel of each running deal's driver, and its task.
     runners: Mutex<HashMap<u64, (mpsc::Sender<Command>, tokio::task::AbortHandle)>>,
+    pruner: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl<N> Inner<N> {
@@ -191,8 +303,32 @@ impl<N: RetrievalClientNode> Client<N> {
                 wallet,
                 config,
                 runners: Mutex::new(HashMap::new()),
+                pruner: Mutex::new(None),
             }),
         };
+        if let Some(retention) = client.inner.config.deal_retention {
+            let deals = client.inner.deals.clone();
+            let task = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    let Some(before) = std::time::SystemTime::now().checked_sub(retention) else {
+                        continue;
+                    };
+                    match prune(&deals, before).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(deals = n, "pruned finished client deals"),
+                        Err(Error::Fsm(rm_fsm::Error::Closed)) => return,
+                        Err(e) => tracing::warn!(error = %e, "pruning client deals failed"),
+                    }
+                }
+            });
+            *client
+                .inner
+                .pruner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(task);
+        }
         for (id, snapshot) in client.inner.deals.unfinished()? {
             tracing::info!(deal = id, status = %snapshot.state.status, "resuming client deal");
             let deal = ClientDeal::restore(
@@ -249,8 +385,14 @@ impl<N: RetrievalClientNode> Client<N> {
 
     /// Starts a deal and returns its id at once; follow it with
     /// [`Client::subscribe_to_events`], [`Client::wait`] or [`Client::retrieval_status`].
+    ///
+    /// Terms over the retrieval's [`Caps`] are refused here ([`Error::OverCap`]), before
+    /// anything is stored, dialled or funded.
     pub async fn retrieve(&self, retrieval: Retrieval) -> Result<DealId, Error> {
         retrieval.params.validate()?;
+        retrieval
+            .caps
+            .check(&retrieval.params, &retrieval.total_funds)?;
         dag_selector(&retrieval.params)?;
         if retrieval.total_funds.is_negative() {
             return Err(Error::InvalidRequest(
@@ -368,6 +510,17 @@ impl<N: RetrievalClientNode> Client<N> {
             .collect())
     }
 
+    /// Deletes the deals that ended before `ended_before`, adding their numbers to
+    /// [`Client::pruned_totals`]; returns how many. Running deals are never touched.
+    pub async fn prune_deals(&self, ended_before: std::time::SystemTime) -> Result<usize, Error> {
+        prune(&self.inner.deals, ended_before).await
+    }
+
+    /// The numbers of every deal pruned so far.
+    pub fn pruned_totals(&self) -> Result<ClientTotals, Error> {
+        Ok(self.inner.deals.totals()?)
+    }
+
     /// Waits until the deal reaches a final status and returns it.
     pub async fn wait(&self, id: DealId) -> Result<ClientState, Error> {
         let mut events = self.subscribe_to_events();
@@ -396,6 +549,15 @@ impl<N: RetrievalClientNode> Client<N> {
     /// Stops every deal's driver (deals stay stored and resume on the next
     /// [`Client::new`]) and closes the journal.
     pub async fn close(&self) {
+        let pruner = self
+            .inner
+            .pruner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = pruner {
+            task.abort();
+        }
         let runners: Vec<_> = self.inner.runners().drain().collect();
         for (_, (_, task)) in runners {
             task.abort();
@@ -420,4 +582,17 @@ impl<N: RetrievalClientNode> Client<N> {
         let task = tokio::spawn(driver.run());
         runners.insert(id, (tx, task.abort_handle()));
     }
+}
+
+async fn prune(deals: &Deals, ended_before: std::time::SystemTime) -> Result<usize, Error> {
+    let fold = |t: &mut ClientTotals, _: &u64, deal: &ClientState| {
+        match deal.outcome() {
+            Some(rm_types::Outcome::Completed) => t.completed += 1,
+            Some(rm_types::Outcome::Cancelled) => t.cancelled += 1,
+            Some(rm_types::Outcome::Failed) | None => t.failed += 1,
+        }
+        t.bytes_received += deal.bytes_received;
+        t.funds_spent += &deal.funds_spent;
+    };
+    Ok(deals.prune(ended_before, PRUNE_LIMIT, fold).await?)
 }

@@ -380,16 +380,7 @@ impl ClientDeal {
         if self.finished || self.conn == Conn::Down {
             return;
         }
-        self.conn = Conn::Down;
-        self.cancel_sent = false;
-        // Nothing queued for the old stream may reach a new one.
-        self.actions.retain(|a| {
-            !matches!(
-                a,
-                ClientAction::Send(_) | ClientAction::Close | ClientAction::Reset
-            )
-        });
-        self.pending.clear();
+        self.drop_stream();
         self.reconnects += 1;
         let cancelling = self.status() == S::Cancelling;
         let delivering = cancelling
@@ -415,6 +406,42 @@ impl ClientDeal {
             self.retry_at = Some(now + pause);
         }
         self.drive(now);
+    }
+
+    /// The provider sent bytes that are no valid response (malformed, or over a size or
+    /// count cap): a protocol violation, not a network failure. The stream is gone (the
+    /// driver resets it) and the deal fails without reconnecting; a deal being cancelled
+    /// or failing already ends at once.
+    pub fn handle_bad_message(&mut self, now: Instant, reason: impl std::fmt::Display) {
+        if self.finished || self.status().is_final() {
+            return;
+        }
+        self.drop_stream();
+        match self.status() {
+            S::Failing | S::Cancelling => {
+                self.apply(now, ClientEvent::Closed);
+            }
+            _ => {
+                let error =
+                    DealError::protocol(format!("the provider sent a bad message: {reason}"));
+                self.apply(now, ClientEvent::Failed(error));
+            }
+        }
+        self.drive(now);
+    }
+
+    /// Forgets the stream and everything queued for it or read from it.
+    fn drop_stream(&mut self) {
+        self.conn = Conn::Down;
+        self.cancel_sent = false;
+        // Nothing queued for the old stream may reach a new one.
+        self.actions.retain(|a| {
+            !matches!(
+                a,
+                ClientAction::Send(_) | ClientAction::Close | ClientAction::Reset
+            )
+        });
+        self.pending.clear();
     }
 
     /// The provider's next message arrived.

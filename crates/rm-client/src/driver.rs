@@ -216,6 +216,10 @@ impl<N: RetrievalClientNode> Driver<N> {
                     let now = Instant::now();
                     match read {
                         Ok(response) => self.deal.handle_response(now, response),
+                        Err(e) if e.is_peer_violation() => {
+                            stream = None;
+                            self.deal.handle_bad_message(now, e);
+                        }
                         Err(e) => {
                             stream = None;
                             self.deal.handle_stream_lost(now, e);

@@ -12,6 +12,16 @@ pub enum Error {
     /// The request itself is invalid (terms, selector, funds).
     #[error("invalid retrieval request: {0}")]
     InvalidRequest(String),
+    /// The terms ask more than the retrieval's [`Caps`](crate::Caps) allow.
+    #[error("the {what} asked, {quoted}, is over the cap of {cap}")]
+    OverCap {
+        /// Which cap: "price per byte", "unseal price" or "total".
+        what: &'static str,
+        /// What the terms ask.
+        quoted: rm_types::TokenAmount,
+        /// The cap.
+        cap: rm_types::TokenAmount,
+    },
     /// The terms are invalid.
     #[error("invalid deal terms: {0}")]
     Terms(#[from] rm_types::Error),

@@ -76,7 +76,8 @@ pub mod fsm;
 pub mod logic;
 
 pub use client::{
-    Client, ClientSubscription, Config, DEALS_KEYSPACE, Deals, KEYSPACES, META_KEYSPACE, Retrieval,
+    Caps, Client, ClientSubscription, ClientTotals, Config, DEALS_KEYSPACE, Deals, KEYSPACES,
+    META_KEYSPACE, Retrieval,
 };
 pub use deal::{ClientAction, ClientDeal, DealConfig, Outbound, VerifyError};
 pub use error::Error;

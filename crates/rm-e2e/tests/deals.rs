@@ -662,6 +662,7 @@ async fn a_wrong_block_fails_the_deal_unpaid() {
         provider: evil.peer_id(),
         provider_addrs: evil.addrs().await.unwrap(),
         miner_wallet: evil.address.clone(),
+        caps: rm_client::Caps::default(),
     };
     let id = client.retrieve(retrieval).await.unwrap();
     let deal = tokio::time::timeout(Duration::from_secs(30), client.wait(id))

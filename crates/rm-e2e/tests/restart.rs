@@ -183,6 +183,7 @@ async fn provider_killed_mid_transfer_resumes_and_is_paid_exactly() {
             provider: peer.parse().unwrap(),
             provider_addrs: vec![addr.parse().unwrap()],
             miner_wallet: payee.parse().unwrap(),
+            caps: rm_client::Caps::default(),
         })
         .await
         .unwrap();

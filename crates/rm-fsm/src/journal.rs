@@ -8,13 +8,15 @@
 //!
 //! Keys in the store: `r` + id for the record (`[seq, state]` in DAG-CBOR), `l` + id for
 //! every machine that is not final, so a restart finds the unfinished machines without
-//! decoding finished ones.
+//! decoding finished ones; `e` + end time (big-endian Unix seconds) + id for every final
+//! machine, so [`Journal::prune`] finds the oldest without reading the others; `t` for the
+//! totals folded from pruned machines.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -208,6 +210,25 @@ struct Shared<M: Machine, K: Key> {
 
 const RECORD: u8 = b'r';
 const LIVE: u8 = b'l';
+const ENDED: u8 = b'e';
+const TOTALS: &[u8] = b"t";
+
+/// Pruned machines are deleted in batches of this many (one write each, totals included).
+const PRUNE_BATCH: usize = 1024;
+
+/// `e` + the end time in big-endian Unix seconds: entries sort by end time.
+fn ended_prefix(at: SystemTime) -> [u8; 9] {
+    let secs = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut prefix = [ENDED; 9];
+    prefix[1..].copy_from_slice(&secs.to_be_bytes());
+    prefix
+}
+
+fn ended_key<K: Key>(at: SystemTime, id: &K) -> Vec<u8> {
+    let mut key = ended_prefix(at).to_vec();
+    key.extend(id.to_key_bytes());
+    key
+}
 
 fn record_key<K: Key>(id: &K) -> Vec<u8> {
     let mut key = vec![RECORD];
@@ -315,7 +336,9 @@ impl<M: Machine, K: Key> Journal<M, K> {
         };
         let mut batch = Batch::new();
         batch.put(key, encode(&snapshot, self.shared.config.max_state_bytes)?);
-        if !self.shared.machine.is_final(&snapshot.state) {
+        if self.shared.machine.is_final(&snapshot.state) {
+            batch.put(ended_key(SystemTime::now(), &id), Vec::new());
+        } else {
             batch.put(live_key(&id), Vec::new());
         }
         self.persist(batch).await?;
@@ -411,6 +434,7 @@ impl<M: Machine, K: Key> Journal<M, K> {
         let was_final = self.shared.machine.is_final(&current.state);
         if !was_final && self.shared.machine.is_final(&next.state) {
             batch.delete(live_key(id));
+            batch.put(ended_key(SystemTime::now(), id), Vec::new());
         }
         self.persist(batch).await?;
         Ok(())
@@ -547,6 +571,87 @@ impl<M: Machine, K: Key> Journal<M, K> {
         match failure {
             Some(e) => Err(e),
             None => Ok(out),
+        }
+    }
+
+    /// Deletes up to `limit` machines that became final before `ended_before`, oldest
+    /// first, folding each into the totals kept under the journal (`fold(totals, id,
+    /// state)`), and returns how many it deleted. The deletions and the new totals are
+    /// written together, in batches: a crash leaves every machine either counted and gone
+    /// or still stored. Use one totals type `T` per journal.
+    ///
+    /// Finds the oldest without reading the others (the end-time index); running machines
+    /// are never touched.
+    pub async fn prune<T>(
+        &self,
+        ended_before: SystemTime,
+        limit: usize,
+        mut fold: impl FnMut(&mut T, &K, &M::State),
+    ) -> Result<usize, Error>
+    where
+        T: Serialize + DeserializeOwned + Default,
+    {
+        self.check_open()?;
+        let cutoff = ended_prefix(ended_before);
+        let max = self.shared.config.max_state_bytes;
+        let mut pruned = 0;
+        while pruned < limit {
+            let want = (limit - pruned).min(PRUNE_BATCH);
+            // The ids first: the store is not read while it is being scanned.
+            let mut ended = Vec::new();
+            let mut failure = None;
+            self.shared.store.scan_prefix(&[ENDED], &mut |key, _| {
+                if key.len() < cutoff.len() || key[..cutoff.len()] >= cutoff[..] {
+                    return false;
+                }
+                match K::from_key_bytes(&key[cutoff.len()..]) {
+                    Some(id) => ended.push((key.to_vec(), id)),
+                    None => {
+                        failure = Some(Error::Decode {
+                            key: hex(key),
+                            reason: "not a valid machine id".to_owned(),
+                        });
+                        return false;
+                    }
+                }
+                ended.len() < want
+            })?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            if ended.is_empty() {
+                break;
+            }
+            let mut totals: T = self.totals()?;
+            let mut batch = Batch::new();
+            for (key, id) in &ended {
+                let record = record_key(id);
+                // A record already gone leaves only its index entry to delete.
+                if let Some(bytes) = self.shared.store.get(&record)? {
+                    let snapshot = decode::<M::State>(&record, &bytes, max)?;
+                    fold(&mut totals, id, &snapshot.state);
+                }
+                batch.delete(record);
+                batch.delete(key.clone());
+            }
+            let bytes =
+                serde_ipld_dagcbor::to_vec(&totals).map_err(|e| Error::Encode(e.to_string()))?;
+            batch.put(TOTALS.to_vec(), bytes);
+            self.persist(batch).await?;
+            pruned += ended.len();
+        }
+        Ok(pruned)
+    }
+
+    /// The totals folded from every machine [pruned](Journal::prune) so far (`T::default()`
+    /// before the first).
+    pub fn totals<T: DeserializeOwned + Default>(&self) -> Result<T, Error> {
+        match self.shared.store.get(TOTALS)? {
+            None => Ok(T::default()),
+            Some(bytes) => serde_ipld_dagcbor::from_slice(&bytes).map_err(|e| Error::Decode {
+                key: hex(TOTALS),
+                reason: e.to_string(),
+            }),
         }
     }
 

@@ -79,6 +79,66 @@ mod rm_fsm {
     }
 
     #[tokio::test]
+    async fn prune_deletes_the_oldest_finished_machines_and_keeps_their_totals() {
+        #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+        struct Totals {
+            machines: u64,
+            progress: u64,
+        }
+        let store = MemStore::new();
+        let j = journal(store.clone(), Config::default());
+        for id in 0..10u64 {
+            j.begin(id, Job::new()).await.unwrap();
+            j.apply(&id, Ev::Start).await.unwrap();
+            j.apply(&id, Ev::Progress(id + 1)).await.unwrap();
+            // Even ids finish; odd ones keep running.
+            if id % 2 == 0 {
+                j.apply(&id, Ev::Finish).await.unwrap();
+            }
+        }
+        let fold = |t: &mut Totals, _: &u64, job: &Job| {
+            t.machines += 1;
+            t.progress += job.progress;
+        };
+        // Nothing ended an hour ago.
+        let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+        assert_eq!(j.prune(an_hour_ago, usize::MAX, fold).await.unwrap(), 0);
+        assert_eq!(j.totals::<Totals>().unwrap(), Totals::default());
+        // Everything that ended until now, at most 3 at a time.
+        let later = std::time::SystemTime::now() + Duration::from_secs(2);
+        assert_eq!(j.prune(later, 3, fold).await.unwrap(), 3);
+        assert_eq!(j.prune(later, usize::MAX, fold).await.unwrap(), 2);
+        assert_eq!(j.prune(later, usize::MAX, fold).await.unwrap(), 0);
+        assert_eq!(
+            j.totals::<Totals>().unwrap(),
+            Totals {
+                machines: 5,
+                progress: 1 + 3 + 5 + 7 + 9
+            }
+        );
+        for id in 0..10u64 {
+            assert_eq!(j.has(&id).unwrap(), id % 2 == 1, "machine {id}");
+        }
+        let running: Vec<u64> = j
+            .unfinished()
+            .unwrap()
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(running, vec![1, 3, 5, 7, 9]);
+        // Nothing is left of the pruned machines but the totals.
+        let mut keys = 0;
+        store
+            .scan(&mut |key, _| {
+                keys += 1;
+                assert!(key[0] == b'r' || key[0] == b'l' || key == b"t", "{key:?}");
+                true
+            })
+            .unwrap();
+        assert_eq!(keys, 5 + 5 + 1);
+    }
+
+    #[tokio::test]
     async fn record_persists_a_drivers_own_snapshot_and_refuses_stale_ones() {
         let j = journal(MemStore::new(), Config::default());
         let start = j.begin(1, Job::new()).await.unwrap();

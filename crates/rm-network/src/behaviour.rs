@@ -127,6 +127,13 @@ pub struct Config {
     pub open_timeout: Duration,
     /// How long the program has to answer an inbound query. Default: 10 s.
     pub handler_timeout: Duration,
+    /// Longest a provider waits for a whole `DealProposal` from the moment the stream is
+    /// read (a proposal is a few hundred bytes; a peer trickling one cannot hold a deal
+    /// slot for long). Default: 20 s.
+    pub proposal_timeout: Duration,
+    /// Longest one whole control message (a payment, a cancel) may take once its read
+    /// started. Default: 60 s.
+    pub control_message_timeout: Duration,
 }
 
 impl Default for Config {
@@ -150,6 +157,8 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             open_timeout: Duration::from_secs(10),
             handler_timeout: Duration::from_secs(10),
+            proposal_timeout: Duration::from_secs(20),
+            control_message_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -252,6 +261,8 @@ pub struct Behaviour {
     requests: mpsc::Receiver<OpenRequest>,
     sender: mpsc::Sender<OpenRequest>,
     connections: HashMap<PeerId, Vec<ConnectionId>>,
+    /// The remote IP address of each inbound connection, handed to its deal streams.
+    remote_ips: HashMap<ConnectionId, std::net::IpAddr>,
     /// Addresses given with `Swarm::add_peer_address`, offered when the swarm dials.
     addresses: PeerAddresses,
     /// Open requests for peers not connected, waiting for a dial.
@@ -291,6 +302,7 @@ impl Behaviour {
             requests,
             sender,
             connections: HashMap::new(),
+            remote_ips: HashMap::new(),
             addresses: PeerAddresses::new(
                 NonZeroUsize::new(ADDRESS_BOOK_PEERS).unwrap_or(NonZeroUsize::MIN),
             ),
@@ -366,7 +378,7 @@ impl Behaviour {
     }
 
     /// Turns what a handler admitted into an event for the program, unless too many wait.
-    fn admit(&mut self, HandlerOut(event): HandlerOut) {
+    fn admit(&mut self, connection: ConnectionId, HandlerOut(event): HandlerOut) {
         if self.inbound_events >= self.shared.config.inbound_queue.max(1) {
             // Dropping the request closes the query without an answer; dropping the
             // deal stream resets it.
@@ -386,13 +398,15 @@ impl Behaviour {
             Admitted::Query(request) => Event::Query(request),
             Admitted::Deal(peer, stream, permit) => {
                 bump(&self.shared.counters.deal_streams_accepted);
-                Event::Deal(DealStream::new(
+                let mut deal = DealStream::new(
                     peer,
                     Role::Provider,
                     stream,
                     Arc::clone(&self.shared),
                     Some(permit),
-                ))
+                );
+                deal.remote_ip = self.remote_ips.get(&connection).copied();
+                Event::Deal(deal)
             }
         };
         self.inbound_events += 1;
@@ -406,11 +420,14 @@ impl NetworkBehaviour for Behaviour {
 
     fn handle_established_inbound_connection(
         &mut self,
-        _: ConnectionId,
+        connection: ConnectionId,
         peer: PeerId,
         _: &Multiaddr,
-        _: &Multiaddr,
+        remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
+        if let Some(ip) = crate::conn_limits::ip_of(remote) {
+            self.remote_ips.insert(connection, ip);
+        }
         Ok(self.handler(peer))
     }
 
@@ -461,6 +478,7 @@ impl NetworkBehaviour for Behaviour {
                 remaining_established,
                 ..
             }) => {
+                self.remote_ips.remove(&connection_id);
                 if let Some(connections) = self.connections.get_mut(&peer_id) {
                     connections.retain(|c| *c != connection_id);
                     if connections.is_empty() {
@@ -495,10 +513,10 @@ impl NetworkBehaviour for Behaviour {
     fn on_connection_handler_event(
         &mut self,
         _: PeerId,
-        _: ConnectionId,
+        connection: ConnectionId,
         event: THandlerOutEvent<Self>,
     ) {
-        self.admit(event);
+        self.admit(connection, event);
     }
 
     fn poll(

@@ -85,6 +85,10 @@ pub struct Config {
     /// How long the delegate has to answer a query (and to take an inbound deal stream
     /// off the delegate channel). Default: 10 s.
     pub handler_timeout: Duration,
+    /// Longest a provider waits for a whole `DealProposal`. Default: 20 s.
+    pub proposal_timeout: Duration,
+    /// Longest one whole control message (payment, cancel) may take. Default: 60 s.
+    pub control_message_timeout: Duration,
     /// A connection with no open stream is closed after this long. Open streams (a deal
     /// in progress) keep the connection alive however long they last. Default: 60 s.
     pub idle_timeout: Duration,
@@ -94,6 +98,20 @@ pub struct Config {
     pub ping_interval: Option<Duration>,
     /// How long a ping (opening its stream, then the echo) may take. Default: 20 s.
     pub ping_timeout: Duration,
+    /// Most established inbound connections in total (libp2p's connection-limits).
+    /// Default: 512.
+    pub max_connections: usize,
+    /// Most inbound connections being set up (handshakes) at once. Default: 128.
+    pub max_pending_connections: usize,
+    /// Most established connections with one peer id. Default: 4.
+    pub max_connections_per_peer: usize,
+    /// Most established inbound connections from one IP address (peer ids are free to
+    /// make, addresses are not). Default: 64.
+    pub max_connections_per_ip: usize,
+    /// New connections are refused while the process uses more memory than this
+    /// (libp2p's memory-connection-limits; its measure is the process's physical memory,
+    /// refreshed at most every 100 ms). Default: 2 GiB.
+    pub max_memory_bytes: usize,
     /// Most inbound streams negotiating their protocol at once on one connection (the
     /// swarm's limit; beyond it a new stream is reset). Default: 256.
     pub max_negotiating_inbound_streams: usize,
@@ -146,9 +164,16 @@ impl Default for Config {
             write_timeout: Duration::from_secs(30),
             open_timeout: Duration::from_secs(10),
             handler_timeout: Duration::from_secs(10),
+            proposal_timeout: Duration::from_secs(20),
+            control_message_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
             ping_interval: Some(Duration::from_secs(15)),
             ping_timeout: Duration::from_secs(20),
+            max_connections: 512,
+            max_pending_connections: 128,
+            max_connections_per_peer: 4,
+            max_connections_per_ip: 64,
+            max_memory_bytes: 2 << 30,
             max_negotiating_inbound_streams: 256,
             address_book_size: 1024,
             agent_version: concat!("rm/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -184,6 +209,8 @@ impl Config {
         b.write_timeout = self.write_timeout;
         b.open_timeout = self.open_timeout;
         b.handler_timeout = self.handler_timeout;
+        b.proposal_timeout = self.proposal_timeout;
+        b.control_message_timeout = self.control_message_timeout;
         b
     }
 

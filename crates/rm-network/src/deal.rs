@@ -8,7 +8,7 @@ use rm_types::{ClientMessage, DealCancel, DealPayment, DealProposal, DealRespons
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::broadcast;
 
-use crate::idle::{self, Deadlines};
+use crate::idle::{self, Deadlines, TOTAL_PER_IDLE};
 use crate::{
     Error,
     behaviour::Shared,
@@ -60,6 +60,8 @@ pub struct DealStream {
     /// Peers whose last connection closed (see `Shared::disconnected`).
     disconnected: broadcast::Receiver<PeerId>,
     _permit: Option<Permit>,
+    /// The remote IP address of an inbound stream's connection.
+    pub(crate) remote_ip: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for DealStream {
@@ -92,7 +94,15 @@ impl DealStream {
             read_timeout,
             disconnected,
             _permit: permit,
+            remote_ip: None,
         }
+    }
+
+    /// The remote IP address of an inbound deal stream's connection (what a provider
+    /// counts per-address limits by); `None` for streams this side opened, and for
+    /// transports without one.
+    pub fn remote_ip(&self) -> Option<std::net::IpAddr> {
+        self.remote_ip
     }
 
     /// The remote peer.
@@ -143,13 +153,15 @@ impl DealStream {
     async fn read_item<T: DeserializeOwned>(
         &mut self,
         cap: usize,
+        total: Option<Duration>,
         what: &'static str,
     ) -> Result<T, Error> {
         let Some(io) = self.io.as_mut() else {
             return Err(Error::Reset);
         };
         let after = self.read_timeout;
-        let mut io = Deadlines::new(io, after);
+        let total = total.unwrap_or(after * TOTAL_PER_IDLE);
+        let mut io = Deadlines::with_total(io, after, total);
         // A yamux stream on a closed connection may not see the close; the swarm's
         // disconnection notice ends the read at once.
         let read = tokio::select! {
@@ -203,7 +215,7 @@ impl DealStream {
     pub async fn read_response(&mut self) -> Result<DealResponse, Error> {
         self.check_role(Role::Client, "read a response")?;
         let cap = self.shared.config.max_message_size;
-        let response: DealResponse = self.read_item(cap, "reading a deal response").await?;
+        let response: DealResponse = self.read_item(cap, None, "reading a deal response").await?;
         check_blocks(&response, &self.shared.config).map_err(|e| self.fail(e))?;
         Ok(response)
     }
@@ -226,7 +238,8 @@ impl DealStream {
     pub async fn read_proposal(&mut self) -> Result<DealProposal, Error> {
         self.check_role(Role::Provider, "read a proposal")?;
         let cap = self.shared.config.max_proposal_size;
-        self.read_item(cap, "reading a deal proposal").await
+        let total = Some(self.shared.config.proposal_timeout);
+        self.read_item(cap, total, "reading a deal proposal").await
     }
 
     /// Provider: sends a response. The encoding is built once as CBOR headers around the
@@ -269,14 +282,20 @@ impl DealStream {
     pub async fn read_payment(&mut self) -> Result<DealPayment, Error> {
         self.check_role(Role::Provider, "read a payment")?;
         let cap = self.shared.config.max_control_message_size;
-        self.read_item(cap, "reading a deal payment").await
+        self.read_item(
+            cap,
+            Some(self.shared.config.control_message_timeout),
+            "reading a deal payment",
+        )
+        .await
     }
 
     /// Provider: reads the client's next message, a payment or a cancellation.
     pub async fn read_client_message(&mut self) -> Result<ClientMessage, Error> {
         self.check_role(Role::Provider, "read a client message")?;
         let cap = self.shared.config.max_control_message_size;
-        self.read_item(cap, "reading a client message").await
+        let total = Some(self.shared.config.control_message_timeout);
+        self.read_item(cap, total, "reading a client message").await
     }
 
     /// Provider: the client's next message if one has already arrived, without waiting (a
@@ -288,7 +307,7 @@ impl DealStream {
         let cap = self.shared.config.max_control_message_size;
         // Reading is cancel-safe: bytes already read stay buffered for the next call.
         match self
-            .read_item::<ClientMessage>(cap, "reading a client message")
+            .read_item::<ClientMessage>(cap, None, "reading a client message")
             .now_or_never()
         {
             None | Some(Err(Error::Closed)) => Ok(None),

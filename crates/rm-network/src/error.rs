@@ -137,6 +137,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the peer broke the protocol: its bytes were malformed, or over a size or
+    /// count cap. Unlike a lost connection or a timeout, trying again will not help; a
+    /// deal ends with a protocol error.
+    pub fn is_peer_violation(&self) -> bool {
+        matches!(
+            self,
+            Error::TooLarge { .. } | Error::TooManyBlocks { .. } | Error::Malformed(_)
+        )
+    }
+
     /// Maps an rm-types codec error (from the scanner or a decoder) to ours.
     pub(crate) fn from_codec(e: rm_types::Error) -> Self {
         match e {

@@ -26,6 +26,10 @@ const IDENTIFY_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
 /// Everything the host runs on each connection.
 #[derive(libp2p::swarm::NetworkBehaviour)]
 pub(crate) struct Host {
+    // The limits come first: a connection they deny reaches no other behaviour.
+    pub(crate) limits: libp2p::connection_limits::Behaviour,
+    pub(crate) per_ip: crate::conn_limits::PerIp,
+    pub(crate) memory: libp2p::memory_connection_limits::Behaviour,
     pub(crate) addresses: AddressBook,
     pub(crate) retrieval: crate::Behaviour,
     pub(crate) identify: identify::Behaviour,
@@ -37,7 +41,16 @@ pub(crate) struct Host {
 impl Host {
     pub(crate) fn new(public: PublicKey, config: &Config, retrieval: crate::Behaviour) -> Self {
         let local_peer_id = public.to_peer_id();
+        let limits = libp2p::connection_limits::ConnectionLimits::default()
+            .with_max_established_incoming(Some(clamp(config.max_connections)))
+            .with_max_pending_incoming(Some(clamp(config.max_pending_connections)))
+            .with_max_established_per_peer(Some(clamp(config.max_connections_per_peer)));
         Self {
+            limits: libp2p::connection_limits::Behaviour::new(limits),
+            per_ip: crate::conn_limits::PerIp::new(config.max_connections_per_ip),
+            memory: libp2p::memory_connection_limits::Behaviour::with_max_bytes(
+                config.max_memory_bytes,
+            ),
             addresses: AddressBook::new(config.address_book_size),
             retrieval,
             identify: identify::Behaviour::new(
@@ -49,6 +62,11 @@ impl Host {
             kad: dht::behaviour(local_peer_id, config),
         }
     }
+}
+
+/// A configured count as libp2p's `u32` limits take it.
+fn clamp(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Addresses of peers we were told about, offered to the swarm whenever it dials a peer

@@ -28,12 +28,17 @@ pub(crate) struct Deadlines<'a, S> {
 
 impl<'a, S> Deadlines<'a, S> {
     pub(crate) fn new(inner: &'a mut S, idle: Duration) -> Self {
+        Self::with_total(inner, idle, idle * TOTAL_PER_IDLE)
+    }
+
+    /// Deadlines of `idle` between progress and `total` for the whole message.
+    pub(crate) fn with_total(inner: &'a mut S, idle: Duration, total: Duration) -> Self {
         let now = Instant::now();
         Self {
             inner,
             idle,
             idle_timer: Box::pin(tokio::time::sleep_until(now + idle)),
-            total_timer: Box::pin(tokio::time::sleep_until(now + idle * TOTAL_PER_IDLE)),
+            total_timer: Box::pin(tokio::time::sleep_until(now + total)),
         }
     }
 

@@ -106,6 +106,7 @@
 
 pub mod behaviour;
 mod config;
+mod conn_limits;
 mod deal;
 mod dht;
 mod error;

@@ -44,12 +44,21 @@ resume_window_secs = 600
 [client]
 # How many times in a row a lost deal stream is re-established before the deal fails.
 max_reconnects = 5
+# The most a retrieval may cost (attoFIL, or e.g. "0.01 FIL"): terms over a cap are
+# refused before any payment channel is funded. `rm retrieve --max-price, --max-unseal-price,
+# --max-total` override them for one retrieval.
+max_price_per_byte = "1000000"
+max_unseal_price = "0.001 FIL"
+max_total = "0.01 FIL"
 
 [storage]
 # When deal state, payments and retrieved blocks reach the disk: "process" (no fsync:
 # survives a crash of rm, not of the machine; fastest) or "machine" (fsync, grouped for
 # deal state: survives power loss).
 durability = "process"
+# Finished deals (both sides) are deleted this many days after they ended; their numbers
+# are kept as totals (`rm deals` shows them). 0 keeps every deal forever.
+deal_retention_days = 30
 # Unsealed sector files: the miner actor id in their names, and the largest sector.
 miner_id = 1000
 sector_size = "32GiB"
@@ -115,6 +124,12 @@ pub struct Provider {
 pub struct Client {
     /// Reconnects in a row before a deal fails.
     pub max_reconnects: u32,
+    /// The highest price per byte accepted (an amount: attoFIL or "… FIL").
+    pub max_price_per_byte: String,
+    /// The highest unseal price accepted.
+    pub max_unseal_price: String,
+    /// The most one retrieval may cost in all.
+    pub max_total: String,
 }
 
 /// `[storage]`.
@@ -123,6 +138,8 @@ pub struct Client {
 pub struct Storage {
     /// `"process"` or `"machine"`.
     pub durability: String,
+    /// Days finished deals are kept; 0 = forever.
+    pub deal_retention_days: u64,
     /// Miner actor id in sector file names.
     pub miner_id: u64,
     /// Largest sector, e.g. `"32GiB"`.
@@ -164,7 +181,12 @@ impl Default for Provider {
 
 impl Default for Client {
     fn default() -> Self {
-        Self { max_reconnects: 5 }
+        Self {
+            max_reconnects: 5,
+            max_price_per_byte: "1000000".into(),
+            max_unseal_price: "0.001 FIL".into(),
+            max_total: "0.01 FIL".into(),
+        }
     }
 }
 
@@ -172,6 +194,7 @@ impl Default for Storage {
     fn default() -> Self {
         Self {
             durability: "process".into(),
+            deal_retention_days: 30,
             miner_id: 1000,
             sector_size: "32GiB".into(),
             direct_reads: true,
@@ -213,6 +236,7 @@ impl Config {
             parse_addr("network.listen", addr)?;
         }
         self.bootstrap_peers()?;
+        self.client_caps()?;
         Ok(())
     }
 
@@ -279,10 +303,20 @@ impl Config {
         Ok(rm_fsm::Config::default().with_durability(durability))
     }
 
+    /// How long finished deals are kept (`[storage] deal_retention_days`; `None` =
+    /// forever).
+    pub fn deal_retention(&self) -> Option<Duration> {
+        match self.storage.deal_retention_days {
+            0 => None,
+            days => Some(Duration::from_secs(days.saturating_mul(24 * 3600))),
+        }
+    }
+
     /// The provider's settings.
     pub fn provider_config(&self) -> Result<rm_provider::Config> {
         let mut c = rm_provider::Config::default();
         c.fsm = self.fsm()?;
+        c.deal_retention = self.deal_retention();
         c.deal.payment_timeout = Duration::from_secs(self.provider.payment_timeout_secs);
         c.deal.resume_window = Duration::from_secs(self.provider.resume_window_secs);
         if self.provider.max_bytes_per_second > 0 {
@@ -293,10 +327,29 @@ impl Config {
         Ok(c)
     }
 
+    /// The client's spending caps (`[client] max_*`).
+    pub fn client_caps(&self) -> Result<rm_client::Caps> {
+        let amount = |key: &str, text: &str| -> Result<rm_types::TokenAmount> {
+            let a: rm_types::TokenAmount = text
+                .parse()
+                .map_err(|e| invalid(key, format!("{text:?} is not an amount: {e}")))?;
+            if a.is_negative() {
+                return Err(invalid(key, "may not be negative"));
+            }
+            Ok(a)
+        };
+        let c = &self.client;
+        Ok(rm_client::Caps::default()
+            .with_max_price_per_byte(amount("client.max_price_per_byte", &c.max_price_per_byte)?)
+            .with_max_unseal_price(amount("client.max_unseal_price", &c.max_unseal_price)?)
+            .with_max_total(amount("client.max_total", &c.max_total)?))
+    }
+
     /// The client's settings.
     pub fn client_config(&self) -> Result<rm_client::Config> {
         let mut c = rm_client::Config::default();
         c.fsm = self.fsm()?;
+        c.deal_retention = self.deal_retention();
         c.deal.max_reconnects = self.client.max_reconnects;
         Ok(c)
     }
@@ -356,6 +409,19 @@ mod tests {
         parsed.check().unwrap();
         let empty: Config = toml::from_str("").unwrap();
         assert_eq!(empty, Config::default());
+    }
+
+    #[test]
+    fn the_default_caps_are_the_clients() {
+        assert_eq!(
+            Config::default().client_caps().unwrap(),
+            rm_client::Caps::default()
+        );
+        let mut c = Config::default();
+        c.client.max_total = "a lot".into();
+        assert!(
+            matches!(c.check(), Err(ConfigError::Invalid { key, .. }) if key == "client.max_total")
+        );
     }
 
     #[test]

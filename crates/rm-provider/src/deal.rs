@@ -21,174 +21,15 @@ use std::time::{Duration, Instant};
 
 use rm_fsm::{Rejection, Snapshot, step};
 use rm_types::{
-    Address, Ask, Block, ClientMessage, DealError, DealId, DealPayment, DealProposal, DealResponse,
-    DealStatus, NodeError, Outcome, SignedVoucher, TokenAmount,
+    Ask, ClientMessage, DealError, DealId, DealPayment, DealProposal, DealResponse, DealStatus,
+    NodeError, Outcome, TokenAmount,
 };
 
 use crate::fsm::{self, PaymentLane, ProviderEvent, ProviderState, ProviderStatus as S};
 
-/// Limits and deadlines of one deal.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct DealConfig {
-    /// Most bytes of block data per response (must fit the network's message size).
-    /// Default 4 MiB.
-    pub max_response_bytes: usize,
-    /// Most blocks per response. Default 1024.
-    pub max_blocks_per_response: usize,
-    /// How long the provider waits for a payment (the client may be adding funds).
-    /// Default 10 minutes.
-    pub payment_timeout: Duration,
-    /// How long a deal whose stream broke waits for the client to resume it. Default 10
-    /// minutes.
-    pub resume_window: Duration,
-    /// Most bytes of block data per second, or no limit (the default).
-    pub max_bytes_per_second: Option<u64>,
-}
+mod io;
 
-impl Default for DealConfig {
-    fn default() -> Self {
-        DealConfig {
-            max_response_bytes: 4 << 20,
-            max_blocks_per_response: 1024,
-            payment_timeout: Duration::from_secs(600),
-            resume_window: Duration::from_secs(600),
-            max_bytes_per_second: None,
-        }
-    }
-}
-
-/// What the driver must do next (see the [module docs](self) for the contract).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProviderAction {
-    /// Write `snapshot` (reached by `event`, and by the events before it that came with no
-    /// effect between them) to the deal's journal before anything else.
-    Persist {
-        /// The event applied last.
-        event: ProviderEvent,
-        /// The deal's new snapshot.
-        snapshot: Box<Snapshot<ProviderState>>,
-    },
-    /// Tell the journal's subscribers of `event` and the snapshot it led to without
-    /// writing anything: an event whose snapshot is persisted together with the next
-    /// one's, by the [`ProviderAction::Persist`] that follows.
-    Publish {
-        /// The event.
-        event: ProviderEvent,
-        /// The snapshot it led to.
-        snapshot: Box<Snapshot<ProviderState>>,
-    },
-    /// Find out whether the payload (in the named piece, if any) is here; answer with
-    /// [`ProviderDeal::handle_located`].
-    Locate,
-    /// Ask the custom decider about the deal; answer with
-    /// [`ProviderDeal::handle_decision`].
-    Decide,
-    /// Make the payload readable (unseal its piece); answer with
-    /// [`ProviderDeal::handle_unsealed`].
-    Unseal,
-    /// Read the next blocks of the traversal, from block number `from`: at most
-    /// `max_blocks` blocks and `max_bytes` bytes, and none after the block that brings the
-    /// bytes read to `stop_after` or more. Answer with [`ProviderDeal::handle_read`].
-    ReadBlocks {
-        /// The position in the traversal.
-        from: u64,
-        /// Most blocks.
-        max_blocks: usize,
-        /// Most bytes (the block that crosses it is the last).
-        max_bytes: usize,
-        /// Stop after the block that reaches this many bytes (the payment point).
-        stop_after: Option<u64>,
-    },
-    /// Count the bytes of the traversal's first `blocks` blocks (a client's resume claim);
-    /// answer with [`ProviderDeal::handle_counted`].
-    CountBytes {
-        /// How many blocks.
-        blocks: u64,
-    },
-    /// Check and save a voucher through the node; answer with
-    /// [`ProviderDeal::handle_voucher_saved`].
-    SaveVoucher {
-        /// Its channel.
-        channel: Address,
-        /// The voucher (boxed: it is the largest action by far).
-        voucher: Box<SignedVoucher>,
-        /// What the deal is owed (what the voucher should add).
-        expected: TokenAmount,
-    },
-    /// Write this response on the stream.
-    Send(DealResponse),
-    /// Finish the stream gracefully and drop it.
-    Close,
-    /// Drop the stream without finishing it.
-    Reset,
-    /// The deal has ended; the driver may stop.
-    Finished(Outcome),
-}
-
-/// Blocks read for [`ProviderAction::ReadBlocks`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadBlocks {
-    /// The blocks, in traversal order.
-    pub blocks: Vec<Block>,
-    /// Whether the traversal is complete after them.
-    pub done: bool,
-}
-
-/// Where the payload is ([`ProviderDeal::handle_located`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Located {
-    /// Here (in a piece or in the blockstore).
-    Here,
-    /// Not here.
-    Nowhere,
-}
-
-/// What a stream for a deal that has ended gets ([`answer_finished`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Finished {
-    /// This response, then the stream is closed.
-    Refuse(DealResponse),
-    /// `Accepted`, the blocks from number `from` up to (not including) `until`, several
-    /// per response, and `Completed` with the last ones.
-    Tail {
-        /// The first block the client lacks.
-        from: u64,
-        /// How many blocks the deal sent (and was paid for).
-        until: u64,
-    },
-}
-
-/// The answer to `proposal` for a deal that has ended: a completed deal's client that lost
-/// the last responses gets the blocks it lacks (it paid for them) and `Completed` again; a
-/// fresh proposal reusing a completed deal's id is refused (no free copy of the data);
-/// anything else hears how the deal ended.
-pub fn answer_finished(state: &ProviderState, proposal: &DealProposal) -> Finished {
-    let id = proposal.id;
-    let refuse = |status: DealStatus, message: String| {
-        Finished::Refuse(DealResponse {
-            status,
-            id,
-            payment_owed: TokenAmount::zero(),
-            message,
-            blocks: Vec::new(),
-        })
-    };
-    let completed = state.status == S::Completed;
-    let same = state.proposal.payload_cid == proposal.payload_cid
-        && state.proposal.params == proposal.params;
-    match proposal.resume {
-        None if completed => refuse(
-            DealStatus::Errored,
-            format!("deal id {} was already used (ended {})", id.0, state.status),
-        ),
-        Some(resume) if completed && same && resume.blocks < state.blocks_sent => Finished::Tail {
-            from: resume.blocks,
-            until: state.blocks_sent,
-        },
-        _ => refuse(state.status.wire(), state.message()),
-    }
-}
+pub use io::{DealConfig, Finished, Located, ProviderAction, ReadBlocks, answer_finished};
 
 /// A request in flight.
 #[derive(Debug, Clone, PartialEq)]
@@ -356,6 +197,10 @@ impl ProviderDeal {
         if self.pending.take() != Some(Pending::Locate) {
             return;
         }
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
+        }
         match result {
             Ok(Located::Here) => {
                 self.apply(now, ProviderEvent::Received);
@@ -384,6 +229,10 @@ impl ProviderDeal {
         if self.pending.take() != Some(Pending::Decide) {
             return;
         }
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
+        }
         match decision {
             Ok(()) => self.accept(now),
             Err(reason) => self.reject(now, reason),
@@ -395,6 +244,10 @@ impl ProviderDeal {
     pub fn handle_unsealed(&mut self, now: Instant, result: Result<(), String>) {
         if self.pending.take() != Some(Pending::Unseal) {
             return;
+        }
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
         }
         match result {
             Ok(()) => {
@@ -411,6 +264,10 @@ impl ProviderDeal {
         let Some(Pending::Read(from)) = self.pending.take() else {
             return;
         };
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
+        }
         // Read for a stream that is gone, or from before a resume: not sent, read again.
         if !self.attached || from != self.snapshot.state.blocks_sent || self.resume.is_some() {
             return self.drive(now);
@@ -510,8 +367,22 @@ impl ProviderDeal {
         };
         let delta = match result {
             Ok(delta) => delta,
+            Err(_) if self.ending() => return self.drive(now),
             Err(e) => return self.fail(now, DealError::payment(e)),
         };
+        if self.ending() {
+            // Saved while the deal ends: the money is recorded, nothing more is sent.
+            if delta.is_positive() {
+                self.apply(
+                    now,
+                    ProviderEvent::PartialPaymentReceived {
+                        received: delta,
+                        lane,
+                    },
+                );
+            }
+            return self.drive(now);
+        }
         let state = &self.snapshot.state;
         // A lane pays one deal, so its cumulative amount is what this deal received. A
         // voucher saved before a crash comes back with a zero delta: on the deal's own,
@@ -544,17 +415,13 @@ impl ProviderDeal {
 
     /// The client is back on a new stream with `proposal` (carrying how far it got).
     /// `Ok`: the driver uses the new stream from now on (the old one is dropped). `Err`:
-    /// the response refusing it; the deal is unchanged.
+    /// the response refusing it; the deal is unchanged, unless it was resumed
+    /// [`DealConfig::max_resumes`] times already: then it fails.
     pub fn handle_resume(
         &mut self,
         now: Instant,
         proposal: &DealProposal,
     ) -> Result<(), DealResponse> {
-        let refuse = |message: String| {
-            let mut r = self.response(DealStatus::Errored);
-            r.message = message;
-            r
-        };
         if self.finished {
             let mut r = self.response(self.status().wire());
             r.message = self.snapshot.state.message();
@@ -562,13 +429,19 @@ impl ProviderDeal {
         }
         let stored = &self.snapshot.state.proposal;
         if stored.payload_cid != proposal.payload_cid || stored.params != proposal.params {
-            return Err(refuse(
-                "the resumed proposal differs from the deal's".into(),
-            ));
+            return Err(self.refusal("the resumed proposal differs from the deal's".into()));
+        }
+        if self.snapshot.state.resumes >= u64::from(self.config.max_resumes) {
+            let message = format!(
+                "the deal was resumed {} times, the most allowed",
+                self.snapshot.state.resumes
+            );
+            self.fail(now, DealError::protocol(&message));
+            return Err(self.refusal(message));
         }
         let claim = proposal.resume.unwrap_or_default();
         if claim.blocks > self.snapshot.state.blocks_sent {
-            return Err(refuse(format!(
+            return Err(self.refusal(format!(
                 "the client claims {} blocks, {} were sent",
                 claim.blocks, self.snapshot.state.blocks_sent
             )));
@@ -588,11 +461,27 @@ impl ProviderDeal {
         Ok(())
     }
 
+    /// Whether the deal is ending (cancelling, failing) or over.
+    fn ending(&self) -> bool {
+        let status = self.status();
+        status.is_final() || matches!(status, S::Failing | S::Cancelling)
+    }
+
+    fn refusal(&self, message: String) -> DealResponse {
+        let mut r = self.response(DealStatus::Errored);
+        r.message = message;
+        r
+    }
+
     /// The result of [`ProviderAction::CountBytes`] for a resume claim.
     pub fn handle_counted(&mut self, now: Instant, result: Result<u64, String>) {
         let Some(Pending::Count(claim)) = self.pending.take() else {
             return;
         };
+        if self.ending() {
+            // The deal is being cancelled or failed meanwhile: the result is moot.
+            return self.drive(now);
+        }
         if !self.attached {
             // That stream is gone too; wait for the next resume.
             return self.drive(now);
@@ -615,6 +504,30 @@ impl ProviderDeal {
         if !self.attached {
             return;
         }
+        self.detach(now);
+        self.drive(now);
+    }
+
+    /// The client sent bytes that are no valid message (malformed, or over a size cap): a
+    /// protocol violation. The stream is gone (the driver resets it) and the deal fails at
+    /// once instead of waiting for a resume, so the slot is free again.
+    pub fn handle_bad_message(&mut self, now: Instant, reason: impl std::fmt::Display) {
+        if self.finished || !self.attached {
+            return;
+        }
+        self.detach(now);
+        match self.status() {
+            // Ending already: nothing more to tell a client that broke the protocol.
+            S::Failing | S::Cancelling => self.drive(now),
+            _ => self.fail(
+                now,
+                DealError::protocol(format!("the client sent a bad message: {reason}")),
+            ),
+        }
+    }
+
+    /// Forgets the stream and everything queued for it or read from it.
+    fn detach(&mut self, now: Instant) {
         self.attached = false;
         self.detached_at = Some(now);
         self.early_payment = None;
@@ -625,7 +538,6 @@ impl ProviderDeal {
                 ProviderAction::Send(_) | ProviderAction::Close | ProviderAction::Reset
             )
         });
-        self.drive(now);
     }
 
     /// Time passed: a resume window or a payment deadline may be over, a rate limit lifted.

@@ -36,6 +36,8 @@ pub(crate) struct Driver<N> {
     deal: ProviderDeal,
     stream: Option<DealStream>,
     attach: mpsc::Receiver<(DealStream, DealProposal)>,
+    /// The client's address when the deal began (what its credit is counted by).
+    ip: Option<std::net::IpAddr>,
 }
 
 async fn read(stream: &mut Option<DealStream>) -> Result<ClientMessage, rm_network::Error> {
@@ -60,12 +62,14 @@ impl<N: RetrievalProviderNode> Driver<N> {
         stream: Option<DealStream>,
         attach: mpsc::Receiver<(DealStream, DealProposal)>,
     ) -> Self {
+        let ip = stream.as_ref().and_then(DealStream::remote_ip);
         let mut driver = Driver {
             inner,
             key,
             deal,
             stream: None,
             attach,
+            ip,
         };
         if let Some(s) = stream {
             driver.use_stream(s);
@@ -96,6 +100,12 @@ impl<N: RetrievalProviderNode> Driver<N> {
                             tracing::warn!(deal = self.key.1, error = %e, "provider deal not persisted; stopping it");
                             return self.stop().await;
                         }
+                        let mut credit = lock(&self.inner.credit);
+                        if snapshot.state.status.is_final() {
+                            credit.finish(&self.key, self.ip, &snapshot.state, now);
+                        } else {
+                            credit.update(&self.key, self.ip, &snapshot.state);
+                        }
                     }
                     ProviderAction::Locate => {
                         let proposal = &self.deal.state().proposal;
@@ -109,7 +119,13 @@ impl<N: RetrievalProviderNode> Driver<N> {
                         self.deal.handle_located(now, found);
                     }
                     ProviderAction::Decide => {
-                        let decision = self.inner.decide(self.deal.state());
+                        let state = self.deal.state();
+                        let decision = if state.proposal.params.is_free() {
+                            Ok(())
+                        } else {
+                            lock(&self.inner.credit).admit(&self.key.0, self.ip, now)
+                        };
+                        let decision = decision.and_then(|()| self.inner.decide(state));
                         self.deal.handle_decision(now, decision);
                     }
                     ProviderAction::Unseal => {
@@ -182,6 +198,11 @@ impl<N: RetrievalProviderNode> Driver<N> {
                     let now = Instant::now();
                     match message {
                         Ok(m) => self.deal.handle_message(now, m),
+                        Err(e) if e.is_peer_violation() => {
+                            tracing::debug!(deal = self.key.1, error = %e, "bad client message");
+                            self.stream = None;
+                            self.deal.handle_bad_message(now, e);
+                        }
                         Err(e) => {
                             tracing::debug!(deal = self.key.1, error = %e, "deal stream lost");
                             self.stream = None;
@@ -321,13 +342,14 @@ impl<N: RetrievalProviderNode> Driver<N> {
         let key = self.key.clone();
         let first = self.deal.state().lane.is_none();
         Box::pin(async move {
-            let lane = (channel.clone(), voucher.lane);
             let taken = || NodeError::InvalidVoucher("the voucher's lane pays another deal".into());
-            if lock(&inner.lanes)
-                .get(&lane)
-                .is_some_and(|owner| owner != &key)
-            {
-                return Done::Saved(Err(taken()));
+            let lanes = &inner.lanes;
+            // One voucher at a time from the owner check to the binding.
+            let _guard = lanes.guard.lock().await;
+            match lanes.owner(&channel, voucher.lane) {
+                Ok(Some(owner)) if owner != key => return Done::Saved(Err(taken())),
+                Ok(_) => {}
+                Err(e) => return Done::Saved(Err(NodeError::Backend(e.into()))),
             }
             let node = &inner.node;
             let saved = async {
@@ -336,16 +358,13 @@ impl<N: RetrievalProviderNode> Driver<N> {
                     .await
             }
             .await;
-            if saved.is_ok() && first {
-                // Bind the lane to this deal; another deal may have got there first.
-                let mut lanes = lock(&inner.lanes);
-                match lanes.get(&lane) {
-                    Some(owner) if owner != &key => return Done::Saved(Err(taken())),
-                    Some(_) => {}
-                    None => {
-                        lanes.insert(lane, key);
-                    }
-                }
+            // Bound only once a voucher on it was accepted: a bogus voucher naming someone
+            // else's channel cannot take their lane.
+            if saved.is_ok()
+                && first
+                && let Err(e) = lanes.bind(&channel, voucher.lane, &key)
+            {
+                return Done::Saved(Err(NodeError::Backend(e.into())));
             }
             Done::Saved(saved)
         })

@@ -486,6 +486,13 @@ fn build() -> ProviderTable {
         .doc("unseal price paid"),
         R::new(
             K::PartialPaymentReceived,
+            of([S::Failing, S::Cancelling]),
+            Dest::Stay,
+        )
+        .action(record_payment)
+        .doc("a voucher saved while the deal ends: the money is recorded"),
+        R::new(
+            K::PartialPaymentReceived,
             of([
                 S::FundsNeeded,
                 S::FundsNeededLastPayment,
@@ -570,5 +577,29 @@ mod tests {
             assert_eq!(status.is_final(), wire.is_terminal(), "{status:?}");
             assert_eq!(status.is_final(), table().is_final_status(status));
         }
+    }
+
+    #[test]
+    fn a_huge_cancel_reason_is_cut_before_it_is_stored() {
+        let cid = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+            .parse()
+            .unwrap();
+        let proposal = DealProposal::new(
+            cid,
+            rm_types::DealId(1),
+            rm_types::Params::new(TokenAmount::zero(), 0, 0),
+        );
+        let mut state = ProviderState::new(proposal, PeerId::default());
+        state.status = S::Ongoing;
+        let start = rm_fsm::Snapshot { seq: 3, state };
+        let reason = "x".repeat(256 << 10);
+        let next = rm_fsm::step(table(), &start, &ProviderEvent::ClientCancelled(reason)).unwrap();
+        let stored = rm_types::codec::to_vec(&next.state).unwrap();
+        assert!(stored.len() < 2048, "{} bytes stored", stored.len());
+        let error = next.state.error.unwrap();
+        assert!(
+            error.to_string().len() <= rm_types::MAX_REASON_LEN + 64,
+            "{error}"
+        );
     }
 }

@@ -76,14 +76,17 @@
 //! [`DealError`](rm_types::DealError) in its record, and the client is told in a
 //! `DealResponse`.
 
+mod credit;
 pub mod deal;
 mod driver;
 mod error;
 pub mod fsm;
+mod lanes;
 mod provider;
 mod queries;
 mod sessions;
 
+pub use credit::CreditLimits;
 pub use deal::{
     DealConfig, Finished, Located, ProviderAction, ProviderDeal, ReadBlocks, answer_finished,
 };
@@ -91,5 +94,5 @@ pub use error::Error;
 pub use fsm::{PaymentLane, ProviderEvent, ProviderState, ProviderStatus};
 pub use provider::{
     Config, DEALS_KEYSPACE, DealKey, Deals, Decider, KEYSPACES, META_KEYSPACE, Provider,
-    ProviderSubscription,
+    ProviderSubscription, ProviderTotals,
 };

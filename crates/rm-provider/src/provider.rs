@@ -3,20 +3,23 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use rm_blockio::{Blockstore, Selector as DagSelector};
 use rm_fsm::{Journal, Subscription};
 use rm_network::Network;
 use rm_store::{Db, Keyspace};
-use rm_types::{Address, Ask, Cid, Params, RetrievalProviderNode, codec};
+use rm_types::{Ask, Cid, Outcome, Params, RetrievalProviderNode, TokenAmount, codec};
 use rm_unseal::Unsealer;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::Error;
+use crate::credit::{CreditBook, CreditLimits};
 use crate::deal::{DealConfig, ProviderDeal};
 use crate::fsm::{self, ProviderEvent, ProviderState, ProviderTable};
+use crate::lanes::Lanes;
 use crate::sessions::Session;
 
 /// The keyspace holding provider deals.
@@ -38,6 +41,25 @@ pub type ProviderSubscription = Subscription<DealKey, ProviderState, ProviderEve
 /// A custom deal decider: `Ok(())` accepts, `Err(reason)` rejects with that reason.
 pub type Decider = Arc<dyn Fn(&ProviderState) -> Result<(), String> + Send + Sync>;
 
+/// What the deals pruned from the journal added up to ([`Provider::pruned_totals`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProviderTotals {
+    /// Deals that completed.
+    pub completed: u64,
+    /// Deals cancelled by either side.
+    pub cancelled: u64,
+    /// Deals that failed, were rejected or found nothing.
+    pub failed: u64,
+    /// Bytes of block data sent.
+    pub bytes_sent: u64,
+    /// Everything received in vouchers.
+    pub funds_received: TokenAmount,
+}
+
+/// Most deals pruned in one pass (a pass runs hourly; more wait for the next).
+const PRUNE_LIMIT: usize = 100_000;
+
 /// Settings of a [`Provider`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -50,6 +72,12 @@ pub struct Config {
     pub size_cache: usize,
     /// Capacity of the network event channel. Default 64.
     pub event_queue: usize,
+    /// Finished deals are deleted this long after they ended, their numbers kept in
+    /// [`Provider::pruned_totals`]; `None` keeps them forever. Pruned hourly while the
+    /// provider runs. Default 30 days.
+    pub deal_retention: Option<Duration>,
+    /// The credit extended across paid deals, per client peer, address and channel.
+    pub credit: CreditLimits,
 }
 
 impl Default for Config {
@@ -59,6 +87,8 @@ impl Default for Config {
             deal: DealConfig::default(),
             size_cache: 1024,
             event_queue: 64,
+            deal_retention: Some(Duration::from_secs(30 * 24 * 3600)),
+            credit: CreditLimits::default(),
         }
     }
 }
@@ -92,8 +122,11 @@ pub(crate) struct Inner<N> {
     pub(crate) sessions: Mutex<HashMap<DealKey, Session>>,
     pub(crate) sizes: Mutex<HashMap<Cid, u64>>,
     dispatcher: Mutex<Option<JoinHandle<()>>>,
+    pruner: Mutex<Option<JoinHandle<()>>>,
+    /// Credit extended across deals.
+    pub(crate) credit: Mutex<CreditBook>,
     /// Which deal each (channel, lane) pays: a lane pays one deal only.
-    pub(crate) lanes: Mutex<HashMap<(Address, u64), DealKey>>,
+    pub(crate) lanes: Lanes,
 }
 
 impl<N> Inner<N> {
@@ -191,6 +224,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
             None => Ask::default(),
         };
         let deals = Journal::open(fsm::table().clone(), store, config.fsm.clone());
+        let credit = CreditBook::new(config.credit.clone());
         let provider = Provider {
             inner: Arc::new(Inner {
                 network,
@@ -199,6 +233,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 unsealer,
                 sources: Mutex::new(HashMap::new()),
                 deals,
+                lanes: Lanes::new(meta.clone()),
                 meta,
                 ask: RwLock::new(ask),
                 decider: RwLock::new(None),
@@ -206,17 +241,10 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 sessions: Mutex::new(HashMap::new()),
                 sizes: Mutex::new(HashMap::new()),
                 dispatcher: Mutex::new(None),
-                lanes: Mutex::new(HashMap::new()),
+                pruner: Mutex::new(None),
+                credit: Mutex::new(credit),
             }),
         };
-        {
-            let mut lanes = lock(&provider.inner.lanes);
-            for (key, deal) in provider.inner.deals.list(|_, d| d.lane.is_some())? {
-                if let Some(lane) = deal.lane {
-                    lanes.insert((lane.channel, lane.lane), key);
-                }
-            }
-        }
         let ask = provider.ask();
         for (key, snapshot) in provider.inner.deals.unfinished()? {
             tracing::info!(deal = key.1, status = %snapshot.state.status, "provider deal waits for its client");
@@ -260,6 +288,12 @@ impl<N: RetrievalProviderNode> Provider<N> {
         if let Some(old) = lock(&self.inner.dispatcher).replace(task) {
             old.abort();
         }
+        if let Some(retention) = self.inner.config.deal_retention {
+            let pruner = spawn_pruning(self.inner.deals.clone(), retention);
+            if let Some(old) = lock(&self.inner.pruner).replace(pruner) {
+                old.abort();
+            }
+        }
     }
 
     /// Stops the provider for good: no more queries or deals, every deal's driver is
@@ -268,6 +302,9 @@ impl<N: RetrievalProviderNode> Provider<N> {
     pub async fn stop(&self) {
         self.inner.network.clear_delegate();
         if let Some(task) = lock(&self.inner.dispatcher).take() {
+            task.abort();
+        }
+        if let Some(task) = lock(&self.inner.pruner).take() {
             task.abort();
         }
         let sessions: Vec<Session> = lock(&self.inner.sessions).drain().map(|(_, s)| s).collect();
@@ -333,6 +370,17 @@ impl<N: RetrievalProviderNode> Provider<N> {
         Ok(self.inner.deals.list(|_, _| true)?)
     }
 
+    /// Deletes the deals that ended before `ended_before`, adding their numbers to
+    /// [`Provider::pruned_totals`]; returns how many. Running deals are never touched.
+    pub async fn prune_deals(&self, ended_before: SystemTime) -> Result<usize, Error> {
+        prune(&self.inner.deals, ended_before).await
+    }
+
+    /// The numbers of every deal pruned so far.
+    pub fn pruned_totals(&self) -> Result<ProviderTotals, Error> {
+        Ok(self.inner.deals.totals()?)
+    }
+
     /// One deal by client peer and deal id.
     pub fn deal(&self, key: &DealKey) -> Result<Option<ProviderState>, Error> {
         Ok(self.inner.deals.get(key)?)
@@ -344,4 +392,36 @@ impl<N: RetrievalProviderNode> Provider<N> {
     pub async fn answer(&self, query: &rm_types::Query) -> rm_types::QueryResponse {
         self.inner.answer(query).await
     }
+}
+
+async fn prune(deals: &Deals, ended_before: SystemTime) -> Result<usize, Error> {
+    let fold = |t: &mut ProviderTotals, _: &DealKey, deal: &ProviderState| {
+        match deal.outcome() {
+            Some(Outcome::Completed) => t.completed += 1,
+            Some(Outcome::Cancelled) => t.cancelled += 1,
+            Some(Outcome::Failed) | None => t.failed += 1,
+        }
+        t.bytes_sent += deal.bytes_sent;
+        t.funds_received += &deal.funds_received;
+    };
+    Ok(deals.prune(ended_before, PRUNE_LIMIT, fold).await?)
+}
+
+/// Prunes `deals` now and then every hour, while the journal is open.
+pub(crate) fn spawn_pruning(deals: Deals, retention: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let Some(before) = SystemTime::now().checked_sub(retention) else {
+                continue;
+            };
+            match prune(&deals, before).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deals = n, "pruned finished provider deals"),
+                Err(Error::Fsm(rm_fsm::Error::Closed)) => return,
+                Err(e) => tracing::warn!(error = %e, "pruning provider deals failed"),
+            }
+        }
+    })
 }

@@ -93,6 +93,12 @@ impl DealError {
 
     /// An unseal failure.
     pub fn unseal(reason: impl std::fmt::Display) -> Self {
+        // The error displays as go-fil-markets' "Unable to unseal piece: …"; a reason that
+        // already says so (rm-unseal's own error) is not prefixed twice.
+        let reason = reason.to_string();
+        let reason = reason
+            .strip_prefix("Unable to unseal piece: ")
+            .unwrap_or(&reason);
         DealError::Unseal(cut(reason))
     }
 
@@ -210,6 +216,10 @@ mod tests {
         assert_eq!(
             DealError::unseal("no sectors").to_string(),
             "Unable to unseal piece: no sectors"
+        );
+        assert_eq!(
+            DealError::unseal("Unable to unseal piece: sector 3 is gone").to_string(),
+            "Unable to unseal piece: sector 3 is gone"
         );
         assert_eq!(
             DealError::cancelled(Side::Client, "").to_string(),

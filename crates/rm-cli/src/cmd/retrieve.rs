@@ -30,9 +30,18 @@ pub struct RetrieveArgs {
     /// Write the retrieved blocks as a CAR file instead of the UnixFS file/directory.
     #[arg(long)]
     pub car: bool,
-    /// Refuse a provider asking more than this per byte (attoFIL, or "0.5 FIL").
+    /// Refuse a provider asking more than this per byte (attoFIL, or "0.5 FIL"). Default:
+    /// `[client] max_price_per_byte` of config.toml.
     #[arg(long, value_name = "AMOUNT")]
     pub max_price: Option<String>,
+    /// Refuse a provider asking more than this to unseal. Default: `[client]
+    /// max_unseal_price`.
+    #[arg(long, value_name = "AMOUNT")]
+    pub max_unseal_price: Option<String>,
+    /// Refuse a deal costing more than this in all (price × size + unseal price), and
+    /// funds added beyond it. Default: `[client] max_total`.
+    #[arg(long, value_name = "AMOUNT")]
+    pub max_total: Option<String>,
     /// Retrieve only what this IPLD selector (DAG-JSON) selects; use with --car.
     #[arg(long, value_name = "JSON")]
     pub selector: Option<String>,
@@ -53,13 +62,43 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     let payload = parse_cid(&args.cid)?;
     let selector = args.selector.as_deref().map(ipld_from_json).transpose()?;
     let piece = args.piece.as_deref().map(parse_cid).transpose()?;
-    let max_price = args.max_price.as_deref().map(parse_amount).transpose()?;
+    let mut caps = config.client_caps()?;
+    if let Some(cap) = args.max_price.as_deref().map(parse_amount).transpose()? {
+        caps = caps.with_max_price_per_byte(cap);
+    }
+    if let Some(cap) = args
+        .max_unseal_price
+        .as_deref()
+        .map(parse_amount)
+        .transpose()?
+    {
+        caps = caps.with_max_unseal_price(cap);
+    }
+    if let Some(cap) = args.max_total.as_deref().map(parse_amount).transpose()? {
+        caps = caps.with_max_total(cap);
+    }
     let add_funds = args.add_funds.as_deref().map(parse_amount).transpose()?;
     if selector.is_some() && !args.car {
         bail!("a partial retrieval (--selector) can only be written as a CAR: add --car");
     }
     // Checked now, before anything is dialled; used to check and to write the output.
     let dag_selector = dag_selector(selector.as_ref())?;
+
+    out.event(&json!({
+        "event": "caps",
+        "max_price_per_byte": caps.max_price_per_byte.atto().to_string(),
+        "max_unseal_price": caps.max_unseal_price.atto().to_string(),
+        "max_total": caps.max_total.atto().to_string(),
+    }));
+    if !out.is_json() {
+        eprintln!(
+            "spending caps: {} per byte, {} to unseal, {} in all (--max-price, \
+             --max-unseal-price, --max-total)",
+            caps.max_price_per_byte.display_atto(),
+            caps.max_unseal_price.display_atto(),
+            caps.max_total.display_atto()
+        );
+    }
 
     let node = home::open(&home, &[]).await?;
     let client = node.client(config.client_config()?).await?;
@@ -85,15 +124,9 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
     let (id, how) = match (unfinished, done_before) {
         (Some(id), _) => {
             if let Some((_, d)) = deals.iter().find(|(i, _)| *i == id)
-                && let Some(max) = &max_price
-                && d.proposal.params.price_per_byte > *max
+                && let Err(e) = caps.check(&d.proposal.params, &d.total_funds)
             {
-                bail!(
-                    "deal {} was made at {} per byte, more than --max-price {}",
-                    id.0,
-                    d.proposal.params.price_per_byte.display_atto(),
-                    max.display_atto()
-                );
+                bail!("deal {} was made on other terms: {e}", id.0);
             }
             // The provider may be back at another address: the one given is tried too.
             if let Some(a) = &addr {
@@ -117,18 +150,14 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
                 );
                 return finish(&node, client, exit::NOT_DONE).await;
             }
-            if let Some(max) = &max_price
-                && terms.min_price_per_byte > *max
-            {
-                bail!(
-                    "the provider asks {} per byte, more than --max-price {}",
-                    terms.min_price_per_byte.display_atto(),
-                    max.display_atto()
-                );
-            }
             let mut retrieval = Retrieval::from_query(payload, peer, addrs, &terms);
             retrieval.params.selector = selector.clone();
             retrieval.params.piece_cid = piece;
+            retrieval.caps = caps.clone();
+            // Refused before any channel is funded (Client::retrieve checks it again).
+            if let Err(e) = caps.check(&retrieval.params, &retrieval.total_funds) {
+                bail!("the provider's terms are refused: {e}; raise the cap to accept them");
+            }
             (client.retrieve(retrieval).await?, "new")
         }
     };
@@ -143,6 +172,17 @@ pub async fn run(global: &Global, out: &Output, args: RetrieveArgs) -> Result<Ex
             bail!(
                 "deal {} is not waiting for funds: --add-funds is not needed",
                 id.0
+            );
+        }
+        if let Some(d) = client.retrieval_status(id)?
+            && &d.total_funds + amount > caps.max_total
+        {
+            bail!(
+                "adding {} would put deal {} at {}, over the cap of {} in all (--max-total)",
+                amount.display_atto(),
+                id.0,
+                (&d.total_funds + amount).display_atto(),
+                caps.max_total.display_atto()
             );
         }
         client.add_more_funds(id, amount.clone()).await?;

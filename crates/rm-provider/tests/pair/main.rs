@@ -63,9 +63,10 @@ fn honest_faults() -> impl Strategy<Value = Faults> {
         0u32..50,
         0u32..50,
         0u32..20,
+        0u32..500,
     )
         .prop_map(
-            |(loss, delay, cut, crash_client, crash_provider, cancel)| Faults {
+            |(loss, delay, cut, crash_client, crash_provider, cancel, slow_node)| Faults {
                 loss,
                 delay,
                 max_delay: Duration::from_millis(300),
@@ -74,6 +75,7 @@ fn honest_faults() -> impl Strategy<Value = Faults> {
                 crash_provider,
                 max_down: Duration::from_secs(3),
                 cancel,
+                slow_node,
                 lying_provider: 0,
                 lying_client: 0,
             },
@@ -113,6 +115,7 @@ impl Totals {
                 cancel: 0,
                 provider_lies: 0,
                 client_lies: 0,
+                slow_node: 0,
             },
         }
     }

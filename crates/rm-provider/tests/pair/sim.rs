@@ -89,10 +89,14 @@ pub(crate) struct Faults {
     pub(crate) max_down: Duration,
     /// The user cancels (once).
     pub(crate) cancel: u32,
-    /// A dishonest provider: a response's blocks are tampered with (wrong, extra, missing)
-    /// or duplicated.
+    /// A provider node call (locate, unseal, read, count, save a voucher) takes up to
+    /// `max_delay` to answer, so messages (a cancel) arrive while it is in flight.
+    pub(crate) slow_node: u32,
+    /// A dishonest provider: a response's blocks are tampered with (wrong, extra, missing),
+    /// the response is duplicated, or garbage is sent instead.
     pub(crate) lying_provider: u32,
-    /// A dishonest client: a voucher is lower, replayed, on another lane, or sent twice.
+    /// A dishonest client: a voucher is lower, replayed, on another lane, or sent twice, or
+    /// garbage is sent instead.
     pub(crate) lying_client: u32,
 }
 
@@ -113,6 +117,7 @@ pub(crate) struct Injected {
     pub(crate) cancel: u64,
     pub(crate) provider_lies: u64,
     pub(crate) client_lies: u64,
+    pub(crate) slow_node: u64,
 }
 
 impl Injected {
@@ -125,6 +130,7 @@ impl Injected {
         self.cancel += other.cancel;
         self.provider_lies += other.provider_lies;
         self.client_lies += other.client_lies;
+        self.slow_node += other.slow_node;
     }
 }
 
@@ -132,12 +138,26 @@ impl Injected {
 enum ToProvider {
     Open(DealProposal),
     Message(ClientMessage),
+    /// Bytes that are no valid message (what a framing or decoding error looks like).
+    Garbage,
     End,
 }
 
 enum ToClient {
     Response(DealResponse),
+    /// Bytes that are no valid response.
+    Garbage,
     End,
+}
+
+/// The answer to a provider node call, delivered later.
+enum Work {
+    Located(Result<Located, String>),
+    Decided(Result<(), String>),
+    Unsealed(Result<(), String>),
+    Read(Result<ReadBlocks, String>),
+    Counted(Result<u64, String>),
+    Saved(Result<TokenAmount, rm_types::NodeError>),
 }
 
 /// One direction of one stream: messages with their delivery time, in order.
@@ -204,6 +224,8 @@ pub(crate) struct Sim {
     provider_disk: Option<Snapshot<ProviderState>>,
     provider_config: rm_provider::DealConfig,
     provider_down_until: Option<Instant>,
+    /// Provider node calls answered later (`Faults::slow_node`), in order.
+    provider_work: VecDeque<(Instant, Work)>,
     streams: Vec<Stream>,
     next_stream: u64,
     client_stream: Option<u64>,
@@ -321,6 +343,7 @@ impl Sim {
             provider_disk: None,
             provider_config: provider_config(),
             provider_down_until: None,
+            provider_work: VecDeque::new(),
             streams: Vec::new(),
             next_stream: 0,
             client_stream: None,
@@ -425,6 +448,14 @@ impl Sim {
                                 p.handle_message(now, m);
                             }
                         }
+                        ToProvider::Garbage if attached => {
+                            self.provider_stream = None;
+                            if let Some(p) = self.provider.as_mut() {
+                                p.handle_bad_message(now, "not a client message");
+                            }
+                            // The receiving side resets the stream.
+                            self.cut(id);
+                        }
                         ToProvider::End if attached => {
                             self.provider_stream = None;
                             if let Some(p) = self.provider.as_mut() {
@@ -461,6 +492,13 @@ impl Sim {
                             if let Some(c) = self.client.as_mut() {
                                 c.handle_response(now, r);
                             }
+                        }
+                        ToClient::Garbage if attached => {
+                            self.client_stream = None;
+                            if let Some(c) = self.client.as_mut() {
+                                c.handle_bad_message(now, "not a deal response");
+                            }
+                            self.cut(id);
                         }
                         ToClient::End if attached => {
                             self.client_stream = None;
@@ -521,6 +559,9 @@ impl Sim {
         }
         if let Some(t) = self.provider_down_until {
             consider(t);
+        }
+        if let Some((t, _)) = self.provider_work.front() {
+            consider(*t);
         }
         next
     }
@@ -586,7 +627,8 @@ impl Sim {
                 ));
             }
             self.inject();
-            let moved = self.run_client() | self.run_provider() | self.deliver();
+            let moved =
+                self.run_client() | self.run_provider() | self.finish_work() | self.deliver();
             self.check()?;
             if moved {
                 continue;

@@ -144,7 +144,7 @@ impl Sim {
                 )
                 .unwrap()
             };
-            let lie = match self.rng.below(4) {
+            let lie = match self.rng.below(5) {
                 0 if voucher.amount.is_positive() => Some(sign(
                     voucher.lane,
                     voucher.nonce + 1,
@@ -152,6 +152,10 @@ impl Sim {
                 )),
                 1 => self.sent_vouchers.first().map(|(_, v)| v.clone()),
                 2 => Some(sign(voucher.lane + 1, 1, voucher.amount.clone())),
+                3 => {
+                    self.send_to_provider(ToProvider::Garbage);
+                    return;
+                }
                 _ => {
                     // The same voucher twice.
                     self.send_to_provider(ToProvider::Message(ClientMessage::Payment(Box::new(

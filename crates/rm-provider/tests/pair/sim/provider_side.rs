@@ -36,11 +36,9 @@ impl Sim {
                     assert!(snapshot.seq > seq, "provider seq goes up");
                     self.provider_disk = Some(*snapshot);
                 }
-                ProviderAction::Locate => {
-                    self.provider_mut().handle_located(now, Ok(Located::Here))
-                }
-                ProviderAction::Decide => self.provider_mut().handle_decision(now, Ok(())),
-                ProviderAction::Unseal => self.provider_mut().handle_unsealed(now, Ok(())),
+                ProviderAction::Locate => self.work(Work::Located(Ok(Located::Here))),
+                ProviderAction::Decide => self.work(Work::Decided(Ok(()))),
+                ProviderAction::Unseal => self.work(Work::Unsealed(Ok(()))),
                 ProviderAction::ReadBlocks {
                     from,
                     max_blocks,
@@ -48,7 +46,7 @@ impl Sim {
                     stop_after,
                 } => {
                     let r = self.read(from, max_blocks, max_bytes, stop_after);
-                    self.provider_mut().handle_read(now, r);
+                    self.work(Work::Read(r));
                 }
                 ProviderAction::CountBytes { blocks } => {
                     let mut reader =
@@ -65,7 +63,7 @@ impl Sim {
                         }
                     }
                     let r = result.map(|_: u64| bytes);
-                    self.provider_mut().handle_counted(now, r);
+                    self.work(Work::Counted(r));
                 }
                 ProviderAction::SaveVoucher {
                     channel,
@@ -78,7 +76,7 @@ impl Sim {
                         self.provider_node
                             .save_payment_voucher(&channel, &voucher, &expected, &head),
                     );
-                    self.provider_mut().handle_voucher_saved(now, r);
+                    self.work(Work::Saved(r));
                 }
                 ProviderAction::Send(response) => self.send_response(response),
                 ProviderAction::Close | ProviderAction::Reset => {
@@ -99,8 +97,52 @@ impl Sim {
         }
     }
 
-    pub(super) fn provider_mut(&mut self) -> &mut ProviderDeal {
-        self.provider.as_mut().expect("the provider runs")
+    /// A node call's answer: now, or later when the node is slow. (A voucher is saved in
+    /// the ledger at once either way, as a real node would before it answers.)
+    pub(super) fn work(&mut self, work: Work) {
+        if self.rng.chance(self.faults.slow_node) {
+            let delay = self.rng.below(self.faults.max_delay.as_millis() as u64 + 1);
+            let at = self.now + Duration::from_millis(delay);
+            // Answers keep their order.
+            let at = self.provider_work.back().map_or(at, |(t, _)| at.max(*t));
+            self.injected.slow_node += 1;
+            self.provider_work.push_back((at, work));
+        } else if self.provider_work.is_empty() {
+            self.answer(work);
+        } else {
+            let at = self.provider_work.back().map_or(self.now, |(t, _)| *t);
+            self.provider_work.push_back((at, work));
+        }
+    }
+
+    /// Answers the node calls that are due; true if one was.
+    pub(super) fn finish_work(&mut self) -> bool {
+        if self.provider.is_none() {
+            return false;
+        }
+        match self.provider_work.front() {
+            Some((at, _)) if *at <= self.now => {
+                let (_, work) = self.provider_work.pop_front().unwrap();
+                self.answer(work);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn answer(&mut self, work: Work) {
+        let now = self.now;
+        let Some(p) = self.provider.as_mut() else {
+            return;
+        };
+        match work {
+            Work::Located(r) => p.handle_located(now, r),
+            Work::Decided(r) => p.handle_decision(now, r),
+            Work::Unsealed(r) => p.handle_unsealed(now, r),
+            Work::Read(r) => p.handle_read(now, r),
+            Work::Counted(r) => p.handle_counted(now, r),
+            Work::Saved(r) => p.handle_voucher_saved(now, r),
+        }
     }
 
     pub(super) fn read(
@@ -136,7 +178,7 @@ impl Sim {
         if !response.blocks.is_empty() && self.rng.chance(self.faults.lying_provider) {
             self.injected.provider_lies += 1;
             let n = response.blocks.len();
-            match self.rng.below(4) {
+            match self.rng.below(5) {
                 0 => {
                     let i = self.rng.below(n as u64) as usize;
                     let block = &mut response.blocks[i];
@@ -152,6 +194,10 @@ impl Sim {
                 }
                 2 => {
                     response.blocks.remove(self.rng.below(n as u64) as usize);
+                }
+                3 => {
+                    self.send_to_client(ToClient::Garbage);
+                    return;
                 }
                 _ => {
                     // The same response twice.
@@ -169,6 +215,8 @@ impl Sim {
             self.cut(id);
         }
         self.provider = None;
+        // The node calls in flight die with the process.
+        self.provider_work.clear();
         let down = self.rng.below(self.faults.max_down.as_millis() as u64 + 1);
         self.provider_down_until = Some(self.now + Duration::from_millis(down));
         self.provider_outcome = None;
