@@ -278,8 +278,10 @@ impl Blockstore for DbBlockstore {
 /// [`Blockstore::get_verified`] refuses ([`Error::Corrupt`]). Either way the next `put` of
 /// the block finds the stored bytes differ from the ones given, appends them again and
 /// points the index at the new copy: a lost block is repaired by storing it again.
-/// [`FileBlockstore::with_sync`] syncs every write. `delete` removes the index entry only;
-/// the space is not reclaimed (the file only grows).
+/// [`FileBlockstore::with_sync`] syncs every write. `delete` removes the index entry and
+/// gives the block's disk space back: the whole file-system blocks inside its bytes are
+/// punched out of the file (which keeps its length; offsets never move), so deleting what
+/// a piece or a retrieval stored shrinks `blocks.dat` on disk.
 pub struct FileBlockstore {
     index: Keyspace,
     /// The append handle; its lock orders writers.
@@ -443,7 +445,47 @@ impl Blockstore for FileBlockstore {
         if identity_data(cid).is_some() {
             return Ok(());
         }
-        Ok(self.index.delete(&key(cid))?)
+        // Under the writers' lock: a put of the same block either sees it indexed (and
+        // is done before the delete) or appends a fresh copy after the hole.
+        let file = self.file();
+        let Some((offset, len)) = self.locate(cid)? else {
+            return Ok(());
+        };
+        self.index.delete(&key(cid))?;
+        punch_hole(&file, offset, len)?;
+        Ok(())
+    }
+}
+
+/// Frees the whole file-system blocks of `file` inside `offset..offset + len`, keeping its
+/// length (they read as zeros). Partial blocks at either end are left alone, so the
+/// bytes of neighbouring blocks never change. Where the platform or file system cannot,
+/// nothing is freed.
+fn punch_hole(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let block = file.metadata()?.blksize().max(512);
+    let start = offset.div_ceil(block) * block;
+    let end = offset.saturating_add(len) / block * block;
+    if end <= start {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::FallocateFlags;
+        match rustix::fs::fallocate(
+            file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            start,
+            end - start,
+        ) {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Ok(())
     }
 }
 
@@ -758,5 +800,39 @@ mod tests {
             assert!(store.has(cid).unwrap());
             assert_eq!(store.get_verified(cid).unwrap().as_ref(), Some(data));
         }
+    }
+
+    #[test]
+    fn file_blockstore_delete_gives_the_space_back() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blocks.dat");
+        let store = FileBlockstore::open(&path, Keyspace::memory(FileBlockstore::DEFAULT_KEYSPACE))
+            .unwrap();
+        let used = || std::fs::metadata(&path).unwrap().blocks() * 512;
+        let blocks: Vec<(Cid, Vec<u8>)> = (0..3u8)
+            .map(|i| {
+                let d: Vec<u8> = (0..1_000_000u32).map(|j| (j as u8) ^ i).collect();
+                (cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(), d)
+            })
+            .collect();
+        store.put_many(&blocks).unwrap();
+        let before = used();
+        assert!(before >= 3_000_000, "{before}");
+        store.delete(&blocks[1].0).unwrap();
+        let after = used();
+        // All but the partial file-system blocks at its two ends are freed.
+        assert!(
+            before - after >= 1_000_000 - 2 * 4096,
+            "{before} -> {after}"
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 3_000_000);
+        assert!(!store.has(&blocks[1].0).unwrap());
+        // Its neighbours, sharing those partial blocks, are intact.
+        assert_eq!(store.get(&blocks[0].0).unwrap().unwrap(), blocks[0].1);
+        assert_eq!(store.get(&blocks[2].0).unwrap().unwrap(), blocks[2].1);
+        // Stored again, it is appended afresh.
+        store.put(&blocks[1].0, &blocks[1].1).unwrap();
+        assert_eq!(store.get(&blocks[1].0).unwrap().unwrap(), blocks[1].1);
     }
 }

@@ -62,6 +62,13 @@ deal_retention_days = 30
 # Unsealed sector files: the miner actor id in their names, and the largest sector.
 miner_id = 1000
 sector_size = "32GiB"
+# Deals read blocks straight from the sector files. false: each piece is first copied
+# into the unsealed cache (one unseal per piece, served while it fills), as for sealed
+# sectors; for sector files on slow storage.
+direct_reads = true
+# Most bytes the unsealed cache (<home>/unsealed-cache) holds; least recently used pieces
+# go first, never one a deal is reading.
+unsealed_cache_size = "32GiB"
 
 [metrics]
 # Where `rm serve` serves Prometheus metrics (GET /metrics), HOST:PORT; "" serves none.
@@ -144,6 +151,10 @@ pub struct Storage {
     pub miner_id: u64,
     /// Largest sector, e.g. `"32GiB"`.
     pub sector_size: String,
+    /// Deals read blocks straight from sector files.
+    pub direct_reads: bool,
+    /// Cap of the unsealed cache, e.g. `"32GiB"`.
+    pub unsealed_cache_size: String,
 }
 
 /// `[metrics]`.
@@ -212,6 +223,8 @@ impl Default for Storage {
             deal_retention_days: 30,
             miner_id: 1000,
             sector_size: "32GiB".into(),
+            direct_reads: true,
+            unsealed_cache_size: "32GiB".into(),
         }
     }
 }
@@ -243,6 +256,7 @@ impl Config {
     pub fn check(&self) -> Result<()> {
         self.durability()?;
         self.sector_size()?;
+        self.unsealed_cache_size()?;
         preset(&self.import.preset)?;
         self.metrics_listen()?;
         for addr in &self.network.listen {
@@ -276,6 +290,12 @@ impl Config {
             .map_err(|reason| invalid("storage.sector_size", reason))?;
         rm_unseal::PaddedPieceSize::new(bytes)
             .map_err(|e| invalid("storage.sector_size", e.to_string()))
+    }
+
+    /// The unsealed cache's cap in bytes.
+    pub fn unsealed_cache_size(&self) -> Result<u64> {
+        parse_size(&self.storage.unsealed_cache_size)
+            .map_err(|reason| invalid("storage.unsealed_cache_size", reason))
     }
 
     /// The DHT bootstrap peers: each address must end in `/p2p/<peer id>`.
@@ -456,6 +476,16 @@ mod tests {
         let mut c = Config::default();
         c.storage.sector_size = "3GiB".into();
         assert!(c.check().is_err());
+        let mut c = Config::default();
+        c.storage.unsealed_cache_size = "lots".into();
+        assert!(
+            matches!(c.check(), Err(ConfigError::Invalid { key, .. }) if key == "storage.unsealed_cache_size")
+        );
+        let parsed: Config =
+            toml::from_str("[storage]\nunsealed_cache_size = \"512MiB\"\ndirect_reads = false")
+                .unwrap();
+        assert_eq!(parsed.unsealed_cache_size().unwrap(), 512 << 20);
+        assert!(!parsed.storage.direct_reads);
         let mut c = Config::default();
         c.network.bootstrap = vec!["not an address".into()];
         assert!(c.check().is_err());

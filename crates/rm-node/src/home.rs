@@ -7,7 +7,8 @@
 //! <home>/db/           RocksDB: deals, ledger, block index, pieces, registry (node::keyspaces)
 //! <home>/blocks.dat    block data, appended; indexed in the database
 //! <home>/sectors/      unsealed sector files (sectors/unsealed/s-t0<miner>-<n>)
-//! <home>/staging/      CARs being imported (removed when done)
+//! <home>/unsealed-cache/ pieces unsealed for deals when sectors cannot be read at random
+//! <home>/staging/      CARs being imported (removed when done; swept when a node opens)
 //! <home>/control.sock  the control socket while `rm serve` runs (0600; crate::control)
 //! ```
 //!
@@ -74,6 +75,11 @@ impl Home {
     /// The control socket of a serving node ([`crate::control`]).
     pub fn control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
+    }
+
+    /// The unsealed cache's directory.
+    pub fn unsealed_cache(&self) -> PathBuf {
+        self.root.join("unsealed-cache")
     }
 
     /// Whether the home was initialised (it has a `config.toml`).

@@ -15,6 +15,7 @@
 //! | [`Node`] | the open node: every store, the host, the wallet; [`Node::client`] and [`Node::provider`] start the two sides |
 //! | [`control`] | the control interface of a running node (a Unix socket in the home) and [`Session`], a command's way to its node |
 //! | [`metrics`] | [`Metrics`], Prometheus metrics of the node, served on `/metrics` by [`MetricsServer`] |
+//! | [`pieces`] | the pieces it holds: [`Node::pieces`], [`Node::piece`], [`Node::remove_piece`] (`rm pieces`) |
 //!
 //! ## Example
 //!
@@ -48,6 +49,7 @@ mod home;
 mod http;
 pub mod metrics;
 pub mod node;
+pub mod pieces;
 
 use std::path::PathBuf;
 
@@ -56,6 +58,7 @@ pub use control::{ControlError, ControlServer, Session};
 pub use home::Home;
 pub use metrics::{Metrics, MetricsServer};
 pub use node::{Node, Options, keyspaces};
+pub use pieces::{PieceRemoval, PieceSummary};
 
 /// Errors opening or using a node.
 #[derive(Debug, thiserror::Error)]

@@ -459,6 +459,16 @@ impl SectorAccess for MeteredSectors {
     ) -> BoxFuture<'_, Result<bool, rm_unseal::Error>> {
         self.inner.is_unsealed(sector, offset, length)
     }
+
+    /// Not an unseal (the sector file is read in place), so not timed.
+    fn open_unsealed(
+        &self,
+        sector: SectorNumber,
+        offset: u64,
+        length: PaddedPieceSize,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn rm_unseal::PieceData>>, rm_unseal::Error>> {
+        self.inner.open_unsealed(sector, offset, length)
+    }
 }
 
 /// An unsealed piece's reader that records its unseal when it ends.

@@ -32,7 +32,7 @@ pub fn keyspaces() -> Vec<&'static str> {
 }
 
 /// Everything [`Node::open_options`] can be told.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Options {
     /// The libp2p host (listen addresses, limits, timeouts).
@@ -44,7 +44,24 @@ pub struct Options {
     /// When ledger, block and sector writes reach the disk (`Machine`: fsynced before
     /// they count; deal machines follow their own `rm_fsm::Config`).
     pub durability: Durability,
+    /// Cap of the unsealed cache in bytes (default 32 GiB).
+    pub unsealed_cache_size: u64,
 }
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            network: Default::default(),
+            sectors: Default::default(),
+            announcer: Default::default(),
+            durability: Default::default(),
+            unsealed_cache_size: DEFAULT_UNSEALED_CACHE_SIZE,
+        }
+    }
+}
+
+/// The unsealed cache's default cap: 32 GiB, one piece of the default sector size.
+pub const DEFAULT_UNSEALED_CACHE_SIZE: u64 = 32 << 30;
 
 /// One node: what an `rm` process has, in one home directory.
 pub struct Node {
@@ -72,11 +89,14 @@ pub struct Node {
     pub pieces: Arc<PieceStore>,
     /// Unsealed sector files in `sectors/`.
     pub sectors: Arc<FileSectorStore>,
-    /// The unsealing loader (pieces into [`Node::blocks`]); its unseals are timed into
-    /// [`Node::metrics`].
+    /// The unsealer: opens pieces for deals (from sector files, or through the unsealed
+    /// cache in `unsealed-cache/`); its unseals are timed into [`Node::metrics`].
     pub unsealer: Arc<Unsealer>,
     /// The node's metrics ([`crate::metrics`]).
     pub metrics: Arc<Metrics>,
+    /// Leftovers of imports cut short that were removed from `staging/` when the node
+    /// opened.
+    pub swept: u64,
 }
 
 impl std::fmt::Debug for Node {
@@ -119,8 +139,10 @@ impl Node {
             network: config.network_config(listen)?,
             sectors: rm_unseal::sector::Config::default()
                 .with_miner_id(config.storage.miner_id)
-                .with_sector_size(config.sector_size()?),
+                .with_sector_size(config.sector_size()?)
+                .with_direct_reads(config.storage.direct_reads),
             durability: config.durability()?,
+            unsealed_cache_size: config.unsealed_cache_size()?,
             ..Options::default()
         };
         Self::open_options(home.root(), options).await
@@ -138,6 +160,14 @@ impl Node {
                 other => Error::Db(other),
             },
         )?;
+        // The home is ours now: whatever an import left in staging/ is a leftover.
+        let swept = sweep(&layout.staging())?;
+        if swept > 0 {
+            tracing::info!(
+                entries = swept,
+                "removed leftovers of interrupted imports from staging/"
+            );
+        }
         let keypair = rm_network::keys::load_or_generate(&layout.libp2p_key())?;
         let network = Network::new(keypair, options.network).await?;
         let wallet = Wallet::open(layout.wallet())?;
@@ -176,10 +206,13 @@ impl Node {
         metrics.watch_network(network.clone());
         let access: Arc<dyn rm_unseal::SectorAccess> =
             Arc::new(MeteredSectors::new(sectors.clone(), Arc::clone(&metrics)));
-        let unsealer = Arc::new(Unsealer::new(
+        let cache =
+            rm_unseal::UnsealedCache::open(layout.unsealed_cache(), options.unsealed_cache_size)?;
+        let unsealer = Arc::new(Unsealer::with_cache(
             Arc::clone(&pieces),
             access,
             db.keyspace(rm_unseal::unseal::LOADED_KEYSPACE)?,
+            Some(cache),
         ));
         Ok(Node {
             home: home.to_path_buf(),
@@ -196,6 +229,7 @@ impl Node {
             sectors,
             unsealer,
             metrics,
+            swept,
         })
     }
 
@@ -217,8 +251,18 @@ impl Node {
     }
 
     /// Like [`Node::import`], returning what the import made (piece CID, sizes, sector).
+    ///
+    /// One import of a given file or directory runs at a time, in this process or any
+    /// other: a second waits for the first (an exclusive `flock` on the input), then
+    /// finds the piece stored and writes nothing.
     pub fn import_piece(&self, path: &Path, preset: Preset) -> Result<Imported, Error> {
         self.import_piece_with_progress(path, preset, &mut |_| {})
+    }
+
+    /// Imports a CAR (v1) file as it is into a piece and provides its root; one import
+    /// of a given CAR at a time, as [`Node::import_piece`].
+    pub fn import_car(&self, path: &Path) -> Result<Imported, Error> {
+        self.import_car_with_progress(path, &mut |_| {})
     }
 
     /// Imports a file as UnixFS straight into the blockstore (no piece) and provides it on
@@ -334,4 +378,29 @@ impl Node {
         journal.close().await;
         Ok(deals?)
     }
+}
+
+/// Holds an exclusive advisory lock on the file or directory at `path` until dropped,
+/// waiting for whoever holds it (another import of the same input).
+pub(crate) fn lock_input(path: &Path) -> Result<std::fs::File, Error> {
+    let file = std::fs::File::open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// Removes everything in `dir` (created if missing); returns how many entries there were.
+fn sweep(dir: &Path) -> Result<u64, Error> {
+    std::fs::create_dir_all(dir)?;
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+        removed += 1;
+    }
+    Ok(removed)
 }

@@ -131,8 +131,9 @@ impl<N: RetrievalProviderNode> Driver<N> {
                     ProviderAction::Unseal => {
                         let inner = Arc::clone(&self.inner);
                         let proposal = self.deal.state().proposal.clone();
+                        let key = self.key.clone();
                         work.push(Box::pin(async move {
-                            Done::Unsealed(inner.unseal(&proposal).await)
+                            Done::Unsealed(inner.unseal(&key, &proposal).await)
                         }));
                     }
                     ProviderAction::ReadBlocks {
@@ -230,6 +231,7 @@ impl<N: RetrievalProviderNode> Driver<N> {
     /// the session is unregistered.
     async fn stop(mut self) {
         lock(&self.inner.sessions).remove(&self.key);
+        self.inner.release(&self.key);
         self.attach.close();
         while let Ok((stream, proposal)) = self.attach.try_recv() {
             let Err(r) = self.deal.handle_resume(Instant::now(), &proposal) else {
@@ -250,9 +252,14 @@ impl<N: RetrievalProviderNode> Driver<N> {
         max_bytes: usize,
         stop_after: Option<u64>,
     ) -> BoxFuture<'static, Done> {
-        let store = Arc::clone(&self.inner.blockstore);
+        let inner = Arc::clone(&self.inner);
+        let key = self.key.clone();
         let proposal = self.deal.state().proposal.clone();
         Box::pin(async move {
+            let store = match inner.source(&key, &proposal).await {
+                Ok(store) => store,
+                Err(e) => return Done::Read(None, Err(e)),
+            };
             let task = tokio::task::spawn_blocking(move || {
                 let mut reader = match reader {
                     Some(r) if r.position() == from => r,
@@ -295,9 +302,14 @@ impl<N: RetrievalProviderNode> Driver<N> {
     /// Bytes of block data in the first `blocks` blocks of the deal's traversal (read on
     /// the blocking pool: a resume late in a large DAG reads much of it).
     fn count(&self, blocks: u64) -> BoxFuture<'static, Done> {
-        let store = Arc::clone(&self.inner.blockstore);
+        let inner = Arc::clone(&self.inner);
+        let key = self.key.clone();
         let proposal = self.deal.state().proposal.clone();
         Box::pin(async move {
+            let store = match inner.source(&key, &proposal).await {
+                Ok(store) => store,
+                Err(e) => return Done::Counted(Err(e)),
+            };
             let count = move || {
                 let selector = dag_selector(&proposal.params)?;
                 let mut reader = BlockReader::new(store, proposal.payload_cid, &selector)

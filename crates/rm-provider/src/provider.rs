@@ -113,8 +113,10 @@ pub(crate) struct Inner<N> {
     pub(crate) network: Network,
     pub(crate) node: N,
     pub(crate) blockstore: Arc<dyn Blockstore>,
-    /// Pieces to unseal into the blockstore; `None` serves the blockstore alone.
+    /// Pieces deals read their blocks from; `None` serves the blockstore alone.
     pub(crate) unsealer: Option<Arc<Unsealer>>,
+    /// Where each running deal reads its blocks (its piece, open while the deal runs).
+    pub(crate) sources: Mutex<HashMap<DealKey, Arc<dyn Blockstore>>>,
     pub(crate) deals: Deals,
     meta: Keyspace,
     ask: RwLock<Ask>,
@@ -193,8 +195,10 @@ impl<N: RetrievalProviderNode> Provider<N> {
     }
 
     /// Like [`Provider::new`], serving pieces: queries are answered from the piece store
-    /// of `unsealer`, and a deal unseals its piece into `blockstore` before any data is
-    /// sent (payloads found only in the blockstore are served from it as well).
+    /// of `unsealer`, and a deal reads its blocks from its piece where they lie
+    /// ([`Unsealer::open`]: the sector file, or the unsealed cache as the unseal fills
+    /// it), checking each against its CID; payloads found only in the blockstore are
+    /// served from it as well.
     pub async fn with_pieces(
         network: Network,
         node: N,
@@ -232,6 +236,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 node,
                 blockstore,
                 unsealer,
+                sources: Mutex::new(HashMap::new()),
                 deals,
                 lanes: Lanes::new(meta.clone()),
                 meta,

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use rm_blockio::{BlockReader, Selector as DagSelector};
+use rm_blockio::{BlockReader, Blockstore, Selector as DagSelector};
 use rm_types::{
     Cid, QueryItemStatus, QueryResponse, QueryResponseStatus, RetrievalProviderNode, TokenAmount,
 };
+use rm_unseal::PieceBlocks;
 
-use crate::provider::{Inner, lock};
+use crate::provider::{DealKey, Inner, lock};
 
 /// go-fil-markets' answer when no piece holds the payload.
 pub(crate) const NOT_FOUND_MESSAGE: &str =
@@ -185,25 +186,68 @@ impl<N: RetrievalProviderNode> Inner<N> {
         }
     }
 
-    /// Makes the deal's payload readable from the blockstore: unseals and loads its piece
-    /// unless the blockstore alone serves it.
-    pub(crate) async fn unseal(&self, proposal: &rm_types::DealProposal) -> Result<(), String> {
+    /// Makes the deal's payload readable: opens the piece that holds it (where the deal
+    /// reads its blocks until it ends, [`Inner::release`]) and waits until its first block
+    /// can be read, unless the blockstore alone serves it.
+    pub(crate) async fn unseal(
+        &self,
+        key: &DealKey,
+        proposal: &rm_types::DealProposal,
+    ) -> Result<(), String> {
+        let (source, blocks) = self.open_source(proposal).await?;
+        if let Some(blocks) = blocks {
+            blocks
+                .ready_for(&proposal.payload_cid)
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::debug!(piece = %blocks.piece_cid(), kind = ?blocks.kind(), "payload ready");
+        }
+        lock(&self.sources).insert(key.clone(), source);
+        Ok(())
+    }
+
+    /// Where the deal `key` reads its blocks: the piece it opened, or, for a deal that
+    /// did not open one in this process (it was running when the provider restarted),
+    /// the piece opened now.
+    pub(crate) async fn source(
+        &self,
+        key: &DealKey,
+        proposal: &rm_types::DealProposal,
+    ) -> Result<Arc<dyn Blockstore>, String> {
+        if let Some(s) = lock(&self.sources).get(key) {
+            return Ok(Arc::clone(s));
+        }
+        let (source, _) = self.open_source(proposal).await?;
+        lock(&self.sources).insert(key.clone(), Arc::clone(&source));
+        Ok(source)
+    }
+
+    /// Closes the deal's piece.
+    pub(crate) fn release(&self, key: &DealKey) {
+        lock(&self.sources).remove(key);
+    }
+
+    /// The store a deal for `proposal` reads from: its piece (with the blockstore for
+    /// blocks the piece lacks), or the blockstore alone.
+    pub(crate) async fn open_source(
+        &self,
+        proposal: &rm_types::DealProposal,
+    ) -> Result<(Arc<dyn Blockstore>, Option<Arc<PieceBlocks>>), String> {
         let piece = proposal.params.piece_cid.as_ref();
         match (self.locate(&proposal.payload_cid, piece)?, &self.unsealer) {
             (Located::Pieces(_), Some(unsealer)) => {
-                let loaded = unsealer
-                    .load(&proposal.payload_cid, piece, Arc::clone(&self.blockstore))
+                let blocks = unsealer
+                    .open(&proposal.payload_cid, piece)
                     .await
-                    .map_err(|e| e.to_string())?;
-                tracing::debug!(
-                    piece = %loaded.piece_cid,
-                    blocks = loaded.blocks,
-                    unsealed = loaded.unsealed,
-                    "payload ready"
-                );
-                Ok(())
+                    .map_err(|e| e.to_string())?
+                    .with_fallback(Arc::clone(&self.blockstore));
+                let blocks = Arc::new(blocks);
+                let source: Arc<dyn Blockstore> = blocks.clone();
+                Ok((source, Some(blocks)))
             }
-            (Located::Pieces(_), None) | (Located::Blockstore, _) => Ok(()),
+            (Located::Pieces(_), None) | (Located::Blockstore, _) => {
+                Ok((Arc::clone(&self.blockstore), None))
+            }
             (Located::Nowhere, _) => Err(NOT_FOUND_MESSAGE.to_owned()),
         }
     }

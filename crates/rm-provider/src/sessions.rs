@@ -148,7 +148,21 @@ impl<N: RetrievalProviderNode> Provider<N> {
         until: u64,
     ) {
         let id = deal.proposal.id;
-        let store = Arc::clone(&self.inner.blockstore);
+        // This loop reads on the async thread: a piece still being unsealed into the cache
+        // is waited for first, so no read below blocks on the unseal.
+        let store = match self.inner.open_source(&deal.proposal).await {
+            Ok((store, Some(blocks))) => blocks
+                .ready_all()
+                .await
+                .map(|()| store)
+                .map_err(|e| e.to_string()),
+            Ok((store, None)) => Ok(store),
+            Err(e) => Err(e),
+        };
+        let store = match store {
+            Ok(s) => s,
+            Err(e) => return refuse_stream(stream, &response(id, DealStatus::Errored, e)).await,
+        };
         let reader = dag_selector(&deal.proposal.params).and_then(|selector| {
             BlockReader::resume(store, deal.proposal.payload_cid, &selector, from)
                 .map_err(|e| e.to_string())

@@ -180,6 +180,16 @@ impl Hasher {
         self.push(2, node);
     }
 
+    /// Adds the root of a whole subtree of `2^level` leaves covering `bytes` unpadded
+    /// bytes. Only at a position where such a subtree starts: nothing buffered and no
+    /// pending subtree below `level` (the caller feeds whole units only).
+    fn push_subtree(&mut self, level: usize, node: Node, bytes: u64) {
+        debug_assert_eq!(self.buf_len, 0);
+        debug_assert!(self.stack.iter().take(level).all(Option::is_none));
+        self.bytes += bytes;
+        self.push(level, node);
+    }
+
     fn push(&mut self, mut level: usize, mut node: Node) {
         loop {
             if self.stack.len() <= level {
@@ -251,6 +261,245 @@ impl std::io::Write for Hasher {
     }
 }
 
+/// Fr32 chunks in one unit of [`ParallelHasher`] work, as a power of two (2^15 chunks: 4 MiB
+/// padded, a subtree of 2^17 leaves).
+const UNIT_CHUNKS_LOG2: usize = 15;
+
+/// Unpadded bytes in one unit of [`ParallelHasher`] work: 4,161,536 (2^15 Fr32 chunks, 4 MiB
+/// padded). A multiple of 127, so a reader cutting its input into units also cuts it at
+/// Fr32 chunk boundaries.
+pub const PARALLEL_UNIT: usize = UNPADDED_CHUNK << UNIT_CHUNKS_LOG2;
+
+type Job = (u64, Vec<u8>);
+/// A unit's index, its root (`None`: the worker panicked) and its buffer back.
+type Done = (u64, Option<Node>, Vec<u8>);
+
+/// CommP on several threads, equal to [`Hasher`]'s by construction.
+///
+/// The data is cut into units of [`PARALLEL_UNIT`] bytes. A unit covers a whole subtree of
+/// the piece's tree (2^17 leaves at an aligned position), so worker threads hash units
+/// independently and the caller folds their roots in order into a [`Hasher`], which also
+/// takes the last, partial unit. At most two units per worker are in flight: memory is
+/// about 8 MiB per worker, however large the piece.
+///
+/// ```
+/// use rm_unseal::commp::{Hasher, ParallelHasher};
+/// let data = vec![7u8; 10_000_000];
+/// let mut serial = Hasher::new();
+/// serial.update(&data);
+/// let mut parallel = ParallelHasher::new(2);
+/// parallel.update(&data);
+/// assert_eq!(parallel.finish().unwrap(), serial.finish().unwrap());
+/// ```
+pub struct ParallelHasher {
+    hasher: Hasher,
+    /// Unpadded bytes per unit, and the tree level of a unit's root.
+    unit: usize,
+    level: usize,
+    /// The unit being filled.
+    fill: Vec<u8>,
+    jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+    results: std::sync::mpsc::Receiver<Done>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    /// Units sent, units folded into `hasher`, units received out of order.
+    sent: u64,
+    folded: u64,
+    ready: std::collections::BTreeMap<u64, Node>,
+    in_flight: usize,
+    max_in_flight: usize,
+    spare: Vec<Vec<u8>>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for ParallelHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParallelHasher")
+            .field("workers", &self.workers.len())
+            .field("bytes", &self.bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The root of the subtree over `unit`, a whole number of chunks filling 2^`level` leaves.
+fn subtree_root(unit: &[u8], level: usize) -> Node {
+    let mut h = Hasher::new();
+    h.update(unit);
+    h.stack.get(level).copied().flatten().unwrap_or_default()
+}
+
+impl ParallelHasher {
+    /// A hasher with `threads` workers (0 or 1: everything on the caller's thread).
+    pub fn new(threads: usize) -> Self {
+        Self::with_unit(threads, UNIT_CHUNKS_LOG2)
+    }
+
+    /// A hasher with one worker per available core.
+    pub fn per_core() -> Self {
+        Self::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    fn with_unit(threads: usize, chunks_log2: usize) -> Self {
+        let (results_tx, results) = std::sync::mpsc::channel::<Done>();
+        // Only workers hold senders: if they all die, `recv` ends instead of waiting.
+        let level = chunks_log2 + 2;
+        let mut workers = Vec::new();
+        let mut jobs = None;
+        if threads > 1 {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(threads);
+            let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+            for i in 0..threads {
+                let rx = std::sync::Arc::clone(&rx);
+                let done = results_tx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("commp-{i}"))
+                    .spawn(move || {
+                        loop {
+                            let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            let Ok((index, unit)) = job else { return };
+                            let root =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    subtree_root(&unit, level)
+                                }))
+                                .ok();
+                            if done.send((index, root, unit)).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                if let Ok(handle) = spawned {
+                    workers.push(handle);
+                }
+            }
+            if !workers.is_empty() {
+                jobs = Some(tx);
+            }
+        }
+        drop(results_tx);
+        let max_in_flight = 2 * workers.len().max(1);
+        Self {
+            hasher: Hasher::new(),
+            unit: UNPADDED_CHUNK << chunks_log2,
+            level,
+            fill: Vec::new(),
+            jobs,
+            results,
+            workers,
+            sent: 0,
+            folded: 0,
+            ready: Default::default(),
+            in_flight: 0,
+            max_in_flight,
+            spare: Vec::new(),
+            failed: false,
+        }
+    }
+
+    /// Unpadded bytes fed so far.
+    pub fn bytes(&self) -> u64 {
+        self.sent * self.unit as u64 + self.fill.len() as u64
+    }
+
+    /// Feeds unpadded bytes.
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.fill.capacity() < self.unit {
+                self.fill = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(self.unit));
+                self.fill.clear();
+            }
+            let take = (self.unit - self.fill.len()).min(data.len());
+            self.fill.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.fill.len() == self.unit {
+                self.dispatch();
+            }
+        }
+    }
+
+    /// Sends the full unit to a worker (or hashes it here without workers).
+    fn dispatch(&mut self) {
+        let unit = std::mem::take(&mut self.fill);
+        let index = self.sent;
+        self.sent += 1;
+        if self.in_flight >= self.max_in_flight {
+            self.receive_one();
+        }
+        let unit = match &self.jobs {
+            Some(jobs) => match jobs.send((index, unit)) {
+                Ok(()) => {
+                    self.in_flight += 1;
+                    return;
+                }
+                Err(std::sync::mpsc::SendError((_, unit))) => unit,
+            },
+            None => unit,
+        };
+        let root = subtree_root(&unit, self.level);
+        self.spare.push(unit);
+        self.ready.insert(index, root);
+        self.fold();
+    }
+
+    fn receive_one(&mut self) {
+        match self.results.recv() {
+            Ok((index, Some(root), unit)) => {
+                self.in_flight -= 1;
+                self.spare.push(unit);
+                self.ready.insert(index, root);
+                self.fold();
+            }
+            Ok((_, None, _)) | Err(_) => {
+                // A worker panicked (or every worker is gone): the commitment is lost.
+                self.failed = true;
+                self.in_flight = 0;
+            }
+        }
+    }
+
+    /// Folds the roots that are next in order into the serial hasher.
+    fn fold(&mut self) {
+        while let Some(root) = self.ready.remove(&self.folded) {
+            self.hasher.push_subtree(self.level, root, self.unit as u64);
+            self.folded += 1;
+        }
+    }
+
+    fn drain(&mut self) -> Result<Hasher, Error> {
+        while self.in_flight > 0 && !self.failed {
+            self.receive_one();
+        }
+        if self.failed || self.folded != self.sent {
+            return Err(Error::Import("a CommP worker failed".into()));
+        }
+        let mut hasher = std::mem::take(&mut self.hasher);
+        hasher.update(&self.fill);
+        self.fill.clear();
+        Ok(hasher)
+    }
+
+    /// The commitment over the smallest piece that holds the data.
+    pub fn finish(mut self) -> Result<Commitment, Error> {
+        self.drain()?.finish()
+    }
+
+    /// The commitment over a piece of padded size `size` (zero-filled after the data).
+    pub fn finish_with_size(mut self, size: PaddedPieceSize) -> Result<Commitment, Error> {
+        self.drain()?.finish_with_size(size)
+    }
+}
+
+impl Drop for ParallelHasher {
+    fn drop(&mut self) {
+        // Workers end when the job channel closes.
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
 /// CommP of `data` in the smallest piece that holds it.
 pub fn commp(data: &[u8]) -> Result<Commitment, Error> {
     let mut h = Hasher::new();
@@ -305,6 +554,47 @@ mod tests {
             prop_assert_eq!(c.comm, naive(&data, size.get()));
             prop_assert_eq!(c.size, size);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn parallel_matches_serial(
+            // Units of 2 chunks (254 bytes): many units, and partial ones, in small data.
+            data in proptest::collection::vec(any::<u8>(), 0..6000),
+            splits in proptest::collection::vec(any::<prop::sample::Index>(), 0..4),
+            threads in 0usize..4,
+            extra in 0u32..2,
+        ) {
+            let natural = PaddedPieceSize::for_data(data.len() as u64).unwrap();
+            let size = PaddedPieceSize::new(natural.get() << extra).unwrap();
+            let mut serial = Hasher::new();
+            serial.update(&data);
+            let mut parallel = ParallelHasher::with_unit(threads, 1);
+            let mut cuts: Vec<usize> = splits.iter().map(|i| i.index(data.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut at = 0;
+            for cut in cuts.into_iter().chain([data.len()]) {
+                parallel.update(&data[at..cut]);
+                at = cut;
+            }
+            prop_assert_eq!(parallel.bytes(), data.len() as u64);
+            prop_assert_eq!(
+                parallel.finish_with_size(size).unwrap(),
+                serial.finish_with_size(size).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn parallel_units_of_full_size() {
+        // Two whole units and a bit: the real unit size, against the serial hasher.
+        let data: Vec<u8> = (0..2 * PARALLEL_UNIT + 1000)
+            .map(|i| (i as u64).wrapping_mul(2_654_435_761) as u8)
+            .collect();
+        let mut parallel = ParallelHasher::new(2);
+        parallel.update(&data);
+        assert_eq!(parallel.finish().unwrap(), commp(&data).unwrap());
     }
 
     #[test]

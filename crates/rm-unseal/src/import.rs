@@ -1,15 +1,20 @@
 //! Import: a CAR becomes a piece in a sector, recorded in the piece store.
 //!
-//! [`import_car`] reads the CAR once to verify every block, note where each block lies and
-//! compute the piece commitment, then (unless the piece is stored already) writes it
-//! Fr32-padded into a sector and records the deal and the block locations.
+//! [`import_car`] reads the CAR once. Each 4 MiB of it goes three ways at the same time:
+//! to worker threads computing the piece commitment ([`ParallelHasher`], one per core), to
+//! a thread that parses the CAR and verifies every block against its CID (noting where
+//! each block lies), and, Fr32-padded, into the sector at a freshly allocated offset.
+//! When the piece turns out to be stored already, the new copy is freed again (its
+//! offsets are not reused); otherwise the data size, the block locations and last the
+//! deal are recorded.
 //! [`import_path`] first builds the UnixFS DAG of a file or directory (in a scratch
 //! blockstore that holds no more than an index in memory) and exports it as a CAR in
-//! traversal order, which is what a provider unseals and serves.
+//! traversal order, which is what a provider serves.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use cid::Cid;
 use rm_blockio::blockstore::{Blockstore, ScratchBlockstore};
@@ -17,10 +22,10 @@ use rm_blockio::unixfs::{self, Preset};
 use rm_blockio::{Selector, car};
 
 use crate::Error;
-use crate::commp::Hasher;
+use crate::commp::{Commitment, PARALLEL_UNIT, ParallelHasher};
 use crate::fr32::PaddedPieceSize;
 use crate::piecestore::{BlockLocation, DealInfo, PieceStore};
-use crate::sector::{FileSectorStore, Placement};
+use crate::sector::{FileSectorStore, PieceWriter, Placement};
 
 /// The deal id recorded for data imported locally (there is no storage deal).
 pub const LOCAL_DEAL_ID: u64 = 0;
@@ -40,22 +45,8 @@ pub struct Imported {
     pub blocks: u64,
     /// Where the piece lies.
     pub placement: Placement,
-    /// False when the piece was stored already and nothing was written.
+    /// False when the piece was stored already and nothing was kept of this import.
     pub written: bool,
-}
-
-/// Feeds every byte read through to a CommP hasher.
-struct Hashing<R> {
-    inner: R,
-    hasher: Hasher,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
-    }
 }
 
 /// A stage of an import, as [`Progress`] reports it.
@@ -66,11 +57,13 @@ pub enum Stage {
     UnixFs,
     /// Writing the DAG as a CAR into the staging directory: bytes written.
     Car,
-    /// Reading the CAR to verify it and compute its piece commitment.
+    /// Reading the CAR once to verify it and compute its piece commitment, without
+    /// writing: the CAR looks like a piece held already.
     Verify,
-    /// Writing the piece, Fr32-padded, into a sector.
+    /// Reading the CAR once to verify it, compute its piece commitment and write it,
+    /// Fr32-padded, into a sector (one pass does all three).
     Write,
-    /// Recording where each block lies.
+    /// Recording where each block lies: bytes of the location list the pass made.
     Index,
 }
 
@@ -97,7 +90,8 @@ pub struct Progress {
     /// Bytes the stage has done.
     pub bytes: u64,
     /// Bytes the stage will do in all, when known (the input file's size for
-    /// [`Stage::UnixFs`], the CAR's size for the last three stages).
+    /// [`Stage::UnixFs`], the CAR's size for [`Stage::Verify`] and [`Stage::Write`], the
+    /// location list's size for [`Stage::Index`]).
     pub total_bytes: Option<u64>,
 }
 
@@ -228,16 +222,26 @@ impl Blockstore for CountingStore<'_, '_, '_> {
         self.inner.delete(cid)
     }
 }
-
 /// Block locations recorded per piece-store write while importing.
 const LOCATION_BATCH: usize = 8192;
 
+/// What the verifying parse of a CAR found.
+struct Scan {
+    payload_cid: Cid,
+    blocks: u64,
+    has_root: bool,
+    /// Where the last section ends.
+    end: u64,
+    /// Every block's CID and location, in order (see [`write_location`]).
+    locations: std::fs::File,
+}
+
 /// Imports the CAR file at `path` as a piece (see the module docs).
 ///
-/// The file is read three times: to verify it and compute its commitment; to write it
-/// into a sector (hashed again: a file that changed in between is refused); and to record
-/// where each block lies, in batches, so memory does not grow with the number of blocks.
-/// The piece's deal is recorded last: a piece is found only once everything is in place.
+/// The CAR is read once; it must not change meanwhile (its length is checked). Memory
+/// is a few units of 4 MiB per core, whatever the CAR's size: block locations go to an
+/// unnamed temporary file until the piece CID is known. The piece's deal is recorded
+/// last: a piece is found only once everything is in place.
 pub fn import_car(
     pieces: &PieceStore,
     sectors: &FileSectorStore,
@@ -246,7 +250,7 @@ pub fn import_car(
     import_car_with_progress(pieces, sectors, path, &mut |_| {})
 }
 
-/// [`import_car`], reporting its progress ([`Stage::Verify`], [`Stage::Write`],
+/// [`import_car`], reporting its progress ([`Stage::Verify`] or [`Stage::Write`], then
 /// [`Stage::Index`]) to `report`.
 pub fn import_car_with_progress(
     pieces: &PieceStore,
@@ -255,103 +259,279 @@ pub fn import_car_with_progress(
     mut report: Report<'_>,
 ) -> Result<Imported, Error> {
     let file = std::fs::File::open(path)?;
-    let size = Some(file.metadata()?.len());
-    // The verify stage, in its own scope: its progress counter ends with it.
-    let (payload_cid, blocks, car_size, commitment) = {
-        let mut input = Hashing {
-            inner: Counting {
-                inner: file,
-                counter: Counter::new(Stage::Verify, size, &mut report),
-            },
-            hasher: Hasher::new(),
-        };
-        let mut reader = car::Reader::new(&mut input)?;
-        let payload_cid = *reader
-            .roots()
-            .first()
-            .ok_or_else(|| Error::Import("the CAR has no root".into()))?;
-        let mut blocks = 0u64;
-        let mut has_root = false;
-        while let Some(section) = reader.next_section()? {
-            has_root |= section.cid.hash() == payload_cid.hash();
-            blocks += 1;
+    let car_size = file.metadata()?.len();
+    let piece_size = PaddedPieceSize::for_data(car_size)?;
+    if looks_stored(pieces, path, car_size) {
+        // Most likely an import of a piece held already: hash it without writing.
+        let mut counter = Counter::new(Stage::Verify, Some(car_size), &mut report);
+        let (scan, commitment, read) = one_pass(file, piece_size, None, &mut counter)?;
+        drop(counter);
+        if read == car_size
+            && scan.has_root
+            && scan.end == car_size
+            && let Some(stored) = stored_placement(pieces, sectors, &commitment.cid())?
+        {
+            return Ok(Imported {
+                payload_cid: scan.payload_cid,
+                piece_cid: commitment.cid(),
+                car_size,
+                piece_size,
+                blocks: scan.blocks,
+                placement: stored,
+                written: false,
+            });
         }
-        let car_size = reader.position();
-        drop(reader);
-        if !has_root {
-            return Err(Error::Import(format!(
-                "the CAR does not hold its root {payload_cid}"
-            )));
-        }
-        if input.hasher.bytes() != car_size {
-            return Err(Error::Import("trailing bytes after the CAR".into()));
-        }
-        (payload_cid, blocks, car_size, input.hasher.finish()?)
-    };
-    let size = Some(car_size);
-    let piece_cid = commitment.cid();
-    let piece_size = commitment.size;
-
-    let reuse = stored_placement(pieces, sectors, &piece_cid)?;
-    let written = reuse.is_none();
-    let placement = match reuse {
-        Some(p) => p,
-        None => {
-            let mut again = Hashing {
-                inner: Counting {
-                    inner: std::fs::File::open(path)?,
-                    counter: Counter::new(Stage::Write, size, &mut report),
-                },
-                hasher: Hasher::new(),
-            };
-            let placement = sectors.write_piece(&mut again, car_size, piece_size)?;
-            if again.hasher.finish_with_size(piece_size)? != commitment {
-                return Err(Error::Import(
-                    "the CAR changed while it was being imported".into(),
-                ));
-            }
-            placement
-        }
-    };
-    pieces.set_data_size(&piece_cid, car_size)?;
-    let mut reader = car::Reader::new(Counting {
-        inner: std::fs::File::open(path)?,
-        counter: Counter::new(Stage::Index, size, &mut report),
-    })?;
-    let mut batch = Vec::with_capacity(LOCATION_BATCH);
-    while let Some(section) = reader.next_section()? {
-        batch.push((
-            section.cid,
-            BlockLocation {
-                rel_offset: section.data_offset,
-                block_size: section.data.len() as u64,
-            },
+    }
+    let file = std::fs::File::open(path)?;
+    let mut writer = sectors.piece_writer(piece_size)?;
+    let mut counter = Counter::new(Stage::Write, Some(car_size), &mut report);
+    let (scan, commitment, read) = one_pass(file, piece_size, Some(&mut writer), &mut counter)?;
+    drop(counter);
+    if read != car_size {
+        return Err(Error::Import(
+            "the CAR changed while it was being imported".into(),
         ));
+    }
+    if !scan.has_root {
+        return Err(Error::Import(format!(
+            "the CAR does not hold its root {}",
+            scan.payload_cid
+        )));
+    }
+    if scan.end != car_size {
+        return Err(Error::Import("trailing bytes after the CAR".into()));
+    }
+    let piece_cid = commitment.cid();
+    let imported = |placement, written| Imported {
+        payload_cid: scan.payload_cid,
+        piece_cid,
+        car_size,
+        piece_size,
+        blocks: scan.blocks,
+        placement,
+        written,
+    };
+    // One import at a time decides whether the piece is new and records it.
+    let _recording = sectors.recording.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(stored) = stored_placement(pieces, sectors, &piece_cid)? {
+        // Dropping the writer frees the copy just written.
+        drop(writer);
+        return Ok(imported(stored, false));
+    }
+    let placement = writer.finish()?;
+    pieces.set_data_size(&piece_cid, car_size)?;
+    let list_size = scan.locations.metadata()?.len();
+    let mut locations = BufReader::with_capacity(
+        1 << 16,
+        Counting {
+            inner: scan.locations,
+            counter: Counter::new(Stage::Index, Some(list_size), &mut report),
+        },
+    );
+    let mut batch = Vec::with_capacity(LOCATION_BATCH);
+    while let Some(entry) = read_location(&mut locations)? {
+        batch.push(entry);
         if batch.len() == LOCATION_BATCH {
             pieces.add_piece_block_locations(&piece_cid, batch.drain(..))?;
         }
     }
     pieces.add_piece_block_locations(&piece_cid, batch)?;
-    if written {
-        pieces.add_deal_for_piece(
-            &piece_cid,
-            DealInfo {
-                deal_id: LOCAL_DEAL_ID,
-                sector_id: placement.sector,
-                offset: placement.offset,
-                length: placement.length.get(),
+    pieces.add_deal_for_piece(
+        &piece_cid,
+        DealInfo {
+            deal_id: LOCAL_DEAL_ID,
+            sector_id: placement.sector,
+            offset: placement.offset,
+            length: placement.length.get(),
+        },
+    )?;
+    Ok(imported(placement, true))
+}
+
+/// Whether the CAR at `path` has the root and the size of a piece held already (then an
+/// import most likely finds it stored). Any doubt is a no.
+fn looks_stored(pieces: &PieceStore, path: &Path, car_size: u64) -> bool {
+    let root = std::fs::File::open(path)
+        .ok()
+        .and_then(|f| car::Reader::new(f).ok())
+        .and_then(|r| r.roots().first().copied());
+    let Some(root) = root else { return false };
+    let Ok(info) = pieces.get_cid_info(&root) else {
+        return false;
+    };
+    info.piece_block_locations.iter().any(|l| {
+        pieces.data_size(&l.piece_cid).ok().flatten() == Some(car_size)
+            && pieces.get_piece_info(&l.piece_cid).is_ok()
+    })
+}
+
+/// Reads `file` to its end in units of [`PARALLEL_UNIT`] bytes: CommP on every core, the
+/// CAR parsed and verified on a thread of its own, the bytes padded into `writer` (if
+/// any), the bytes read counted into `progress`. Returns the scan, the commitment over
+/// `piece_size` and the bytes read.
+fn one_pass(
+    mut file: std::fs::File,
+    piece_size: PaddedPieceSize,
+    mut writer: Option<&mut PieceWriter<'_>>,
+    progress: &mut Counter<'_, '_>,
+) -> Result<(Scan, Commitment, u64), Error> {
+    let (units, from_reader) = mpsc::sync_channel::<Arc<Vec<u8>>>(4);
+    let (give_back, spare) = mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let verifier = scope.spawn(move || {
+            let input = UnitReader {
+                units: from_reader,
+                current: None,
+                pos: 0,
+                give_back,
+            };
+            scan_car(input)
+        });
+        let mut hasher = ParallelHasher::per_core();
+        let mut read = 0u64;
+        let fed: Result<(), Error> = (|| {
+            loop {
+                let mut buf = spare
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(PARALLEL_UNIT));
+                buf.resize(PARALLEL_UNIT, 0);
+                let n = read_full(&mut file, &mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                read += n as u64;
+                progress.add(n as u64);
+                hasher.update(&buf);
+                if let Some(w) = writer.as_mut() {
+                    w.write(&buf)?;
+                }
+                if units.send(Arc::new(buf)).is_err() {
+                    // The verifier stopped: its error says why.
+                    return Ok(());
+                }
+            }
+        })();
+        drop(units);
+        let scan = verifier
+            .join()
+            .unwrap_or_else(|_| Err(Error::Import("the CAR verifier panicked".into())));
+        fed?;
+        let scan = scan?;
+        Ok((scan, hasher.finish_with_size(piece_size)?, read))
+    })
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A `Read` over units arriving on a channel; each finished unit goes back for reuse.
+struct UnitReader {
+    units: mpsc::Receiver<Arc<Vec<u8>>>,
+    current: Option<Arc<Vec<u8>>>,
+    pos: usize,
+    give_back: mpsc::Sender<Vec<u8>>,
+}
+
+impl Read for UnitReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(unit) = &self.current {
+                if self.pos < unit.len() {
+                    let n = (unit.len() - self.pos).min(buf.len());
+                    buf[..n].copy_from_slice(&unit[self.pos..self.pos + n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+                if let Some(done) = self.current.take().and_then(|u| Arc::try_unwrap(u).ok()) {
+                    let _ = self.give_back.send(done);
+                }
+            }
+            match self.units.recv() {
+                Ok(unit) => {
+                    self.current = Some(unit);
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+    }
+}
+
+/// Parses and verifies a CAR, writing every block's location to a temporary file.
+fn scan_car(input: impl Read) -> Result<Scan, Error> {
+    let mut reader = car::Reader::new(input)?;
+    let payload_cid = *reader
+        .roots()
+        .first()
+        .ok_or_else(|| Error::Import("the CAR has no root".into()))?;
+    let mut out = BufWriter::with_capacity(1 << 16, tempfile::tempfile()?);
+    let (mut blocks, mut has_root) = (0u64, false);
+    while let Some(section) = reader.next_section()? {
+        has_root |= section.cid.hash() == payload_cid.hash();
+        blocks += 1;
+        write_location(
+            &mut out,
+            &section.cid,
+            BlockLocation {
+                rel_offset: section.data_offset,
+                block_size: section.data.len() as u64,
             },
         )?;
     }
-    Ok(Imported {
+    let end = reader.position();
+    let mut locations = out.into_inner().map_err(|e| e.into_error())?;
+    std::io::Seek::rewind(&mut locations)?;
+    Ok(Scan {
         payload_cid,
-        piece_cid,
-        car_size,
-        piece_size,
         blocks,
-        placement,
-        written,
+        has_root,
+        end,
+        locations,
     })
+}
+
+/// One location entry: CID length (u16), CID bytes, offset and size (u64, big-endian).
+fn write_location(out: &mut impl Write, cid: &Cid, at: BlockLocation) -> std::io::Result<()> {
+    let bytes = cid.to_bytes();
+    out.write_all(&(bytes.len() as u16).to_be_bytes())?;
+    out.write_all(&bytes)?;
+    out.write_all(&at.rel_offset.to_be_bytes())?;
+    out.write_all(&at.block_size.to_be_bytes())
+}
+
+fn read_location(input: &mut impl BufRead) -> Result<Option<(Cid, BlockLocation)>, Error> {
+    if input.fill_buf()?.is_empty() {
+        return Ok(None);
+    }
+    let mut len = [0u8; 2];
+    input.read_exact(&mut len)?;
+    let mut cid = vec![0u8; u16::from_be_bytes(len) as usize];
+    input.read_exact(&mut cid)?;
+    let cid = Cid::try_from(&cid[..]).map_err(|e| Error::Corrupt(format!("location: {e}")))?;
+    let mut n = [0u8; 8];
+    input.read_exact(&mut n)?;
+    let rel_offset = u64::from_be_bytes(n);
+    input.read_exact(&mut n)?;
+    let block_size = u64::from_be_bytes(n);
+    Ok(Some((
+        cid,
+        BlockLocation {
+            rel_offset,
+            block_size,
+        },
+    )))
 }
 
 /// Where the piece is stored already, in a sector file that still holds it.
@@ -411,7 +591,7 @@ fn import_dag_with_progress(
         .tempfile_in(staging)?;
     {
         let out = CountingWriter {
-            inner: std::io::BufWriter::with_capacity(1 << 20, file.as_file()),
+            inner: BufWriter::with_capacity(1 << 20, file.as_file()),
             counter: Counter::new(Stage::Car, None, &mut report),
         };
         car::export(store, root, &Selector::explore_all_recursively(), out)?;

@@ -11,8 +11,10 @@
 //! | [`commp`] | piece commitments (CommP) and piece CIDs (`baga…`), streaming |
 //! | [`piecestore`] | [`PieceStore`]: piece → deals/sectors/offsets; block → pieces (keyspaces of the node's database) |
 //! | [`sector`] | [`SectorAccess`], the trait a node plugs in, and [`FileSectorStore`], unsealed sector files with Lotus's data layout |
-//! | [`import`] | a CAR, file or directory → a piece in a sector, recorded in the piece store |
-//! | [`unseal`] | [`Unsealer`]: payload CID → unsealed, verified blocks in a blockstore |
+//! | [`import`] | a CAR, file or directory → a piece in a sector, recorded in the piece store (one pass, CommP on every core: [`ParallelHasher`]) |
+//! | [`source`] | [`PieceBlocks`]: a read-only blockstore over a piece's bytes, each block read at its recorded location and verified |
+//! | [`cache`] | [`UnsealedCache`]: pieces that cannot be read at random, unsealed once each, size-capped with least-recently-used eviction |
+//! | [`unseal`] | [`Unsealer`]: payload CID → its piece opened for a deal ([`Unsealer::open`]), or loaded into a blockstore; piece removal |
 //!
 //! Storage follows the workspace rule: one database per node ([`rm_store::Db`]), each
 //! record kind in its own keyspace ([`KEYSPACES`]); sector files live in a directory of
@@ -62,19 +64,23 @@
 //! from disk is trusted: CAR sections are size-capped and every block is verified before
 //! it is stored.
 
+pub mod cache;
 pub mod commp;
 pub mod fr32;
 pub mod import;
 pub mod piecestore;
 pub mod sector;
+pub mod source;
 pub mod unseal;
 
-pub use commp::{Commitment, Hasher, piece_cid};
+pub use cache::UnsealedCache;
+pub use commp::{Commitment, Hasher, ParallelHasher, piece_cid};
 pub use fr32::{PaddedPieceSize, UnpaddedPieceSize};
 pub use import::Imported;
 pub use piecestore::{BlockLocation, CidInfo, DealInfo, PieceBlockLocation, PieceInfo, PieceStore};
 pub use sector::{FileSectorStore, SectorAccess};
-pub use unseal::{Loaded, Unsealer};
+pub use source::{PieceBlocks, PieceData, SourceKind};
+pub use unseal::{Loaded, Removed, Unsealer};
 
 use cid::Cid;
 
@@ -154,6 +160,22 @@ pub enum Error {
     /// File system.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// The unsealed cache cannot make room: pieces being read fill it.
+    #[error(
+        "the unsealed cache is full: {needed} more bytes do not fit under its cap of {max} \
+         ({in_use} held by pieces being read); raise storage.unsealed_cache_size"
+    )]
+    CacheFull {
+        /// Bytes the new piece needs.
+        needed: u64,
+        /// The cap.
+        max: u64,
+        /// Bytes held that cannot be evicted.
+        in_use: u64,
+    },
+    /// The piece is being read (a deal in flight) and cannot be removed now.
+    #[error("piece {0} is being read by a deal in flight")]
+    PieceInUse(Box<Cid>),
 }
 
 impl From<rm_blockio::car::Error> for Error {

@@ -244,6 +244,77 @@ impl PieceStore {
             .transpose()
     }
 
+    /// Removes `piece_cid`'s location from the records of `cids` (in one batch); a record
+    /// left with no location is deleted. Returns how many records named the piece, and
+    /// the blocks no piece holds any more.
+    pub fn remove_piece_block_locations(
+        &self,
+        piece_cid: &Cid,
+        cids: impl IntoIterator<Item = Cid>,
+    ) -> Result<(usize, Vec<Cid>), Error> {
+        let _guard = self.lock();
+        let mut batch = WriteBatch::new();
+        let mut gone = Vec::new();
+        let mut changed = 0;
+        let mut seen = std::collections::HashSet::new();
+        for cid in cids {
+            let key = cid.hash().to_bytes();
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let Some(mut info) = self.read::<CidInfo>(&self.cids, &key)? else {
+                continue;
+            };
+            let before = info.piece_block_locations.len();
+            info.piece_block_locations
+                .retain(|l| l.piece_cid != *piece_cid);
+            if info.piece_block_locations.len() == before {
+                continue;
+            }
+            changed += 1;
+            if info.piece_block_locations.is_empty() {
+                batch.delete(&self.cids, &key);
+                gone.push(cid);
+            } else {
+                let bytes =
+                    rm_types::codec::to_vec(&info).map_err(|e| Error::Corrupt(e.to_string()))?;
+                batch.put_owned(&self.cids, key, bytes);
+            }
+        }
+        self.cids.db().write(batch, Durability::Process)?;
+        Ok((changed, gone))
+    }
+
+    /// Every block with a location in `piece_cid`, by reading every block record (for a
+    /// piece whose data cannot be read any more).
+    pub fn blocks_in_piece(&self, piece_cid: &Cid) -> Result<Vec<Cid>, Error> {
+        let mut out = Vec::new();
+        for item in self.cids.iter() {
+            let (_, value) = item?;
+            let info: CidInfo = rm_types::codec::from_slice_limited(&value, MAX_RECORD)
+                .map_err(|e| Error::Corrupt(format!("{} record: {e}", self.cids.name())))?;
+            if info
+                .piece_block_locations
+                .iter()
+                .any(|l| l.piece_cid == *piece_cid)
+            {
+                out.push(info.cid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the piece's record and its data size (its block locations are removed
+    /// with [`PieceStore::remove_piece_block_locations`] first).
+    pub fn remove_piece(&self, piece_cid: &Cid) -> Result<(), Error> {
+        let _guard = self.lock();
+        let key = piece_cid.to_bytes();
+        let mut batch = WriteBatch::new();
+        batch.delete(&self.pieces, &key);
+        batch.delete(&self.sizes, &key);
+        Ok(self.pieces.db().write(batch, Durability::Process)?)
+    }
+
     /// Every piece CID the store knows (for listings; reads the whole keyspace).
     pub fn list_pieces(&self) -> Result<Vec<Cid>, Error> {
         let mut out = Vec::new();
@@ -384,6 +455,62 @@ mod tests {
         }
         let info = store.get_cid_info(&cid).unwrap();
         assert_eq!(info.piece_block_locations.len(), MAX_LOCATIONS_PER_CID);
+    }
+
+    #[test]
+    fn removing_a_piece_keeps_other_pieces_locations() {
+        let (_db, store) = store();
+        let (a, b) = (
+            commp::commp(b"a").unwrap().cid(),
+            commp::commp(b"b").unwrap().cid(),
+        );
+        let shared = block_cid(cid::Version::V1, b"shared");
+        let only_a = block_cid(cid::Version::V1, b"only a");
+        let loc = BlockLocation {
+            rel_offset: 1,
+            block_size: 2,
+        };
+        store
+            .add_piece_block_locations(&a, [(shared, loc), (only_a, loc)])
+            .unwrap();
+        store
+            .add_piece_block_locations(&b, [(shared, loc)])
+            .unwrap();
+        store
+            .add_deal_for_piece(
+                &a,
+                DealInfo {
+                    deal_id: 0,
+                    sector_id: 1,
+                    offset: 0,
+                    length: 128,
+                },
+            )
+            .unwrap();
+        store.set_data_size(&a, 10).unwrap();
+        let mut found = store.blocks_in_piece(&a).unwrap();
+        found.sort();
+        let mut expected = vec![shared, only_a];
+        expected.sort();
+        assert_eq!(found, expected);
+        let (changed, gone) = store
+            .remove_piece_block_locations(&a, [shared, only_a, only_a])
+            .unwrap();
+        assert_eq!((changed, gone), (2, vec![only_a]));
+        store.remove_piece(&a).unwrap();
+        assert!(matches!(
+            store.get_cid_info(&only_a),
+            Err(Error::PayloadNotFound(_))
+        ));
+        let left = store.get_cid_info(&shared).unwrap().piece_block_locations;
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].piece_cid, b);
+        assert!(matches!(
+            store.get_piece_info(&a),
+            Err(Error::PieceNotFound(_))
+        ));
+        assert_eq!(store.data_size(&a).unwrap(), None);
+        assert!(store.blocks_in_piece(&a).unwrap().is_empty());
     }
 
     #[test]

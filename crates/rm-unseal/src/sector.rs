@@ -14,10 +14,10 @@
 //! hold data); these files have the same data layout without it.
 
 use std::future::Future;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use rm_store::{Durability, Keyspace, WriteBatch};
@@ -26,6 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::Error;
 use crate::fr32::{self, PADDED_CHUNK, PaddedPieceSize, UNPADDED_CHUNK};
+use crate::source::PieceData;
 
 /// A sector number.
 pub type SectorNumber = u64;
@@ -56,6 +57,20 @@ pub trait SectorAccess: Send + Sync + 'static {
         offset: u64,
         length: PaddedPieceSize,
     ) -> BoxFuture<'_, Result<bool, Error>>;
+
+    /// Random access to the piece's unpadded bytes, when the store keeps an unsealed copy
+    /// it can read at any offset ([`FileSectorStore`] does). `None` (the default): the
+    /// piece must be read from the start with [`SectorAccess::unseal`], and a node caches
+    /// it ([`crate::cache::UnsealedCache`]) to serve blocks from it.
+    fn open_unsealed(
+        &self,
+        sector: SectorNumber,
+        offset: u64,
+        length: PaddedPieceSize,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn PieceData>>, Error>> {
+        let _ = (sector, offset, length);
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Settings of a [`FileSectorStore`].
@@ -70,6 +85,11 @@ pub struct Config {
     pub sector_size: PaddedPieceSize,
     /// Padded bytes read per chunk when unsealing. Default 1 MiB.
     pub read_chunk: usize,
+    /// Whether deals read blocks straight from the sector files
+    /// ([`SectorAccess::open_unsealed`]). Default true; false makes the store behave like
+    /// one that can only stream a piece from its start (a sealed sector), so pieces are
+    /// copied into the node's unsealed cache first: for sector files on slow storage.
+    pub direct_reads: bool,
 }
 
 impl Default for Config {
@@ -78,6 +98,7 @@ impl Default for Config {
             miner_id: 1000,
             sector_size: PaddedPieceSize::new(32 << 30).unwrap_or(PaddedPieceSize::MIN),
             read_chunk: 1 << 20,
+            direct_reads: true,
         }
     }
 }
@@ -92,6 +113,12 @@ impl Config {
     /// With another miner id.
     pub fn with_miner_id(mut self, id: u64) -> Self {
         self.miner_id = id;
+        self
+    }
+
+    /// With or without direct reads of pieces ([`Config::direct_reads`]).
+    pub fn with_direct_reads(mut self, direct: bool) -> Self {
+        self.direct_reads = direct;
         self
     }
 }
@@ -123,6 +150,9 @@ pub struct FileSectorStore {
     meta: Keyspace,
     /// The allocation cursor; its lock serialises writers.
     cursor: Mutex<Cursor>,
+    /// Held while an import checks whether its piece is stored and records it, so two
+    /// imports of the same piece record it once.
+    pub(crate) recording: Mutex<()>,
 }
 
 impl std::fmt::Debug for FileSectorStore {
@@ -156,6 +186,7 @@ impl FileSectorStore {
             config,
             meta,
             cursor: Mutex::new(cursor),
+            recording: Mutex::new(()),
         })
     }
 
@@ -225,52 +256,215 @@ impl FileSectorStore {
                 "{len} bytes do not fit a piece of {length} bytes"
             )));
         }
+        let mut writer = self.piece_writer(length)?;
+        let mut input = vec![0u8; (1 << 20) / UNPADDED_CHUNK * UNPADDED_CHUNK];
+        let mut left = len;
+        while left > 0 {
+            let want = (input.len() as u64).min(left) as usize;
+            data.read_exact(&mut input[..want])?;
+            writer.write(&input[..want])?;
+            left -= want as u64;
+        }
+        writer.finish()
+    }
+
+    /// Allocates room for a piece of padded size `length` and returns a writer of its
+    /// unpadded bytes. Dropped without [`PieceWriter::finish`], it frees what it wrote
+    /// ([`FileSectorStore::discard`]); the allocated offsets are not handed out again.
+    pub fn piece_writer(&self, length: PaddedPieceSize) -> Result<PieceWriter<'_>, Error> {
         let placement = self.allocate(length)?;
         let path = self.path(placement.sector);
         let created = !path.exists();
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)?;
-        file.seek(SeekFrom::Start(placement.offset))?;
-        let chunks = (1 << 20) / UNPADDED_CHUNK;
-        let mut input = vec![0u8; chunks * UNPADDED_CHUNK];
-        let mut output = vec![0u8; chunks * PADDED_CHUNK];
-        let mut left = len;
-        let mut written = 0u64;
-        while left > 0 {
-            let want = (input.len() as u64).min(left) as usize;
-            data.read_exact(&mut input[..want])?;
-            left -= want as u64;
-            let whole = want.div_ceil(UNPADDED_CHUNK);
-            input[want..whole * UNPADDED_CHUNK].fill(0);
-            fr32::pad_into(
-                &input[..whole * UNPADDED_CHUNK],
-                &mut output[..whole * PADDED_CHUNK],
-            )?;
-            file.write_all(&output[..whole * PADDED_CHUNK])?;
-            written += (whole * PADDED_CHUNK) as u64;
+        Ok(PieceWriter {
+            store: self,
+            file,
+            placement,
+            created,
+            data: 0,
+            padded: 0,
+            tail: Vec::with_capacity(UNPADDED_CHUNK),
+            buf: Vec::new(),
+            finished: false,
+        })
+    }
+
+    /// Frees the disk space of the piece at `placement` (punches it out of the sector
+    /// file; the file keeps its length and reads zeros there) and returns the bytes of
+    /// disk freed. Only whole file-system blocks inside the piece are freed; the offsets
+    /// are not reused. Nothing to free (no file) is 0.
+    pub fn discard(&self, placement: &Placement) -> Result<u64, Error> {
+        let path = self.path(placement.sector);
+        let file = match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let before = disk_usage(&file)?;
+        punch_hole(&file, placement.offset, placement.length.get())?;
+        Ok(before.saturating_sub(disk_usage(&file)?))
+    }
+}
+
+/// Bytes of disk a file occupies (allocated blocks, not its length).
+pub fn disk_usage(file: &std::fs::File) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.blocks() * 512)
+}
+
+/// Frees the whole file-system blocks of `file` inside `offset..offset + len`, keeping the
+/// file's length: they read as zeros. Partial blocks at either end are left alone, so
+/// bytes outside the range never change. Where the platform cannot, nothing is freed.
+pub fn punch_hole(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let block = file.metadata()?.blksize().max(512);
+    let start = offset.div_ceil(block) * block;
+    let end = offset.saturating_add(len) / block * block;
+    if end <= start {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::fs::FallocateFlags;
+        match rustix::fs::fallocate(
+            file,
+            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+            start,
+            end - start,
+        ) {
+            Ok(()) => Ok(()),
+            // A file system without holes keeps the bytes; nothing is lost but space.
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        // The rest of the piece is zeros: bytes the file already has there are overwritten,
-        // the rest is a hole.
-        let end = placement.offset + length.get();
-        let data_end = placement.offset + written;
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Ok(())
+    }
+}
+
+/// Writes one piece's unpadded bytes into its sector, Fr32-padding them on the way
+/// ([`FileSectorStore::piece_writer`]).
+pub struct PieceWriter<'a> {
+    store: &'a FileSectorStore,
+    file: std::fs::File,
+    placement: Placement,
+    created: bool,
+    /// Unpadded bytes taken, and padded bytes written.
+    data: u64,
+    padded: u64,
+    /// Bytes short of a whole 127-byte chunk, kept for the next write.
+    tail: Vec<u8>,
+    buf: Vec<u8>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for PieceWriter<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PieceWriter")
+            .field("placement", &self.placement)
+            .field("data", &self.data)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PieceWriter<'_> {
+    /// Where the piece goes.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Appends unpadded bytes; more than the piece holds is an error.
+    pub fn write(&mut self, mut data: &[u8]) -> Result<(), Error> {
+        if self.data + data.len() as u64 > self.placement.length.unpadded().get() {
+            return Err(Error::InvalidSize(format!(
+                "more than {} bytes for a piece of {} bytes",
+                self.placement.length.unpadded().get(),
+                self.placement.length
+            )));
+        }
+        self.data += data.len() as u64;
+        if !self.tail.is_empty() {
+            let take = (UNPADDED_CHUNK - self.tail.len()).min(data.len());
+            self.tail.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.tail.len() < UNPADDED_CHUNK {
+                return Ok(());
+            }
+            let chunk = std::mem::take(&mut self.tail);
+            self.write_chunks(&chunk)?;
+            self.tail = chunk;
+            self.tail.clear();
+        }
+        let whole = data.len() / UNPADDED_CHUNK * UNPADDED_CHUNK;
+        self.write_chunks(&data[..whole])?;
+        self.tail.extend_from_slice(&data[whole..]);
+        Ok(())
+    }
+
+    /// Pads and writes whole chunks.
+    fn write_chunks(&mut self, chunks: &[u8]) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let out = chunks.len() / UNPADDED_CHUNK * PADDED_CHUNK;
+        self.buf.resize(out, 0);
+        fr32::pad_into(chunks, &mut self.buf)?;
+        self.file
+            .write_all_at(&self.buf, self.placement.offset + self.padded)?;
+        self.padded += out as u64;
+        Ok(())
+    }
+
+    /// Zero-fills the rest of the piece (a hole where the file had nothing), syncs the
+    /// file (and its directory when it is new) and returns where the piece is.
+    pub fn finish(mut self) -> Result<Placement, Error> {
+        if !self.tail.is_empty() {
+            let mut chunk = std::mem::take(&mut self.tail);
+            chunk.resize(UNPADDED_CHUNK, 0);
+            self.write_chunks(&chunk)?;
+        }
+        let file = &mut self.file;
+        // The rest of the piece is zeros: bytes the file already has there are
+        // overwritten, the rest is a hole.
+        let end = self.placement.offset + self.placement.length.get();
+        let data_end = self.placement.offset + self.padded;
         let old_len = file.metadata()?.len();
         if old_len > data_end {
             let stale = old_len.min(end) - data_end;
             file.seek(SeekFrom::Start(data_end))?;
-            io::copy(&mut io::repeat(0).take(stale), &mut file)?;
+            io::copy(&mut io::repeat(0).take(stale), file)?;
         }
         if old_len < end {
             file.set_len(end)?;
         }
         file.sync_all()?;
-        if created {
+        if self.created {
             // The new file's directory entry must reach the disk too.
-            std::fs::File::open(self.dir.join("unsealed"))?.sync_all()?;
+            std::fs::File::open(self.store.dir.join("unsealed"))?.sync_all()?;
         }
-        Ok(placement)
+        self.finished = true;
+        Ok(self.placement)
+    }
+}
+
+impl Drop for PieceWriter<'_> {
+    fn drop(&mut self) {
+        if !self.finished
+            && let Err(e) = punch_hole(
+                &self.file,
+                self.placement.offset,
+                self.placement.length.get(),
+            )
+        {
+            tracing::warn!(error = %e, "freeing an abandoned piece write");
+        }
     }
 }
 
@@ -314,6 +508,81 @@ impl SectorAccess for FileSectorStore {
                 Err(e) => Err(e.into()),
             }
         })
+    }
+
+    fn open_unsealed(
+        &self,
+        sector: SectorNumber,
+        offset: u64,
+        length: PaddedPieceSize,
+    ) -> BoxFuture<'_, Result<Option<Arc<dyn PieceData>>, Error>> {
+        let path = self.path(sector);
+        let direct = self.config.direct_reads;
+        Box::pin(async move {
+            if !direct {
+                return Ok(None);
+            }
+            let file = std::fs::File::open(&path).map_err(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "sector file");
+                Error::Unseal(format!("sector {sector}: {e}"))
+            })?;
+            let have = file.metadata()?.len();
+            if have < offset.saturating_add(length.get()) {
+                return Err(Error::Unseal(format!(
+                    "sector {sector} holds {have} bytes, the piece ends at {}",
+                    offset.saturating_add(length.get())
+                )));
+            }
+            let data: Arc<dyn PieceData> = Arc::new(SectorPiece {
+                file,
+                offset,
+                length,
+            });
+            Ok(Some(data))
+        })
+    }
+}
+
+/// A piece read at any offset straight from an unsealed sector file: the padded chunks
+/// covering a range are read and unpadded.
+struct SectorPiece {
+    file: std::fs::File,
+    offset: u64,
+    length: PaddedPieceSize,
+}
+
+impl PieceData for SectorPiece {
+    fn size(&self) -> u64 {
+        self.length.unpadded().get()
+    }
+
+    fn read_at(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let end = at.saturating_add(buf.len() as u64);
+        if end > self.size() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("bytes {at}..{end} of a piece of {} bytes", self.size()),
+            ));
+        }
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let (first, last) = (
+            at / UNPADDED_CHUNK as u64,
+            end.div_ceil(UNPADDED_CHUNK as u64),
+        );
+        let chunks = usize::try_from(last - first)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "range too large"))?;
+        let mut padded = vec![0u8; chunks * PADDED_CHUNK];
+        self.file
+            .read_exact_at(&mut padded, self.offset + first * PADDED_CHUNK as u64)?;
+        let mut unpadded = vec![0u8; chunks * UNPADDED_CHUNK];
+        fr32::unpad_into(&padded, &mut unpadded)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let skip = (at - first * UNPADDED_CHUNK as u64) as usize;
+        buf.copy_from_slice(&unpadded[skip..skip + buf.len()]);
+        Ok(())
     }
 }
 

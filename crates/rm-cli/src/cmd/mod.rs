@@ -7,6 +7,7 @@ pub mod fetch;
 pub mod fund;
 pub mod import;
 pub mod init;
+pub mod pieces;
 pub mod query;
 pub mod retrieve;
 pub mod serve;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli, out: &Output) -> Result<ExitCode> {
         Command::Fund(a) => fund::run(&global, out, a).await,
         Command::Demo(a) => demo::run(&global, out, a).await,
         Command::Fetch(a) => fetch::run(&global, out, a).await,
+        Command::Pieces(a) => pieces::run(&global, out, a).await,
     }
 }
 

@@ -436,6 +436,7 @@ impl Node {
         preset: rm_blockio::unixfs::Preset,
         report: rm_unseal::import::Report<'_>,
     ) -> Result<rm_unseal::Imported, Error> {
+        let _one_at_a_time = crate::node::lock_input(path)?;
         let imported = rm_unseal::import::import_path_with_progress(
             &self.pieces,
             &self.sectors,
@@ -448,13 +449,13 @@ impl Node {
         Ok(imported)
     }
 
-    /// Imports the CAR (v1) at `path` as it is into a piece, provides its root, and
-    /// reports progress to `report`.
+    /// [`Node::import_car`], reporting progress to `report`.
     pub fn import_car_with_progress(
         &self,
         path: &Path,
         report: rm_unseal::import::Report<'_>,
     ) -> Result<rm_unseal::Imported, Error> {
+        let _one_at_a_time = crate::node::lock_input(path)?;
         let imported =
             rm_unseal::import::import_car_with_progress(&self.pieces, &self.sectors, path, report)?;
         self.announcer.provide(&imported.payload_cid)?;
