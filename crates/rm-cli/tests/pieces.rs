@@ -186,7 +186,7 @@ async fn two_processes_importing_one_car_store_it_once() {
             // The other process had the home: refused cleanly, nothing written.
             // (with --json the error is a JSON line on stdout)
             1 => assert!(
-                format!("{out}{err}").contains("in use by another rm process"),
+                format!("{out}{err}").contains("in use by another rm command"),
                 "{out}{err}"
             ),
             other => panic!("exit code {other}: {out}{err}"),

@@ -242,6 +242,16 @@ async fn metrics_count_a_deal() {
     let file = dir.path().join("data.bin");
     std::fs::write(&file, data(700_000)).unwrap();
     let payload = provider_home(&provider, 0, &file).await;
+    // Sectors read as sealed ones are: the deal unseals the piece, so unseals are counted
+    // (with direct reads, the default, blocks are read in place and nothing unseals).
+    let config = provider.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("direct_reads = true"), "{text}");
+    std::fs::write(
+        &config,
+        text.replace("direct_reads = true", "direct_reads = false"),
+    )
+    .unwrap();
     let server = serve(&provider, "/ip4/127.0.0.1/tcp/0").await;
     let url = server.metrics_url();
     let addr = server.addr();

@@ -373,61 +373,79 @@ async fn a_car_file_imports_and_many_pieces_share_sectors() {
 }
 
 // An import reports every stage in order, each ending at its total, and the same piece
-// as an import without reports.
+// as an import without reports. A new piece is verified and written in one pass
+// (`Write`); a piece held already is only verified (`Verify`) and not indexed again.
 #[test]
 fn an_import_reports_its_progress_stage_by_stage() {
+    use import::Stage;
     let home = Home::new();
     let file = home.dir.path().join("data.bin");
     let data: Vec<u8> = (0..3_500_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
         .collect();
     std::fs::write(&file, &data).unwrap();
-    let mut seen: Vec<import::Progress> = Vec::new();
-    let imported = import::import_path_with_progress(
-        &home.pieces,
-        &home.sectors,
-        &file,
-        Preset::GO_FIL_MARKETS,
-        &home.dir.path().join("staging"),
-        &mut |p| seen.push(p),
-    )
-    .unwrap();
-    use import::Stage;
-    let stages = [
-        Stage::UnixFs,
-        Stage::Car,
-        Stage::Verify,
-        Stage::Write,
-        Stage::Index,
-    ];
-    let mut order: Vec<Stage> = seen.iter().map(|p| p.stage).collect();
-    order.dedup();
-    assert_eq!(order, stages);
-    let last = |stage: Stage| *seen.iter().rev().find(|p| p.stage == stage).unwrap();
-    // Every stage starts at zero and reports at least every PROGRESS_STEP bytes.
-    for stage in stages {
-        let reports: Vec<_> = seen.iter().filter(|p| p.stage == stage).collect();
-        assert_eq!(reports[0].bytes, 0, "{stage:?}");
-        for pair in reports.windows(2) {
-            assert!(pair[1].bytes >= pair[0].bytes);
-            assert!(pair[1].bytes - pair[0].bytes <= import::PROGRESS_STEP + (1 << 20));
+    let import_reporting = |seen: &mut Vec<import::Progress>| {
+        import::import_path_with_progress(
+            &home.pieces,
+            &home.sectors,
+            &file,
+            Preset::GO_FIL_MARKETS,
+            &home.dir.path().join("staging"),
+            &mut |p| seen.push(p),
+        )
+        .unwrap()
+    };
+    let check = |seen: &[import::Progress], stages: &[Stage]| {
+        let mut order: Vec<Stage> = seen.iter().map(|p| p.stage).collect();
+        order.dedup();
+        assert_eq!(order, stages);
+        // Every stage starts at zero and reports at least every PROGRESS_STEP bytes.
+        for &stage in stages {
+            let reports: Vec<_> = seen.iter().filter(|p| p.stage == stage).collect();
+            assert_eq!(reports[0].bytes, 0, "{stage:?}");
+            for pair in reports.windows(2) {
+                assert!(pair[1].bytes >= pair[0].bytes);
+                assert!(pair[1].bytes - pair[0].bytes <= import::PROGRESS_STEP + (4 << 20));
+            }
         }
-    }
+    };
+    let last = |seen: &[import::Progress], stage: Stage| {
+        *seen.iter().rev().find(|p| p.stage == stage).unwrap()
+    };
+
+    let mut seen = Vec::new();
+    let imported = import_reporting(&mut seen);
+    assert!(imported.written);
+    check(&seen, &[Stage::UnixFs, Stage::Car, Stage::Write, Stage::Index]);
     // The DAG holds at least the file's bytes; its total is the file's size.
-    let unixfs = last(Stage::UnixFs);
+    let unixfs = last(&seen, Stage::UnixFs);
     assert_eq!(unixfs.total_bytes, Some(data.len() as u64));
     assert!(unixfs.bytes >= data.len() as u64);
-    // The CAR written is the CAR read three times.
-    assert_eq!(last(Stage::Car).bytes, imported.car_size);
-    for stage in [Stage::Verify, Stage::Write, Stage::Index] {
-        let p = last(stage);
-        assert_eq!(
-            (p.bytes, p.total_bytes),
-            (imported.car_size, Some(imported.car_size))
-        );
-    }
-    // Reports change nothing: the same data imports to the same piece without them.
-    let again = home.import(&file);
+    // The CAR written is the CAR read, once.
+    assert_eq!(last(&seen, Stage::Car).bytes, imported.car_size);
+    let write = last(&seen, Stage::Write);
+    assert_eq!(
+        (write.bytes, write.total_bytes),
+        (imported.car_size, Some(imported.car_size))
+    );
+    // The location list is read to its end: one entry per block.
+    let index = last(&seen, Stage::Index);
+    assert!(index.bytes > 0);
+    assert_eq!(Some(index.bytes), index.total_bytes);
+
+    // Imported again with reports: verified only, nothing written or indexed.
+    let mut seen = Vec::new();
+    let again = import_reporting(&mut seen);
     assert_eq!(again.piece_cid, imported.piece_cid);
     assert!(!again.written);
+    check(&seen, &[Stage::UnixFs, Stage::Car, Stage::Verify]);
+    let verify = last(&seen, Stage::Verify);
+    assert_eq!(
+        (verify.bytes, verify.total_bytes),
+        (imported.car_size, Some(imported.car_size))
+    );
+    // Reports change nothing: the same data imports to the same piece without them.
+    let third = home.import(&file);
+    assert_eq!(third.piece_cid, imported.piece_cid);
+    assert!(!third.written);
 }
