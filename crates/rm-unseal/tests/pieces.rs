@@ -416,7 +416,10 @@ fn an_import_reports_its_progress_stage_by_stage() {
     let mut seen = Vec::new();
     let imported = import_reporting(&mut seen);
     assert!(imported.written);
-    check(&seen, &[Stage::UnixFs, Stage::Car, Stage::Write, Stage::Index]);
+    check(
+        &seen,
+        &[Stage::UnixFs, Stage::Car, Stage::Write, Stage::Index],
+    );
     // The DAG holds at least the file's bytes; its total is the file's size.
     let unixfs = last(&seen, Stage::UnixFs);
     assert_eq!(unixfs.total_bytes, Some(data.len() as u64));
