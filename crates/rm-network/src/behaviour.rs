@@ -131,8 +131,8 @@ pub struct Config {
     /// read (a proposal is a few hundred bytes; a peer trickling one cannot hold a deal
     /// slot for long). Default: 20 s.
     pub proposal_timeout: Duration,
-    /// Longest one whole control message (a payment, a cancel) may take once its read
-    /// started. Default: 60 s.
+    /// Longest one whole control message (a payment, a cancel) may take from its first
+    /// byte. Default: 60 s.
     pub control_message_timeout: Duration,
 }
 

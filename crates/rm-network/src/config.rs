@@ -87,7 +87,9 @@ pub struct Config {
     pub handler_timeout: Duration,
     /// Longest a provider waits for a whole `DealProposal`. Default: 20 s.
     pub proposal_timeout: Duration,
-    /// Longest one whole control message (payment, cancel) may take. Default: 60 s.
+    /// Longest one whole control message (payment, cancel) may take, from its first byte
+    /// (waiting for it to start is bounded by the read timeout: the payment timeout while
+    /// a payment is due). Default: 60 s.
     pub control_message_timeout: Duration,
     /// A connection with no open stream is closed after this long. Open streams (a deal
     /// in progress) keep the connection alive however long they last. Default: 60 s.

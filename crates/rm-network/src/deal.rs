@@ -16,6 +16,19 @@ use crate::{
     limiter::Permit,
 };
 
+/// How long one whole message may take to read.
+#[derive(Clone, Copy, Debug)]
+enum Total {
+    /// Ten read timeouts, from the call.
+    PerIdle,
+    /// This long from the call: a proposal is due as soon as the stream opens.
+    FromCall(Duration),
+    /// This long from the message's first byte: a client may rightly wait before paying
+    /// (funding a channel takes a while), and the wait is bounded by the read timeout,
+    /// which is the payment timeout there.
+    FromFirstByte(Duration),
+}
+
 /// Which side of a deal a [`DealStream`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -153,15 +166,18 @@ impl DealStream {
     async fn read_item<T: DeserializeOwned>(
         &mut self,
         cap: usize,
-        total: Option<Duration>,
+        total: Total,
         what: &'static str,
     ) -> Result<T, Error> {
         let Some(io) = self.io.as_mut() else {
             return Err(Error::Reset);
         };
         let after = self.read_timeout;
-        let total = total.unwrap_or(after * TOTAL_PER_IDLE);
-        let mut io = Deadlines::with_total(io, after, total);
+        let mut io = match total {
+            Total::PerIdle => Deadlines::with_total(io, after, after * TOTAL_PER_IDLE),
+            Total::FromCall(total) => Deadlines::with_total(io, after, total),
+            Total::FromFirstByte(total) => Deadlines::with_total_from_first_byte(io, after, total),
+        };
         // A yamux stream on a closed connection may not see the close; the swarm's
         // disconnection notice ends the read at once.
         let read = tokio::select! {
@@ -215,7 +231,9 @@ impl DealStream {
     pub async fn read_response(&mut self) -> Result<DealResponse, Error> {
         self.check_role(Role::Client, "read a response")?;
         let cap = self.shared.config.max_message_size;
-        let response: DealResponse = self.read_item(cap, None, "reading a deal response").await?;
+        let response: DealResponse = self
+            .read_item(cap, Total::PerIdle, "reading a deal response")
+            .await?;
         check_blocks(&response, &self.shared.config).map_err(|e| self.fail(e))?;
         Ok(response)
     }
@@ -238,7 +256,7 @@ impl DealStream {
     pub async fn read_proposal(&mut self) -> Result<DealProposal, Error> {
         self.check_role(Role::Provider, "read a proposal")?;
         let cap = self.shared.config.max_proposal_size;
-        let total = Some(self.shared.config.proposal_timeout);
+        let total = Total::FromCall(self.shared.config.proposal_timeout);
         self.read_item(cap, total, "reading a deal proposal").await
     }
 
@@ -284,7 +302,7 @@ impl DealStream {
         let cap = self.shared.config.max_control_message_size;
         self.read_item(
             cap,
-            Some(self.shared.config.control_message_timeout),
+            Total::FromFirstByte(self.shared.config.control_message_timeout),
             "reading a deal payment",
         )
         .await
@@ -294,7 +312,7 @@ impl DealStream {
     pub async fn read_client_message(&mut self) -> Result<ClientMessage, Error> {
         self.check_role(Role::Provider, "read a client message")?;
         let cap = self.shared.config.max_control_message_size;
-        let total = Some(self.shared.config.control_message_timeout);
+        let total = Total::FromFirstByte(self.shared.config.control_message_timeout);
         self.read_item(cap, total, "reading a client message").await
     }
 
@@ -307,7 +325,7 @@ impl DealStream {
         let cap = self.shared.config.max_control_message_size;
         // Reading is cancel-safe: bytes already read stay buffered for the next call.
         match self
-            .read_item::<ClientMessage>(cap, None, "reading a client message")
+            .read_item::<ClientMessage>(cap, Total::PerIdle, "reading a client message")
             .now_or_never()
         {
             None | Some(Err(Error::Closed)) => Ok(None),

@@ -4,7 +4,10 @@
 //! message would fail every large response on a slow but healthy link, so reads and writes
 //! of deal messages are bounded twice instead: the peer must make progress at least every
 //! `idle` (a stalled peer is cut after that long), and a whole message may take at most
-//! `total` (a peer trickling one byte at a time cannot hold a stream forever).
+//! `total` (a peer trickling one byte at a time cannot hold a stream forever). The total
+//! counts from the call, or, for a message the peer may rightly take long to start (a
+//! payment after funding a channel), from its first byte
+//! ([`Deadlines::with_total_from_first_byte`]): waiting for it is bounded by `idle` alone.
 
 use std::future::Future;
 use std::io;
@@ -24,6 +27,8 @@ pub(crate) struct Deadlines<'a, S> {
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     total_timer: Pin<Box<Sleep>>,
+    /// Set until the first byte when the total counts from there.
+    total_pending: Option<Duration>,
 }
 
 impl<'a, S> Deadlines<'a, S> {
@@ -39,7 +44,26 @@ impl<'a, S> Deadlines<'a, S> {
             idle,
             idle_timer: Box::pin(tokio::time::sleep_until(now + idle)),
             total_timer: Box::pin(tokio::time::sleep_until(now + total)),
+            total_pending: None,
         }
+    }
+
+    /// Deadlines of `idle` between progress and `total` for the whole message, counted
+    /// from its first byte.
+    pub(crate) fn with_total_from_first_byte(
+        inner: &'a mut S,
+        idle: Duration,
+        total: Duration,
+    ) -> Self {
+        let mut deadlines = Self::with_total(inner, idle, total);
+        // Never before the idle deadline; armed for real by the first byte.
+        let now = Instant::now();
+        deadlines
+            .total_timer
+            .as_mut()
+            .reset(now + idle.saturating_add(total));
+        deadlines.total_pending = Some(total);
+        deadlines
     }
 
     /// Counts a read or write of `n > 0` bytes as progress; a pending one checks the
@@ -62,8 +86,11 @@ impl<'a, S> Deadlines<'a, S> {
     }
 
     fn progressed(&mut self) {
-        let next = Instant::now() + self.idle;
-        self.idle_timer.as_mut().reset(next);
+        let now = Instant::now();
+        self.idle_timer.as_mut().reset(now + self.idle);
+        if let Some(total) = self.total_pending.take() {
+            self.total_timer.as_mut().reset(now + total);
+        }
     }
 
     /// `Ready(Err(TimedOut))` once a deadline passed; registers the waker otherwise.
@@ -193,6 +220,32 @@ mod tests {
             waited >= Duration::from_millis(100) && waited < Duration::from_secs(4),
             "cut after {waited:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_total_can_count_from_the_first_byte() {
+        let ms = Duration::from_millis;
+        // The first byte after 300 ms, then one every 10 ms; idle limit 400 ms, total 200 ms.
+        let late = || Trickle {
+            period: ms(10),
+            next: Box::pin(tokio::time::sleep(ms(300))),
+        };
+        let mut buf = [0u8; 5];
+        // Counted from the call, the wait alone is over the total.
+        let mut io = late();
+        let err = Deadlines::with_total(&mut io, ms(400), ms(200))
+            .read_exact(&mut buf)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // Counted from the first byte, the message is in time ...
+        let mut io = late();
+        let mut d = Deadlines::with_total_from_first_byte(&mut io, ms(400), ms(200));
+        d.read_exact(&mut buf).await.unwrap();
+        // ... and trickling on (1 s more) is still cut by the total.
+        let mut big = vec![0u8; 100];
+        let err = d.read_exact(&mut big).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[tokio::test]
