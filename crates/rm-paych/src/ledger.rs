@@ -24,8 +24,8 @@
 //! Every mutation is one atomic write batch; a mutex serialises read-modify-write
 //! cycles, so the ledger may be shared by any number of tasks (`Arc<Ledger>`). A rejected
 //! operation writes nothing. Writes are not fsynced by default (they survive a crash of the
-//! process, not of the machine); [`Ledger::with_sync_writes`] turns fsync on at about 1 ms
-//! per write.
+//! process, not of the machine); [`Ledger::with_durability`] (`Durability::Machine`) turns
+//! fsync on at about 1 ms per write.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -23,8 +23,11 @@ use rm_types::Address;
 use crate::fsm::ProviderState;
 use crate::provider::DealKey;
 
-/// The limits of the [credit book](self). Defaults suit a provider serving many honest
-/// clients that pay as they go.
+/// The limits of the provider's credit book: how many paid deals may hold data not paid
+/// for yet, and how many that ended owing may be remembered, per client peer, per remote
+/// IP address and per paying channel (a new paid deal over a limit is rejected before
+/// anything is unsealed). Defaults suit a provider serving many honest clients that pay
+/// as they go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CreditLimits {

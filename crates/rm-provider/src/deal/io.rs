@@ -45,7 +45,7 @@ impl Default for DealConfig {
     }
 }
 
-/// What the driver must do next (see the [module docs](self) for the contract).
+/// What the driver must do next (see the [module docs](crate::deal) for the contract).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ProviderAction {
     /// Write `snapshot` (reached by `event`, and by the events before it that came with no
@@ -66,17 +66,17 @@ pub enum ProviderAction {
         snapshot: Box<Snapshot<ProviderState>>,
     },
     /// Find out whether the payload (in the named piece, if any) is here; answer with
-    /// [`ProviderDeal::handle_located`].
+    /// [`ProviderDeal::handle_located`](super::ProviderDeal::handle_located).
     Locate,
     /// Ask the custom decider about the deal; answer with
-    /// [`ProviderDeal::handle_decision`].
+    /// [`ProviderDeal::handle_decision`](super::ProviderDeal::handle_decision).
     Decide,
     /// Make the payload readable (unseal its piece); answer with
-    /// [`ProviderDeal::handle_unsealed`].
+    /// [`ProviderDeal::handle_unsealed`](super::ProviderDeal::handle_unsealed).
     Unseal,
     /// Read the next blocks of the traversal, from block number `from`: at most
     /// `max_blocks` blocks and `max_bytes` bytes, and none after the block that brings the
-    /// bytes read to `stop_after` or more. Answer with [`ProviderDeal::handle_read`].
+    /// bytes read to `stop_after` or more. Answer with [`ProviderDeal::handle_read`](super::ProviderDeal::handle_read).
     ReadBlocks {
         /// The position in the traversal.
         from: u64,
@@ -88,13 +88,13 @@ pub enum ProviderAction {
         stop_after: Option<u64>,
     },
     /// Count the bytes of the traversal's first `blocks` blocks (a client's resume claim);
-    /// answer with [`ProviderDeal::handle_counted`].
+    /// answer with [`ProviderDeal::handle_counted`](super::ProviderDeal::handle_counted).
     CountBytes {
         /// How many blocks.
         blocks: u64,
     },
     /// Check and save a voucher through the node; answer with
-    /// [`ProviderDeal::handle_voucher_saved`].
+    /// [`ProviderDeal::handle_voucher_saved`](super::ProviderDeal::handle_voucher_saved).
     SaveVoucher {
         /// Its channel.
         channel: Address,
@@ -122,7 +122,7 @@ pub struct ReadBlocks {
     pub done: bool,
 }
 
-/// Where the payload is ([`ProviderDeal::handle_located`]).
+/// Where the payload is ([`ProviderDeal::handle_located`](super::ProviderDeal::handle_located)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Located {
     /// Here (in a piece or in the blockstore).
