@@ -12,7 +12,7 @@
 //! | `rm query <addr\|peer> <cid>` | ask a provider about a payload |
 //! | `rm retrieve <addr\|peer> <cid> -o <path>` | a paid, verified retrieval with a progress bar; run again to resume |
 //! | `rm deals` | client and provider deals with their status; `--follow` streams status changes from `rm serve` |
-//! | `rm pieces [list\|show\|remove]` | the pieces held; remove one and free its disk space |
+//! | `rm pieces [list\|show\|remove]` | the pieces held; remove one and free its disk space (while `rm serve` runs, too) |
 //! | `rm fund` | payment channels in the local ledger; add funds |
 //! | `rm demo` | everything on 127.0.0.1 in one process, with a summary |
 //! | `rm fetch <provider> <cid>[/path] -o <path>` | an HTTP retrieval from trustless gateways, verified block by block; run again to resume |

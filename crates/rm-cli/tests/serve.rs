@@ -431,6 +431,8 @@ async fn commands_open_the_home_when_no_server_runs() {
         assert_eq!(ask["price_per_byte"], price);
         let imported = json(home, &["import", lorem.to_str().unwrap()]).await;
         assert!(imported["piece_cid"].as_str().unwrap().starts_with("baga"));
+        let pieces = json(home, &["pieces"]).await;
+        assert_eq!(pieces["pieces"][0]["piece_cid"], imported["piece_cid"]);
         let deals = json(home, &["deals"]).await;
         assert_eq!(deals["deals"], serde_json::json!([]));
         let fund = json(home, &["fund"]).await;
@@ -456,6 +458,22 @@ async fn commands_open_the_home_when_no_server_runs() {
     let mut server = server.drain();
     let ask = json(&home, &["ask"]).await;
     assert_eq!(ask["price_per_byte"], "6");
+    // Pieces are listed, shown and removed through the server too.
+    let pieces = json(&home, &["pieces"]).await;
+    let piece = pieces["pieces"][0]["piece_cid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let shown = json(&home, &["pieces", "show", &piece]).await;
+    assert_eq!(shown["piece_cid"], piece.as_str());
+    assert_eq!(shown["readers"], 0);
+    let removed = json(&home, &["pieces", "remove", &piece]).await;
+    assert_eq!(removed["piece_cid"], piece.as_str());
+    assert!(removed["blocks"].as_u64().unwrap() > 0, "{removed}");
+    let pieces = json(&home, &["pieces"]).await;
+    assert_eq!(pieces["pieces"], serde_json::json!([]));
+    let (code, out, err) = run(&home, &["pieces", "show", &piece]).await;
+    assert_eq!(code, 1, "{out}{err}");
     assert_eq!(Server::interrupt(&mut server).await, Some(0));
     assert!(!home.join("control.sock").exists());
 }

@@ -1,8 +1,8 @@
 //! The control interface: how commands talk to a running node.
 //!
 //! While `rm serve` runs, it owns the home (RocksDB's lock), so `rm import`, `rm ask`,
-//! `rm deals`, `rm fund` and `rm query` send their work to it over a Unix socket in the
-//! home, `<home>/control.sock`; when no server runs they open the home themselves. Either
+//! `rm deals`, `rm pieces`, `rm fund` and `rm query` send their work to it over a Unix
+//! socket in the home, `<home>/control.sock`; when no server runs they open the home themselves. Either
 //! way they get the same results ([`Session`]).
 //!
 //! **Why a Unix socket.** Access is the file system's: the socket is made mode 0600 in
@@ -35,7 +35,7 @@
 //! [`Reply::Error`] (`too_large`, `timeout`, `bad_request`) and the connection is closed;
 //! the server goes on.
 //!
-//! **Adding an operation** (`rm pieces list` will be one): a [`Request`] variant with its
+//! **Adding an operation** (`rm pieces` was added this way): a [`Request`] variant with its
 //! request and result types in `api.rs`; a method of [`Operations`] in `ops.rs` that does
 //! it on a [`Node`](crate::Node); one arm in `run` in `server.rs`; a method of [`Session`]
 //! in `client.rs` (served: `Session::call`; local: the [`Operations`] method); and the

@@ -1,15 +1,16 @@
 //! `rm pieces`: the pieces a node holds; show one; remove one and free its disk space.
-//! The work is `rm_node::Node`'s ([`Node::pieces`], [`Node::piece`],
-//! [`Node::remove_piece`]); this is arguments and output.
+//! The work is `rm_node::Node`'s (`Node::pieces`, `Node::piece`, `Node::remove_piece`),
+//! reached through a [`Session`]: the running server's when `rm serve` runs on the home,
+//! else the home opened directly. This is arguments and output.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use rm_node::{Node, PieceSummary};
-use serde_json::{Value, json};
+use rm_node::Session;
+use rm_node::control::api::PieceView;
 
-use crate::output::{self, Output};
+use crate::output::{self, Output, node_error};
 use crate::{Global, exit, home};
 
 /// What to do with pieces.
@@ -37,62 +38,46 @@ pub enum PiecesAction {
     },
 }
 
-fn summary_json(p: &PieceSummary) -> Value {
-    json!({
-        "piece_cid": p.piece_cid.to_string(),
-        "payload_cids": p.payloads.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "data_size": p.data_size,
-        "piece_size": p.piece_size,
-        "deals": p.deals.iter().map(|d| json!({
-            "deal_id": d.deal_id,
-            "sector": d.sector_id,
-            "offset": d.offset,
-            "length": d.length,
-        })).collect::<Vec<_>>(),
-        "cached_bytes": p.cached.as_ref().map(|c| c.bytes),
-        "cache_complete": p.cached.as_ref().map(|c| c.complete),
-        "readers": p.readers,
-    })
-}
-
-fn cached_text(p: &PieceSummary) -> String {
-    match &p.cached {
-        Some(c) if c.complete => output::bytes(c.bytes),
-        Some(c) => format!("{} (unsealing)", output::bytes(c.bytes)),
-        None => "-".into(),
+fn cached_text(p: &PieceView) -> String {
+    match (p.cached_bytes, p.cache_complete) {
+        (Some(bytes), Some(true)) => output::bytes(bytes),
+        (Some(bytes), _) => format!("{} (unsealing)", output::bytes(bytes)),
+        (None, _) => "-".into(),
     }
 }
 
-fn sectors_text(p: &PieceSummary) -> String {
+fn sectors_text(p: &PieceView) -> String {
     p.deals
         .iter()
-        .map(|d| format!("{}@{}", d.sector_id, d.offset))
+        .map(|d| format!("{}@{}", d.sector, d.offset))
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Runs `rm pieces`, opening the home directly (the server must be stopped).
+/// Runs `rm pieces`: through the running server's control socket when `rm serve` runs on
+/// the home, else on the home opened directly.
 pub async fn run(global: &Global, out: &Output, args: PiecesArgs) -> Result<ExitCode> {
     let home = home::resolve(global.home.as_deref())?;
-    home::load(&home)?;
-    let node = home::open(&home, &[]).await?;
-    let result = act(&node, out, args.action.unwrap_or(PiecesAction::List)).await;
-    node.network.shutdown().await;
+    let config = home::load(&home)?;
+    let session = home::session(&home, config).await?;
+    let result = act(&session, out, args.action.unwrap_or(PiecesAction::List)).await;
+    session.close().await;
     result
 }
 
-async fn act(node: &Node, out: &Output, action: PiecesAction) -> Result<ExitCode> {
+async fn act(session: &Session, out: &Output, action: PiecesAction) -> Result<ExitCode> {
     match action {
         PiecesAction::List => {
-            let pieces = node.pieces().await?;
-            let rows: Vec<Vec<String>> = pieces
+            let view = session.pieces().await.map_err(node_error)?;
+            let rows: Vec<Vec<String>> = view
+                .pieces
                 .iter()
                 .map(|p| {
                     vec![
-                        p.piece_cid.to_string(),
-                        p.payloads
+                        p.piece_cid.clone(),
+                        p.payload_cids
                             .first()
-                            .map(ToString::to_string)
+                            .cloned()
                             .unwrap_or_else(|| "?".into()),
                         p.data_size.map(output::bytes).unwrap_or_else(|| "?".into()),
                         sectors_text(p),
@@ -108,29 +93,23 @@ async fn act(node: &Node, out: &Output, action: PiecesAction) -> Result<ExitCode
                     &rows,
                 )
             };
-            out.result(
-                &json!({ "pieces": pieces.iter().map(summary_json).collect::<Vec<_>>() }),
-                &text,
-            );
+            out.result(&serde_json::to_value(&view)?, &text);
         }
         PiecesAction::Show { piece } => {
-            let cid = crate::cmd::parse_cid(&piece)?;
-            let p = node
+            let cid = crate::cmd::parse_cid(&piece)?.to_string();
+            let p = session
                 .piece(&cid)
                 .await
+                .map_err(node_error)
                 .with_context(|| format!("piece {cid}"))?;
             let rows = vec![
-                vec!["piece".into(), p.piece_cid.to_string()],
+                vec!["piece".into(), p.piece_cid.clone()],
                 vec![
                     "payloads".into(),
-                    if p.payloads.is_empty() {
+                    if p.payload_cids.is_empty() {
                         "? (not readable without an unseal)".into()
                     } else {
-                        p.payloads
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        p.payload_cids.join(", ")
                     },
                 ],
                 vec![
@@ -148,34 +127,25 @@ async fn act(node: &Node, out: &Output, action: PiecesAction) -> Result<ExitCode
                 vec!["deals reading it".into(), p.readers.to_string()],
             ];
             out.result(
-                &summary_json(&p),
+                &serde_json::to_value(&p)?,
                 &output::table(&["rm pieces show", ""], &rows),
             );
         }
         PiecesAction::Remove { piece } => {
-            let cid = crate::cmd::parse_cid(&piece)?;
-            let r = node
+            let cid = crate::cmd::parse_cid(&piece)?.to_string();
+            let r = session
                 .remove_piece(&cid)
                 .await
+                .map_err(node_error)
                 .with_context(|| format!("removing piece {cid}"))?;
-            let freed = r.disk_before.saturating_sub(r.disk_after);
+            let freed = r.disk_bytes_before.saturating_sub(r.disk_bytes_after);
             out.result(
-                &json!({
-                    "piece_cid": cid.to_string(),
-                    "payload_cids": r.removed.roots.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "blocks": r.removed.blocks,
-                    "orphaned_blocks": r.removed.orphaned,
-                    "sector_bytes_freed": r.removed.sector_bytes,
-                    "cache_bytes_freed": r.removed.cache_bytes,
-                    "unprovided": r.unprovided.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                    "disk_bytes_before": r.disk_before,
-                    "disk_bytes_after": r.disk_after,
-                }),
+                &serde_json::to_value(&r)?,
                 &format!(
                     "removed piece {cid}: {} block locations; data on disk {} -> {} ({} freed)\n",
-                    output::thousands(r.removed.blocks),
-                    output::bytes(r.disk_before),
-                    output::bytes(r.disk_after),
+                    output::thousands(r.blocks),
+                    output::bytes(r.disk_bytes_before),
+                    output::bytes(r.disk_bytes_after),
                     output::bytes(freed),
                 ),
             );

@@ -26,6 +26,8 @@ pub enum Request {
     Fund(FundRequest),
     /// Ask a provider about a payload.
     Query(QueryRequest),
+    /// List the pieces, show one or remove one.
+    Pieces(PiecesRequest),
 }
 
 impl Request {
@@ -37,6 +39,7 @@ impl Request {
             Request::Deals(_) => "deals",
             Request::Fund(_) => "fund",
             Request::Query(_) => "query",
+            Request::Pieces(_) => "pieces",
         }
     }
 }
@@ -442,4 +445,80 @@ mod tests {
             r#"{"listed":{"count":2}}"#
         );
     }
+}
+
+/// `rm pieces`: every piece (no field), one piece (`show`), or the removal of one
+/// (`remove`); at most one of the two.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PiecesRequest {
+    /// The piece CID to show.
+    pub show: Option<String>,
+    /// The piece CID to remove, freeing its disk space.
+    pub remove: Option<String>,
+}
+
+/// Every piece the node holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiecesView {
+    /// The pieces.
+    pub pieces: Vec<PieceView>,
+}
+
+/// What the node holds of one piece.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceView {
+    /// The piece CID.
+    pub piece_cid: String,
+    /// The payloads it holds (its CAR's roots; empty when they cannot be read without an
+    /// unseal).
+    pub payload_cids: Vec<String>,
+    /// Its data size (the CAR's length), when known.
+    pub data_size: Option<u64>,
+    /// Its padded size, when known.
+    pub piece_size: Option<u64>,
+    /// Where it is stored.
+    pub deals: Vec<PieceDealView>,
+    /// Bytes of its copy in the unsealed cache, if it has one.
+    pub cached_bytes: Option<u64>,
+    /// Whether that copy is complete.
+    pub cache_complete: Option<bool>,
+    /// Deals reading it now.
+    pub readers: u64,
+}
+
+/// Where a piece is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceDealView {
+    /// The storage deal (0: imported locally).
+    pub deal_id: u64,
+    /// The sector.
+    pub sector: u64,
+    /// Padded offset in the sector.
+    pub offset: u64,
+    /// Padded length.
+    pub length: u64,
+}
+
+/// What removing a piece freed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceRemovedView {
+    /// The piece CID.
+    pub piece_cid: String,
+    /// The payloads it held.
+    pub payload_cids: Vec<String>,
+    /// Block locations removed.
+    pub blocks: u64,
+    /// Blocks no piece holds any more, deleted from the blockstore.
+    pub orphaned_blocks: u64,
+    /// Bytes of disk freed in sector files.
+    pub sector_bytes_freed: u64,
+    /// Bytes of the cached copy removed.
+    pub cache_bytes_freed: u64,
+    /// Payloads no longer provided on the DHT.
+    pub unprovided: Vec<String>,
+    /// Bytes of disk the node's data used before.
+    pub disk_bytes_before: u64,
+    /// And after.
+    pub disk_bytes_after: u64,
 }

@@ -11,7 +11,8 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::api::{
     AskChange, AskView, DealView, DealsRequest, FundRequest, FundView, ImportRequest, ImportView,
-    QueryRequest, QueryView, Reply, Request,
+    PieceRemovedView, PieceView, PiecesRequest, PiecesView, QueryRequest, QueryView, Reply,
+    Request,
 };
 use super::ops::{Operations, ProgressSink};
 use super::server::read_line;
@@ -263,6 +264,44 @@ impl Session {
         match self {
             Session::Served(p) => Self::call(p, Request::Query(request), None).await,
             Session::Local(ops) => ops.query(request).await,
+        }
+    }
+
+    /// [`Operations::pieces`].
+    pub async fn pieces(&self) -> Result<PiecesView, Error> {
+        match self {
+            Session::Served(p) => {
+                Self::call(p, Request::Pieces(PiecesRequest::default()), None).await
+            }
+            Session::Local(ops) => ops.pieces().await,
+        }
+    }
+
+    /// [`Operations::piece`].
+    pub async fn piece(&self, piece_cid: &str) -> Result<PieceView, Error> {
+        match self {
+            Session::Served(p) => {
+                let request = PiecesRequest {
+                    show: Some(piece_cid.to_owned()),
+                    remove: None,
+                };
+                Self::call(p, Request::Pieces(request), None).await
+            }
+            Session::Local(ops) => ops.piece(piece_cid).await,
+        }
+    }
+
+    /// [`Operations::remove_piece`].
+    pub async fn remove_piece(&self, piece_cid: &str) -> Result<PieceRemovedView, Error> {
+        match self {
+            Session::Served(p) => {
+                let request = PiecesRequest {
+                    show: None,
+                    remove: Some(piece_cid.to_owned()),
+                };
+                Self::call(p, Request::Pieces(request), None).await
+            }
+            Session::Local(ops) => ops.remove_piece(piece_cid).await,
         }
     }
 

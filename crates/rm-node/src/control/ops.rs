@@ -13,7 +13,8 @@ use tokio::sync::OnceCell;
 
 use super::api::{
     AddedView, AskChange, AskView, ChannelView, DealView, DealsRequest, FundRequest, FundView,
-    ImportProgress, ImportRequest, ImportView, LaneView, QueryRequest, QueryView,
+    ImportProgress, ImportRequest, ImportView, LaneView, PieceDealView, PieceRemovedView,
+    PieceView, PiecesView, QueryRequest, QueryView,
 };
 use crate::{Config, Error, Node};
 
@@ -192,6 +193,39 @@ impl Operations {
         Some(DealChanges {
             events: provider.subscribe_to_events(),
             last: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Every piece the node holds (`rm pieces list`).
+    pub async fn pieces(&self) -> Result<PiecesView, Error> {
+        let pieces = self.node.pieces().await?;
+        Ok(PiecesView {
+            pieces: pieces.iter().map(piece_view).collect(),
+        })
+    }
+
+    /// One piece (`rm pieces show`).
+    pub async fn piece(&self, piece_cid: &str) -> Result<PieceView, Error> {
+        let cid = parse_piece(piece_cid)?;
+        Ok(piece_view(&self.node.piece(&cid).await?))
+    }
+
+    /// Removes a piece and frees its disk space (`rm pieces remove`); refused while a
+    /// deal reads it.
+    pub async fn remove_piece(&self, piece_cid: &str) -> Result<PieceRemovedView, Error> {
+        let cid = parse_piece(piece_cid)?;
+        let r = self.node.remove_piece(&cid).await?;
+        let strings = |cids: &[Cid]| cids.iter().map(ToString::to_string).collect();
+        Ok(PieceRemovedView {
+            piece_cid: cid.to_string(),
+            payload_cids: strings(&r.removed.roots),
+            blocks: r.removed.blocks,
+            orphaned_blocks: r.removed.orphaned,
+            sector_bytes_freed: r.removed.sector_bytes,
+            cache_bytes_freed: r.removed.cache_bytes,
+            unprovided: strings(&r.unprovided),
+            disk_bytes_before: r.disk_before,
+            disk_bytes_after: r.disk_after,
         })
     }
 
@@ -460,5 +494,31 @@ impl Node {
             rm_unseal::import::import_car_with_progress(&self.pieces, &self.sectors, path, report)?;
         self.announcer.provide(&imported.payload_cid)?;
         Ok(imported)
+    }
+}
+
+fn parse_piece(text: &str) -> Result<Cid, Error> {
+    Cid::try_from(text).map_err(|e| bad(format!("{text:?} is not a piece CID: {e}")))
+}
+
+fn piece_view(p: &crate::PieceSummary) -> PieceView {
+    PieceView {
+        piece_cid: p.piece_cid.to_string(),
+        payload_cids: p.payloads.iter().map(ToString::to_string).collect(),
+        data_size: p.data_size,
+        piece_size: p.piece_size,
+        deals: p
+            .deals
+            .iter()
+            .map(|d| PieceDealView {
+                deal_id: d.deal_id,
+                sector: d.sector_id,
+                offset: d.offset,
+                length: d.length,
+            })
+            .collect(),
+        cached_bytes: p.cached.as_ref().map(|c| c.bytes),
+        cache_complete: p.cached.as_ref().map(|c| c.complete),
+        readers: p.readers as u64,
     }
 }

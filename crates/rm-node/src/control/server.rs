@@ -210,6 +210,14 @@ async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         Request::Ask(change) => done(ops.ask(change).await),
         Request::Fund(request) => done(ops.fund(request).await),
         Request::Query(request) => done(ops.query(request).await),
+        Request::Pieces(request) => match (request.show, request.remove) {
+            (None, None) => done(ops.pieces().await),
+            (Some(cid), None) => done(ops.piece(&cid).await),
+            (None, Some(cid)) => done(ops.remove_piece(&cid).await),
+            (Some(_), Some(_)) => Err(Error::Request(
+                "pieces: show or remove, not both".to_owned(),
+            )),
+        },
         Request::Import(request) => import(ops, request, w).await,
         Request::Deals(request) => {
             let follow = request.follow;
