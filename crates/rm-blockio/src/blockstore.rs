@@ -460,8 +460,8 @@ impl Blockstore for FileBlockstore {
 /// Frees the whole file-system blocks of `file` inside `offset..offset + len`, keeping its
 /// length (they read as zeros). Partial blocks at either end are left alone, so the
 /// bytes of neighbouring blocks never change. Where the platform or file system cannot,
-/// nothing is freed.
-fn punch_hole(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
+/// nothing is freed. Also what `rm-unseal` frees sector bytes with.
+pub fn punch_hole(file: &std::fs::File, offset: u64, len: u64) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let block = file.metadata()?.blksize().max(512);
     let start = offset.div_ceil(block) * block;

@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use rm_blockio::blockstore::punch_hole;
 use rm_store::{Durability, Keyspace, WriteBatch};
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc;
@@ -314,38 +315,6 @@ impl FileSectorStore {
 pub fn disk_usage(file: &std::fs::File) -> io::Result<u64> {
     use std::os::unix::fs::MetadataExt;
     Ok(file.metadata()?.blocks() * 512)
-}
-
-/// Frees the whole file-system blocks of `file` inside `offset..offset + len`, keeping the
-/// file's length: they read as zeros. Partial blocks at either end are left alone, so
-/// bytes outside the range never change. Where the platform cannot, nothing is freed.
-pub fn punch_hole(file: &std::fs::File, offset: u64, len: u64) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let block = file.metadata()?.blksize().max(512);
-    let start = offset.div_ceil(block) * block;
-    let end = offset.saturating_add(len) / block * block;
-    if end <= start {
-        return Ok(());
-    }
-    #[cfg(target_os = "linux")]
-    {
-        use rustix::fs::FallocateFlags;
-        match rustix::fs::fallocate(
-            file,
-            FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
-            start,
-            end - start,
-        ) {
-            Ok(()) => Ok(()),
-            // A file system without holes keeps the bytes; nothing is lost but space.
-            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Ok(())
-    }
 }
 
 /// Writes one piece's unpadded bytes into its sector, Fr32-padding them on the way
