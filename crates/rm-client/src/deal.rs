@@ -55,6 +55,12 @@ pub struct DealConfig {
     /// as it takes); then it ends `Cancelled` untold. Default 10 minutes, the provider's
     /// default resume window: a provider reachable in that time hears of the cancel.
     pub cancel_delivery: Duration,
+    /// How long the provider's `Unsealing` responses count as progress, from the first:
+    /// a sealed sector takes hours to unseal, and the provider says it still works on it
+    /// (its `unsealing_interval`, 10 s by default). After this, only blocks and status
+    /// changes are progress again, so a provider that only ever says `Unsealing` fails the
+    /// deal `progress_timeout` later. Default 3 hours.
+    pub max_unseal_wait: Duration,
 }
 
 impl Default for DealConfig {
@@ -66,6 +72,7 @@ impl Default for DealConfig {
             read_timeout: Duration::from_secs(30),
             progress_timeout: Duration::from_secs(600),
             cancel_delivery: Duration::from_secs(600),
+            max_unseal_wait: Duration::from_secs(3 * 3600),
         }
     }
 }
@@ -206,6 +213,8 @@ pub struct ClientDeal {
     heard_at: Instant,
     /// The last progress.
     progress_at: Instant,
+    /// When the provider first said it was unsealing.
+    unsealing_since: Option<Instant>,
     call: Option<Call>,
     /// Blocks handed to the driver for verification: their count and bytes.
     verifying: Option<(u64, u64)>,
@@ -247,6 +256,7 @@ impl ClientDeal {
             retry_at: None,
             heard_at: now,
             progress_at: now,
+            unsealing_since: None,
             call: None,
             verifying: None,
             pending: VecDeque::new(),

@@ -60,6 +60,8 @@ pub struct ProviderDeal {
     asked_at: Option<Instant>,
     /// Not before this instant is the next response read (the rate limit).
     next_send_at: Option<Instant>,
+    /// When the client is next told that the unseal goes on.
+    unsealing_at: Option<Instant>,
     pending: Option<Pending>,
     /// A resume waiting for the request in flight to finish.
     resume: Option<rm_types::Resume>,
@@ -110,6 +112,7 @@ impl ProviderDeal {
             detached_at: None,
             asked_at: None,
             next_send_at: None,
+            unsealing_at: None,
             pending: None,
             resume: None,
             early_payment: None,
@@ -152,6 +155,9 @@ impl ProviderDeal {
             consider(t + self.config.payment_timeout);
         }
         if let Some(t) = self.next_send_at {
+            consider(t);
+        }
+        if let Some(t) = self.unsealing_at {
             consider(t);
         }
         next
@@ -245,6 +251,7 @@ impl ProviderDeal {
         if self.pending.take() != Some(Pending::Unseal) {
             return;
         }
+        self.unsealing_at = None;
         if self.ending() {
             // The deal is being cancelled or failed meanwhile: the result is moot.
             return self.drive(now);
@@ -568,7 +575,21 @@ impl ProviderDeal {
         if self.next_send_at.is_some_and(|t| now >= t) {
             self.next_send_at = None;
         }
+        if self.unsealing_at.is_some_and(|t| now >= t) {
+            self.tell_unsealing(now);
+        }
         self.drive(now);
+    }
+
+    /// Tells the client the unseal goes on (a `DealResponse` with status `Unsealing` and
+    /// nothing else), now and every [`DealConfig::unsealing_interval`] until it ends.
+    fn tell_unsealing(&mut self, now: Instant) {
+        if self.pending != Some(Pending::Unseal) || self.ending() {
+            self.unsealing_at = None;
+            return;
+        }
+        self.send(self.response(DealStatus::Unsealing));
+        self.unsealing_at = Some(now + self.config.unsealing_interval);
     }
 
     /// The ask changed: a deal not decided yet is judged against the new one.
@@ -806,6 +827,7 @@ impl ProviderDeal {
                 S::Unsealing => {
                     self.pending = Some(Pending::Unseal);
                     self.actions.push_back(ProviderAction::Unseal);
+                    self.unsealing_at = Some(now + self.config.unsealing_interval);
                 }
                 S::Unsealed | S::Ongoing => {
                     if self.attached && self.next_send_at.is_none() {

@@ -124,6 +124,13 @@ impl ClientDeal {
             return;
         }
         let owed = response.payment_owed.clone();
+        if response.status == DealStatus::Unsealing {
+            // The provider still unseals: progress, for at most `max_unseal_wait`.
+            let since = *self.unsealing_since.get_or_insert(now);
+            if now <= since + self.config.max_unseal_wait {
+                self.progress_at = now;
+            }
+        }
         match response.status {
             DealStatus::Accepted
             | DealStatus::Ongoing

@@ -30,6 +30,10 @@ pub struct DealConfig {
     /// Most times a client may resume the deal on a new stream; one more fails the deal.
     /// Default 32.
     pub max_resumes: u32,
+    /// While the piece is unsealed (which may take hours for a sealed sector), the
+    /// provider repeats a `DealResponse` with status `Unsealing` this often, so the
+    /// client's read deadline (30 s by default) sees the deal alive. Default 10 s.
+    pub unsealing_interval: Duration,
 }
 
 impl Default for DealConfig {
@@ -41,6 +45,7 @@ impl Default for DealConfig {
             resume_window: Duration::from_secs(600),
             max_bytes_per_second: None,
             max_resumes: 32,
+            unsealing_interval: Duration::from_secs(10),
         }
     }
 }

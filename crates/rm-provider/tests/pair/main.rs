@@ -209,3 +209,94 @@ proptest! {
         run(seed, &terms, faults, &DISHONEST)?;
     }
 }
+
+/// Terms of the long-unseal tests: a paid deal of a few blocks.
+fn unseal_terms() -> Terms {
+    Terms {
+        price: 2,
+        interval: 4096,
+        increase: 1024,
+        unseal: 0,
+        budget_percent: 100,
+        data_len: 20_000,
+        chunk: 1024,
+        max_links: 4,
+        partial: false,
+    }
+}
+
+/// An unseal twelve times longer than the client's read deadline, and a client that may
+/// not reconnect even once: the provider's periodic `Unsealing` responses keep the stream
+/// alive and the deal completes on the one stream it began on.
+#[test]
+fn a_long_unseal_keeps_the_deal_alive() {
+    let o = Sim::new(7, &unseal_terms(), Faults::default())
+        .with_unseal_time(Duration::from_secs(60))
+        .configure(|c| c.max_reconnects = 0, |_| {})
+        .run(MAX_STEPS)
+        .unwrap();
+    assert_eq!(o.client, Outcome::Completed, "{}", o.client_message);
+    assert_eq!(o.provider, Outcome::Completed);
+    assert_eq!(o.resumes, 0);
+}
+
+/// The control: a provider that stays silent while it unseals loses the client at its
+/// read deadline.
+#[test]
+fn a_silent_unseal_loses_the_client() {
+    let o = Sim::new(7, &unseal_terms(), Faults::default())
+        .with_unseal_time(Duration::from_secs(60))
+        .configure(
+            |c| c.max_reconnects = 0,
+            |p| p.unsealing_interval = Duration::from_secs(3600),
+        )
+        .run(MAX_STEPS)
+        .unwrap();
+    assert_eq!(o.client, Outcome::Failed);
+    assert!(
+        o.client_message.contains("sent nothing"),
+        "{}",
+        o.client_message
+    );
+}
+
+/// With reconnects allowed, the silent provider costs a new stream at each read deadline
+/// (the 60 s unseal over 5 s deadlines); the talking one none.
+#[test]
+fn a_silent_unseal_costs_reconnects() {
+    let run = |interval: u64| {
+        Sim::new(7, &unseal_terms(), Faults::default())
+            .with_unseal_time(Duration::from_secs(60))
+            .configure(
+                |_| {},
+                |p| p.unsealing_interval = Duration::from_secs(interval),
+            )
+            .run(MAX_STEPS)
+            .unwrap()
+    };
+    let talking = run(2);
+    let silent = run(3600);
+    assert_eq!(talking.client, Outcome::Completed);
+    assert_eq!((talking.streams, talking.resumes), (1, 0));
+    assert_eq!(silent.client, Outcome::Completed, "{}", silent.client_message);
+    assert!(silent.streams >= 10, "{} streams", silent.streams);
+    assert!(silent.resumes >= 1);
+}
+
+/// A provider that says `Unsealing` forever does not hold the deal forever: after
+/// `max_unseal_wait` its responses stop counting as progress and the deal fails
+/// `progress_timeout` later.
+#[test]
+fn unsealing_forever_fails_the_deal_in_bounded_time() {
+    let o = Sim::new(7, &unseal_terms(), Faults::default())
+        .with_unseal_time(Duration::from_secs(100_000))
+        .configure(|c| c.max_unseal_wait = Duration::from_secs(300), |_| {})
+        .run(MAX_STEPS)
+        .unwrap();
+    assert_eq!(o.client, Outcome::Failed);
+    assert!(
+        o.client_message.contains("no progress"),
+        "{}",
+        o.client_message
+    );
+}

@@ -191,6 +191,12 @@ struct Stream {
 
 pub(crate) struct Outcomes {
     pub(crate) client: Outcome,
+    /// Why the client's deal ended as it did (empty when it completed).
+    pub(crate) client_message: String,
+    /// The client's resumes the provider counted.
+    pub(crate) resumes: u64,
+    /// Streams the client opened.
+    pub(crate) streams: u64,
     pub(crate) provider: Outcome,
     pub(crate) steps: u64,
     pub(crate) injected: Injected,
@@ -226,6 +232,8 @@ pub(crate) struct Sim {
     provider_down_until: Option<Instant>,
     /// Provider node calls answered later (`Faults::slow_node`), in order.
     provider_work: VecDeque<(Instant, Work)>,
+    /// How long an unseal takes (zero: answered at once).
+    unseal_time: Duration,
     streams: Vec<Stream>,
     next_stream: u64,
     client_stream: Option<u64>,
@@ -344,6 +352,7 @@ impl Sim {
             provider_config: provider_config(),
             provider_down_until: None,
             provider_work: VecDeque::new(),
+            unseal_time: Duration::ZERO,
             streams: Vec::new(),
             next_stream: 0,
             client_stream: None,
@@ -353,6 +362,30 @@ impl Sim {
             client_outcome: None,
             provider_outcome: None,
         }
+    }
+
+    /// Every unseal takes `time` (a sealed sector takes hours).
+    pub(crate) fn with_unseal_time(mut self, time: Duration) -> Self {
+        self.unseal_time = time;
+        self
+    }
+
+    /// Changes either side's deal settings (before the run).
+    pub(crate) fn configure(
+        mut self,
+        client: impl FnOnce(&mut rm_client::DealConfig),
+        provider: impl FnOnce(&mut rm_provider::DealConfig),
+    ) -> Self {
+        client(&mut self.client_config);
+        provider(&mut self.provider_config);
+        let state = self.client_disk.state.clone();
+        self.client = Some(ClientDeal::new(
+            self.id,
+            state,
+            self.now,
+            self.client_config.clone(),
+        ));
+        self
     }
 
     fn stream(&mut self, id: u64) -> Option<&mut Stream> {
@@ -661,8 +694,18 @@ impl Sim {
             }
         }
         self.check_end()?;
+        let client = self.client.as_ref().map_or(&self.client_disk.state, |c| c.state());
+        let resumes = self
+            .provider
+            .as_ref()
+            .map(|p| p.state())
+            .or(self.provider_disk.as_ref().map(|s| &s.state))
+            .map_or(0, |s| s.resumes);
         Ok(Outcomes {
             client: self.client_outcome.unwrap(),
+            client_message: client.message(),
+            resumes,
+            streams: self.next_stream,
             provider: self.provider_outcome.unwrap(),
             steps,
             injected: self.injected.clone(),
@@ -711,5 +754,7 @@ fn provider_config() -> rm_provider::DealConfig {
     c.max_blocks_per_response = 8;
     c.payment_timeout = Duration::from_secs(60);
     c.resume_window = Duration::from_secs(60);
+    // Under the client's 5 s read deadline, as the defaults (10 s, 30 s) are.
+    c.unsealing_interval = Duration::from_secs(2);
     c
 }

@@ -38,6 +38,11 @@ impl Sim {
                 }
                 ProviderAction::Locate => self.work(Work::Located(Ok(Located::Here))),
                 ProviderAction::Decide => self.work(Work::Decided(Ok(()))),
+                ProviderAction::Unseal if !self.unseal_time.is_zero() => {
+                    let at = self.now + self.unseal_time;
+                    let at = self.provider_work.back().map_or(at, |(t, _)| at.max(*t));
+                    self.provider_work.push_back((at, Work::Unsealed(Ok(()))));
+                }
                 ProviderAction::Unseal => self.work(Work::Unsealed(Ok(()))),
                 ProviderAction::ReadBlocks {
                     from,
