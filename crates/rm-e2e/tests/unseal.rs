@@ -17,7 +17,7 @@ use rm_e2e::{Node, lorem_path};
 use rm_provider::{Provider, ProviderStatus};
 use rm_types::{Ask, QueryParams, TokenAmount};
 use rm_unseal::sector::{BoxFuture, PieceReader, SectorNumber};
-use rm_unseal::{PaddedPieceSize, SectorAccess, Unsealer, UnsealedCache};
+use rm_unseal::{PaddedPieceSize, SectorAccess, UnsealedCache, Unsealer};
 
 /// Sealed-sector behaviour over real sector files: no reads in place, and each unseal
 /// takes `delay` before its data starts.

@@ -278,7 +278,12 @@ fn a_silent_unseal_costs_reconnects() {
     let silent = run(3600);
     assert_eq!(talking.client, Outcome::Completed);
     assert_eq!((talking.streams, talking.resumes), (1, 0));
-    assert_eq!(silent.client, Outcome::Completed, "{}", silent.client_message);
+    assert_eq!(
+        silent.client,
+        Outcome::Completed,
+        "{}",
+        silent.client_message
+    );
     assert!(silent.streams >= 10, "{} streams", silent.streams);
     assert!(silent.resumes >= 1);
 }

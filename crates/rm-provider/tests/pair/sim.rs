@@ -694,7 +694,10 @@ impl Sim {
             }
         }
         self.check_end()?;
-        let client = self.client.as_ref().map_or(&self.client_disk.state, |c| c.state());
+        let client = self
+            .client
+            .as_ref()
+            .map_or(&self.client_disk.state, |c| c.state());
         let resumes = self
             .provider
             .as_ref()
