@@ -110,8 +110,14 @@ pub struct Config {
     pub max_inbound_deals_per_peer: usize,
     /// Most inbound deal streams open at once in total. Default: 128.
     pub max_inbound_deals: usize,
+    /// Most inbound deal streams open at once from the peers of one IP address (peer ids
+    /// cost nothing; with this, holding every slot takes four addresses). Default: 32.
+    pub max_inbound_deals_per_ip: usize,
     /// Most inbound queries in progress at once from one peer. Default: 32.
     pub max_inbound_queries_per_peer: usize,
+    /// Most inbound queries in progress at once from the peers of one IP address.
+    /// Default: 128.
+    pub max_inbound_queries_per_ip: usize,
     /// Most inbound queries in progress at once in total. Default: 512.
     pub max_inbound_queries: usize,
     /// Inbound queries and deal streams admitted but not yet taken by the program (events
@@ -150,7 +156,9 @@ impl Default for Config {
             max_blocks_per_response: 8192,
             max_inbound_deals_per_peer: 8,
             max_inbound_deals: 128,
+            max_inbound_deals_per_ip: 32,
             max_inbound_queries_per_peer: 32,
+            max_inbound_queries_per_ip: 128,
             max_inbound_queries: 512,
             inbound_queue: 64,
             read_timeout: Duration::from_secs(30),
@@ -287,10 +295,15 @@ impl Behaviour {
     pub fn new(config: Config) -> Self {
         let (sender, requests) = mpsc::channel(OPEN_QUEUE);
         let shared = Arc::new(Shared {
-            deal_limiter: Limiter::new(config.max_inbound_deals, config.max_inbound_deals_per_peer),
+            deal_limiter: Limiter::new(
+                config.max_inbound_deals,
+                config.max_inbound_deals_per_peer,
+                config.max_inbound_deals_per_ip,
+            ),
             query_limiter: Limiter::new(
                 config.max_inbound_queries,
                 config.max_inbound_queries_per_peer,
+                config.max_inbound_queries_per_ip,
             ),
             counters: Arc::new(Counters::default()),
             disconnected: broadcast::channel(DISCONNECT_BUFFER).0,
@@ -332,8 +345,8 @@ impl Behaviour {
         self.shared.counters.snapshot()
     }
 
-    fn handler(&self, peer: PeerId) -> Handler {
-        Handler::new(peer, Arc::clone(&self.shared), self.protocols.clone())
+    fn handler(&self, peer: PeerId, ip: Option<std::net::IpAddr>) -> Handler {
+        Handler::new(peer, ip, Arc::clone(&self.shared), self.protocols.clone())
     }
 
     /// Routes an open request to a connection, or queues it and asks for a dial.
@@ -425,10 +438,11 @@ impl NetworkBehaviour for Behaviour {
         _: &Multiaddr,
         remote: &Multiaddr,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        if let Some(ip) = crate::conn_limits::ip_of(remote) {
+        let ip = crate::conn_limits::ip_of(remote);
+        if let Some(ip) = ip {
             self.remote_ips.insert(connection, ip);
         }
-        Ok(self.handler(peer))
+        Ok(self.handler(peer, ip))
     }
 
     fn handle_established_outbound_connection(
@@ -439,7 +453,7 @@ impl NetworkBehaviour for Behaviour {
         _: Endpoint,
         _: PortUse,
     ) -> Result<THandler<Self>, ConnectionDenied> {
-        Ok(self.handler(peer))
+        Ok(self.handler(peer, None))
     }
 
     fn handle_pending_outbound_connection(

@@ -61,9 +61,16 @@ pub struct Config {
     pub max_inbound_deals_per_peer: usize,
     /// Most inbound deal streams open at once in total. Default: 128.
     pub max_inbound_deals: usize,
+    /// Most inbound deal streams open at once from the peers of one remote IP address
+    /// (peer ids cost nothing; with this, holding every slot takes four addresses).
+    /// Default: 32.
+    pub max_inbound_deals_per_ip: usize,
     /// Most inbound queries in progress at once from one peer (separate from the deal
     /// streams' limits; a query over it is refused with a clean close). Default: 32.
     pub max_inbound_queries_per_peer: usize,
+    /// Most inbound queries in progress at once from the peers of one remote IP address.
+    /// Default: 128.
+    pub max_inbound_queries_per_ip: usize,
     /// Most inbound queries in progress at once in total. Default: 512.
     pub max_inbound_queries: usize,
     /// Inbound queries and deal streams admitted but not yet handed on to the delegate;
@@ -158,6 +165,8 @@ impl Default for Config {
             max_block_size: 2 * MIB,
             max_blocks_per_response: 8192,
             max_inbound_deals_per_peer: 8,
+            max_inbound_deals_per_ip: 32,
+            max_inbound_queries_per_ip: 128,
             max_inbound_deals: 128,
             max_inbound_queries_per_peer: 32,
             max_inbound_queries: 512,
@@ -205,6 +214,8 @@ impl Config {
         b.max_blocks_per_response = self.max_blocks_per_response;
         b.max_inbound_deals_per_peer = self.max_inbound_deals_per_peer;
         b.max_inbound_deals = self.max_inbound_deals;
+        b.max_inbound_deals_per_ip = self.max_inbound_deals_per_ip;
+        b.max_inbound_queries_per_ip = self.max_inbound_queries_per_ip;
         b.max_inbound_queries_per_peer = self.max_inbound_queries_per_peer;
         b.max_inbound_queries = self.max_inbound_queries;
         b.inbound_queue = self.inbound_queue;

@@ -111,6 +111,8 @@ struct ReadQuery {
 /// The connection handler of [`crate::Behaviour`].
 pub struct Handler {
     peer: PeerId,
+    /// The remote IP address of an inbound connection (what per-IP limits count by).
+    ip: Option<std::net::IpAddr>,
     shared: Arc<Shared>,
     protocols: Vec<StreamProtocol>,
     /// Outbound streams to request.
@@ -133,9 +135,15 @@ impl std::fmt::Debug for Handler {
 }
 
 impl Handler {
-    pub(crate) fn new(peer: PeerId, shared: Arc<Shared>, protocols: Vec<StreamProtocol>) -> Self {
+    pub(crate) fn new(
+        peer: PeerId,
+        ip: Option<std::net::IpAddr>,
+        shared: Arc<Shared>,
+        protocols: Vec<StreamProtocol>,
+    ) -> Self {
         Self {
             peer,
+            ip,
             shared,
             protocols,
             opens: VecDeque::new(),
@@ -152,7 +160,7 @@ impl Handler {
             .into_iter()
             .find(|q| q.id() == protocol.as_ref())
         {
-            match self.shared.query_limiter.acquire(peer) {
+            match self.shared.query_limiter.acquire(peer, self.ip) {
                 Ok(permit) => self.tasks.push(
                     read_query(Arc::clone(&self.shared), peer, stream, query, permit).boxed(),
                 ),
@@ -161,6 +169,7 @@ impl Handler {
                     bump(&counters.queries_refused);
                     bump(match limit {
                         Refused::PerPeer => &counters.queries_refused_per_peer,
+                        Refused::PerIp => &counters.queries_refused_per_ip,
                         Refused::Total => &counters.queries_refused_total,
                     });
                     if self.refusals < MAX_REFUSALS_PER_CONNECTION {
@@ -173,7 +182,7 @@ impl Handler {
             }
             return;
         }
-        match self.shared.deal_limiter.acquire(peer) {
+        match self.shared.deal_limiter.acquire(peer, self.ip) {
             Ok(permit) => self.out.push_back(Admitted::Deal(peer, stream, permit)),
             Err(limit) => {
                 // Dropping the stream resets it.
@@ -181,6 +190,7 @@ impl Handler {
                 bump(&counters.rejected_streams);
                 bump(match limit {
                     Refused::PerPeer => &counters.rejected_streams_per_peer,
+                    Refused::PerIp => &counters.rejected_streams_per_ip,
                     Refused::Total => &counters.rejected_streams_total,
                 });
             }

@@ -26,6 +26,9 @@ pub struct Metrics {
     /// Of `rejected_streams`: refused because the client peer had
     /// `max_inbound_deals_per_peer` deal streams open.
     pub rejected_streams_per_peer: u64,
+    /// Of `rejected_streams`: refused because the peers of the client's IP address had
+    /// `max_inbound_deals_per_ip` deal streams open.
+    pub rejected_streams_per_ip: u64,
     /// Of `rejected_streams`: refused because `max_inbound_deals` deal streams were open.
     /// (The rest of `rejected_streams` found the inbound queue full, no delegate, or a
     /// delegate too slow to take them.)
@@ -36,6 +39,9 @@ pub struct Metrics {
     /// Of `queries_refused`: refused because the peer had `max_inbound_queries_per_peer`
     /// queries open.
     pub queries_refused_per_peer: u64,
+    /// Of `queries_refused`: refused because the peers of the IP address had
+    /// `max_inbound_queries_per_ip` queries open.
+    pub queries_refused_per_ip: u64,
     /// Of `queries_refused`: refused because `max_inbound_queries` queries were open.
     pub queries_refused_total: u64,
     /// Queries answered (provider side).
@@ -59,9 +65,11 @@ pub(crate) struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) rejected_streams: AtomicU64,
     pub(crate) rejected_streams_per_peer: AtomicU64,
+    pub(crate) rejected_streams_per_ip: AtomicU64,
     pub(crate) rejected_streams_total: AtomicU64,
     pub(crate) queries_refused: AtomicU64,
     pub(crate) queries_refused_per_peer: AtomicU64,
+    pub(crate) queries_refused_per_ip: AtomicU64,
     pub(crate) queries_refused_total: AtomicU64,
     pub(crate) queries_answered: AtomicU64,
     pub(crate) query_fallbacks: AtomicU64,
@@ -97,9 +105,11 @@ impl Counters {
             timeouts: get(&self.timeouts),
             rejected_streams: get(&self.rejected_streams),
             rejected_streams_per_peer: get(&self.rejected_streams_per_peer),
+            rejected_streams_per_ip: get(&self.rejected_streams_per_ip),
             rejected_streams_total: get(&self.rejected_streams_total),
             queries_refused: get(&self.queries_refused),
             queries_refused_per_peer: get(&self.queries_refused_per_peer),
+            queries_refused_per_ip: get(&self.queries_refused_per_ip),
             queries_refused_total: get(&self.queries_refused_total),
             queries_answered: get(&self.queries_answered),
             query_fallbacks: get(&self.query_fallbacks),

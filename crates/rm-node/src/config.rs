@@ -33,6 +33,8 @@ bootstrap = []
 # Deal streams served at once, in all and per client peer.
 max_inbound_deals = 64
 max_inbound_deals_per_peer = 8
+# ... and from the peers of one IP address (peer ids cost nothing, addresses do).
+max_inbound_deals_per_ip = 16
 
 [provider]
 # Bytes of block data per second sent on one deal; 0 = no limit.
@@ -111,6 +113,8 @@ pub struct Network {
     pub max_inbound_deals: usize,
     /// Deal streams served at once per client peer.
     pub max_inbound_deals_per_peer: usize,
+    /// Deal streams served at once to the peers of one IP address.
+    pub max_inbound_deals_per_ip: usize,
 }
 
 /// `[provider]`.
@@ -191,6 +195,7 @@ impl Default for Network {
             bootstrap: Vec::new(),
             max_inbound_deals: 64,
             max_inbound_deals_per_peer: 8,
+            max_inbound_deals_per_ip: 16,
         }
     }
 }
@@ -323,6 +328,7 @@ impl Config {
         let mut config = rm_network::Config::default().with_listen_addrs(addrs);
         config.max_inbound_deals = self.network.max_inbound_deals;
         config.max_inbound_deals_per_peer = self.network.max_inbound_deals_per_peer;
+        config.max_inbound_deals_per_ip = self.network.max_inbound_deals_per_ip;
         Ok(config)
     }
 

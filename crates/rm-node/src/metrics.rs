@@ -357,18 +357,22 @@ impl Metrics {
         let m = host.metrics();
         let refused = |stream, limit| n.refused.get_or_create(&RefusedLabels { stream, limit });
         catch_up(&refused("query", "per_peer"), m.queries_refused_per_peer);
+        catch_up(&refused("query", "per_ip"), m.queries_refused_per_ip);
         catch_up(&refused("query", "total"), m.queries_refused_total);
         catch_up(
             &refused("query", "queue"),
-            m.queries_refused
-                .saturating_sub(m.queries_refused_per_peer + m.queries_refused_total),
+            m.queries_refused.saturating_sub(
+                m.queries_refused_per_peer + m.queries_refused_per_ip + m.queries_refused_total,
+            ),
         );
         catch_up(&refused("deal", "per_peer"), m.rejected_streams_per_peer);
+        catch_up(&refused("deal", "per_ip"), m.rejected_streams_per_ip);
         catch_up(&refused("deal", "total"), m.rejected_streams_total);
         catch_up(
             &refused("deal", "queue"),
-            m.rejected_streams
-                .saturating_sub(m.rejected_streams_per_peer + m.rejected_streams_total),
+            m.rejected_streams.saturating_sub(
+                m.rejected_streams_per_peer + m.rejected_streams_per_ip + m.rejected_streams_total,
+            ),
         );
         let bad = |reason| n.bad_messages.get_or_create(&ReasonLabel { reason });
         catch_up(&bad("oversized"), m.oversized);

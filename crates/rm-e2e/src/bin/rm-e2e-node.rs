@@ -50,6 +50,9 @@ async fn provider(args: &[String]) -> Result<()> {
         net.max_inbound_deals_per_peer = n;
         net.max_inbound_queries = n;
         net.max_inbound_queries_per_peer = n;
+        // The benchmark's client nodes share 127.0.0.1.
+        net.max_inbound_deals_per_ip = n;
+        net.max_inbound_queries_per_ip = n;
     }
     let node = Node::open_with(home, arg(args, 3)?, net).await?;
     let preset = match arg(args, 9).unwrap_or("go-fil-markets") {
