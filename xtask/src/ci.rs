@@ -406,6 +406,24 @@ fn fuzz() -> Result<Duration> {
     Ok(start.elapsed())
 }
 
+/// The soak under faults (`rm-e2e-soak`, built by the test step): one provider, many
+/// clients, kills, cuts and attacks; it fails unless every deal completes, paid exactly,
+/// and the provider comes back to where it started.
+pub(crate) fn soak(args: &[&str]) -> Result<Duration> {
+    let bin = target_dir().join("debug").join("rm-e2e-soak");
+    println!("\n==> soak: {} {}", bin.display(), args.join(" "));
+    let start = Instant::now();
+    let status = Command::new(&bin)
+        .args(args)
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("could not start {}", bin.display()))?;
+    if !status.success() {
+        bail!("step 'soak' failed ({status})");
+    }
+    Ok(start.elapsed())
+}
+
 pub(crate) fn run() -> Result<()> {
     let total = Instant::now();
     let mut times = Vec::new();
@@ -420,6 +438,7 @@ pub(crate) fn run() -> Result<()> {
     }
     times.push(("vectors", vectors()?));
     times.push(("rm demo --size 8MiB", demo()?));
+    times.push(("soak (1 minute)", soak(&["--minutes", "1"])?));
     times.push(("interop (js-libp2p)", interop()?));
     for step in [&DOC, &FVM] {
         times.push((step.name, run_step(step)?));

@@ -8,6 +8,7 @@
 //! cargo xtask demo [ARGS]  # preflight, the workspace build CI uses, then `rm demo [ARGS]`
 //! cargo xtask interop     # the workspace build, then the js-libp2p interop suite (interop/)
 //! cargo xtask fuzz [--secs N] [TARGET]  # the cargo-fuzz targets of fuzz/, N s each (default 60)
+//! cargo xtask soak [--minutes N]  # the workspace build, then the soak under faults (default 1 min)
 //! ```
 //!
 //! `cargo xtask ci` also runs `rm demo --size 8MiB` and the interop suite against a
@@ -32,7 +33,7 @@ mod tidy;
 use std::process::ExitCode;
 
 fn usage() -> &'static str {
-    "usage: cargo xtask <ci | preflight | tidy | fsm-docs | interop | demo [rm demo arguments] | fuzz [--secs N] [TARGET]>"
+    "usage: cargo xtask <ci | preflight | tidy | fsm-docs | interop | demo [rm demo arguments] | fuzz [--secs N] [TARGET] | soak [--minutes N] [--deals D]>"
 }
 
 fn main() -> ExitCode {
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("interop") => interop(),
         Some("fuzz") => fuzz::run(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         _ => {
             eprintln!("{}", usage());
             return ExitCode::from(2);
@@ -110,6 +112,23 @@ fn interop() -> anyhow::Result<()> {
     }
     let took = ci::interop()?;
     println!("\nxtask interop: passed in {:.1} s", took.as_secs_f64());
+    Ok(())
+}
+
+/// The workspace build CI uses, then the soak under faults (`rm-e2e-soak`, whose docs
+/// say what it checks); arguments are passed on (`--minutes N`, `--deals D`, ...).
+fn soak(args: &[String]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--workspace", "--all-targets", "--locked"])
+        .current_dir(project_root())
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("building the workspace failed ({status})");
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let took = ci::soak(&args)?;
+    println!("\nxtask soak: passed in {:.1} s", took.as_secs_f64());
     Ok(())
 }
 

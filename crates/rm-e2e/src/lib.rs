@@ -35,6 +35,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod attack;
+pub mod proxy;
+
 pub use rm_node::{Error, Node, Options, keyspaces};
 
 /// go-fil-markets' `lorem.txt` fixture (19,000 bytes), copied into `testdata/`.

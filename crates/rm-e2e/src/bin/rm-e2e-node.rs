@@ -9,11 +9,24 @@
 //! rm-e2e-node client <home> <peer> <addr> <root> <payment-address> <price> <out>
 //!     queries the provider and starts a deal on its terms unless the home already has one
 //!     (then the restarted client resumes it), prints "PROGRESS <bytes>" as verified bytes
-//!     arrive, at the end writes the file to <out> and prints "PEAK_RSS <KiB>" and
-//!     "DONE <status> <funds-spent> <voucher,voucher,...>"
+//!     arrive, at the end writes the file to <out> and prints "PEAK_RSS <KiB>",
+//!     "MESSAGE <why it ended>" and "DONE <status> <funds-spent> <voucher,voucher,...>"
 //! ```
 //!
-//! `RM_E2E_MAX_INBOUND=<n>` raises the provider's inbound deal limits (benchmarks).
+//! Environment (all optional):
+//!
+//! - `RM_E2E_MAX_INBOUND=<n>` raises the provider's inbound deal limits (benchmarks).
+//! - `RM_E2E_FILES=<file>,<file>...`: the provider imports these too and prints
+//!   `FILE <path> <root>` for each before READY (the soak's mixed sizes).
+//! - `RM_E2E_DEADLINES=<secs>`: the provider's payment timeout and resume window.
+//! - `RM_E2E_STATS=1`: after READY the provider prints `STATS <alive tokio tasks>` every
+//!   half second (the soak's leak check).
+//! - `RM_E2E_LISTEN=<multiaddr>`: where the client listens (and so dials from).
+//! - `RM_E2E_TERMS=<interval>,<increase>`: the client proposes these payment intervals
+//!   instead of the query's (at most the ask's).
+//! - `RM_E2E_CHAIN=<depth>`: the provider also stores a chain of `depth` one-link
+//!   DAG-CBOR blocks in its blockstore and appends its root to the READY line (the target
+//!   of the selector attack in `rm_e2e::attack`).
 
 use std::error::Error;
 use std::path::Path;
@@ -55,6 +68,12 @@ async fn provider(args: &[String]) -> Result<()> {
         net.max_inbound_queries_per_ip = n;
     }
     let node = Node::open_with(home, arg(args, 3)?, net).await?;
+    if let Ok(files) = std::env::var("RM_E2E_FILES") {
+        for file in files.split(',').filter(|f| !f.is_empty()) {
+            let root = node.import(Path::new(file), Preset::UNIXFS_V1_2025)?;
+            println!("FILE {file} {root}");
+        }
+    }
     let preset = match arg(args, 9).unwrap_or("go-fil-markets") {
         "v1-1mib" => Preset::UNIXFS_V1_2025,
         _ => Preset::GO_FIL_MARKETS,
@@ -65,6 +84,11 @@ async fn provider(args: &[String]) -> Result<()> {
     let interval: u64 = arg(args, 7).unwrap_or("10000").parse()?;
     let increase: u64 = arg(args, 8).unwrap_or("1000").parse()?;
     let mut config = rm_provider::Config::default();
+    if let Ok(secs) = std::env::var("RM_E2E_DEADLINES") {
+        let d = Duration::from_secs(secs.parse()?);
+        config.deal.payment_timeout = d;
+        config.deal.resume_window = d;
+    }
     if rate > 0 {
         config.deal.max_blocks_per_response = 1;
         config.deal.max_bytes_per_second = Some(rate);
@@ -83,15 +107,50 @@ async fn provider(args: &[String]) -> Result<()> {
         .into_iter()
         .next()
         .ok_or("no listen address")?;
-    println!("READY {} {addr} {} {root}", node.peer_id(), node.address);
+    let chain = match std::env::var("RM_E2E_CHAIN") {
+        Ok(depth) => format!(" {}", chain(&node, depth.parse()?, &root)?),
+        Err(_) => String::new(),
+    };
+    println!(
+        "READY {} {addr} {} {root}{chain}",
+        node.peer_id(),
+        node.address
+    );
+    let stats = std::env::var_os("RM_E2E_STATS").is_some();
+    let runtime = tokio::runtime::Handle::current();
     loop {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        if stats {
+            println!("STATS {}", runtime.metrics().num_alive_tasks());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        } else {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
     }
+}
+
+/// Stores a chain of `depth` DAG-CBOR blocks, each a list holding the link to the next
+/// (CIDs of `like`'s version); returns its root.
+fn chain(node: &Node, depth: usize, like: &rm_types::Cid) -> Result<rm_types::Cid> {
+    use rm_blockio::Blockstore;
+    use rm_blockio::codec::{self, DAG_CBOR, Node as Value, SHA2_256};
+    let mut links = Vec::new();
+    let mut root = None;
+    for _ in 0..depth {
+        let bytes = Value::List(links).to_dag_cbor()?;
+        let cid = codec::cid_of(like.version(), DAG_CBOR, SHA2_256, &bytes)?;
+        node.blocks.put(&cid, &bytes)?;
+        links = vec![Value::link(cid)];
+        root = Some(cid);
+    }
+    root.ok_or_else(|| "a chain of no blocks".into())
 }
 
 async fn client(args: &[String]) -> Result<()> {
     let home = Path::new(arg(args, 2)?);
-    let node = Node::open(home).await?;
+    let node = match std::env::var("RM_E2E_LISTEN") {
+        Ok(listen) => Node::open_with(home, &listen, rm_network::Config::default()).await?,
+        Err(_) => Node::open(home).await?,
+    };
     let mut config = rm_client::Config::default();
     config.deal.max_reconnects = 50;
     config.deal.max_backoff = Duration::from_millis(300);
@@ -117,6 +176,11 @@ async fn client(args: &[String]) -> Result<()> {
                 return Err("the provider's price is not the expected one".into());
             }
             retrieval.miner_wallet = arg(args, 6)?.parse()?;
+            if let Ok(terms) = std::env::var("RM_E2E_TERMS") {
+                let (interval, increase) = terms.split_once(',').ok_or("RM_E2E_TERMS: a,b")?;
+                retrieval.params.payment_interval = interval.parse()?;
+                retrieval.params.payment_interval_increase = increase.parse()?;
+            }
             client.retrieve(retrieval).await?
         }
     };
@@ -132,6 +196,7 @@ async fn client(args: &[String]) -> Result<()> {
                 rm_blockio::unixfs::export_file(node.blocks.as_ref(), &root, &mut out)?;
                 std::io::Write::flush(&mut out)?;
             }
+            println!("MESSAGE {}", deal.message().replace('\n', " "));
             let vouchers: Vec<String> =
                 deal.vouchers.iter().map(|v| v.atto().to_string()).collect();
             println!(
