@@ -385,6 +385,7 @@ impl Behaviour {
             self.events.push_back(ToSwarm::Dial {
                 opts: DialOpts::peer_id(peer)
                     .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .allocate_new_port()
                     .build(),
             });
         }

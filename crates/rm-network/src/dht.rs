@@ -452,6 +452,7 @@ impl Lookup {
         // Kad offers the addresses that came with the provider record while the query runs.
         let opts = DialOpts::peer_id(provider)
             .condition(PeerCondition::DisconnectedAndNotDialing)
+            .allocate_new_port()
             .build();
         match swarm.dial(opts) {
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {

@@ -604,10 +604,14 @@ fn on_command(swarm: &mut Swarm<Host>, command: Command, dials: &mut Dials) {
             for addr in &addrs {
                 swarm.behaviour_mut().addresses.add(peer, addr.clone());
             }
+            // Each dial from a port of its own: dialling from the listen port (libp2p's
+            // default, for hole punching, which rm does not do) makes two dials to one
+            // address collide ("Address already in use").
             let opts = DialOpts::peer_id(peer)
                 .condition(PeerCondition::Disconnected)
                 .addresses(addrs)
                 .extend_addresses_through_behaviour()
+                .allocate_new_port()
                 .build();
             let id = opts.connection_id();
             match swarm.dial(opts) {
