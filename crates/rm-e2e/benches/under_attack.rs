@@ -7,8 +7,9 @@
 //! reach the provider through a TCP proxy that connects from 127.0.0.3
 //! (`rm_e2e::proxy`), so they come from another address than the honest client, as they
 //! would in the network (the provider limits and remembers peers by address).
-//! Retrievals alternate: unattacked, attacked, unattacked, ...; the medians and their
-//! ratio are printed.
+//! Retrievals alternate: unattacked, attacked, unattacked, ...; each attacked one starts
+//! after the attacks have run for 5 s; the medians, their ratio and every run are
+//! printed. The attackers run on a runtime of their own in this process.
 //!
 //! The attacks are `rm_e2e::attack::MIX`, each a loop in its own task from fresh peer ids: a selector whose work doubles per level over a 64-deep chain; leeches
 //! that take the first payment interval (1 MiB) on credit and vanish; deals paid with
@@ -32,6 +33,8 @@ use rm_types::{Params, QueryParams, TokenAmount};
 const MIB: usize = 1 << 20;
 const SIZE: usize = 64 * MIB;
 const NODE: &str = env!("CARGO_BIN_EXE_rm-e2e-node");
+/// Seconds the attacks run before an attacked retrieval starts.
+const WARM_UP: u64 = 5;
 
 /// Deterministic incompressible bytes (xorshift).
 fn data(len: usize, seed: u64) -> Vec<u8> {
@@ -105,6 +108,14 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // The attackers run on threads of their own, as another machine's would: their
+    // blocking work (a RocksDB home per new peer id) must not stall the honest client's
+    // runtime. They still share the two cores.
+    let attack_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data.bin");
     std::fs::write(&file, data(SIZE, 17)).unwrap();
@@ -165,16 +176,18 @@ fn main() {
             calm.push(honest(&t, 1 + 2 * run).await);
             let stop = Arc::new(AtomicBool::new(false));
             let mut handles = Vec::new();
+            let entered = attack_rt.enter();
             for ((kind, loops, pause), tally) in MIX.iter().zip(&tallies) {
                 handles.extend(attack::spawn(
                     *kind, *loops, *pause, &attackers, &stop, tally,
                 ));
             }
-            // Let the attacks reach their steady state.
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            drop(entered);
+            // Let the attacks reach their steady state (every loop has its peer id).
+            tokio::time::sleep(Duration::from_secs(WARM_UP)).await;
             let began = Instant::now();
             attacked.push(honest(&t, 2 + 2 * run).await);
-            attack_time += began.elapsed() + Duration::from_secs(2);
+            attack_time += began.elapsed() + Duration::from_secs(WARM_UP);
             stop.store(true, Ordering::Relaxed);
             for h in handles {
                 h.abort();
