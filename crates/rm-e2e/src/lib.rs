@@ -32,6 +32,11 @@
 //! # Ok(()) }
 //! ```
 //! (`tempfile` is a dev-dependency; the example is for reading.)
+//!
+//! Besides the tests: [`attack`] holds the scripted attack loops that
+//! `benches/under_attack.rs` and the soak (`rm-e2e-soak`, `cargo xtask soak`) run against
+//! a provider, and [`proxy`] the TCP proxy they use to give clients and attackers
+//! addresses of their own and to cut connections.
 
 use std::path::{Path, PathBuf};
 

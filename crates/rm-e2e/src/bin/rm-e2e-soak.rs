@@ -11,13 +11,14 @@
 //!   512 KiB, 2 MiB and 8 MiB in pieces, price 1 attoFIL/byte, payment intervals of
 //!   1 MiB; payment timeout and resume window 20 s. It is killed and restarted on the
 //!   same home and port at random times in the first half of the soak.
-//! - **Clients**: D deals (default 100 per minute), each an `rm-e2e-node client`
-//!   process with its own home, a random file and random terms (payment interval 64 KiB,
-//!   256 KiB or 1 MiB), at most C at once. About one deal in five is killed at a random
-//!   moment and started again on its home, where it resumes. Clients reach the provider
+//! - **Clients**: D deals (default 100 per minute) launched evenly over the first 90% of
+//!   the time, each an `rm-e2e-node client` process with its own home, a random file and
+//!   random terms (payment interval 64 KiB, 256 KiB or 1 MiB), at most C at once. About
+//!   one deal in five is killed 20–300 ms after its process starts (up to twice) and
+//!   started again on its home, where it resumes. Clients reach the provider
 //!   through a TCP proxy (from 127.0.0.2) that cuts a random live connection every
 //!   0.5–1.5 s; a reconnect may also go straight to the provider (from 127.0.0.1).
-//! - **Attacks**: the mix runs from 20% to 70% of the soak through a second proxy that
+//! - **Attacks**: the mix runs from 20% to 80% of the soak through a second proxy that
 //!   connects from 127.0.0.3, so the provider sees the attackers at an address of their
 //!   own (it remembers debts per address).
 //!
@@ -287,7 +288,7 @@ async fn run_deal(n: usize, s: Arc<Shared>, seed: u64, deadline: Instant) -> Dea
         };
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let kill_at = (kill_this && report.kills < 2)
-            .then(|| tokio::time::Instant::now() + Duration::from_millis(100 + rng.below(900)));
+            .then(|| tokio::time::Instant::now() + Duration::from_millis(20 + rng.below(280)));
         let mut killed = false;
         loop {
             let sleep = async {
@@ -407,10 +408,10 @@ async fn run(args: &Args, dir: &Path) -> Result<bool> {
     let deal_deadline = began + duration + Duration::from_secs(180);
     let mut rng = Rng::new(args.seed);
 
-    // The deals, launched evenly over the first 70% of the soak.
+    // The deals, launched evenly over the first 90% of the soak.
     let permits = Arc::new(tokio::sync::Semaphore::new(args.concurrency));
     let mut deals = tokio::task::JoinSet::new();
-    let spacing = duration.mul_f64(0.7) / args.deals as u32;
+    let spacing = duration.mul_f64(0.9) / args.deals as u32;
     {
         let shared = Arc::clone(&shared);
         let permits = Arc::clone(&permits);
@@ -438,27 +439,34 @@ async fn run(args: &Args, dir: &Path) -> Result<bool> {
         });
     }
 
-    // Faults and attacks until the deals are done.
+    // Faults and attacks until the deals are done and the time is up.
     let stop = Arc::new(AtomicBool::new(false));
     let tallies: Vec<Arc<Tally>> = MIX.iter().map(|_| Arc::default()).collect();
     let mut attacks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut provider_kills = 0;
     let max_kills = ((args.minutes * 2.0).ceil() as u32).clamp(1, 6);
     let mut next_fault = Instant::now() + Duration::from_secs(2);
+    let mut finished = None;
     let reports = loop {
         match tokio::time::timeout(Duration::from_millis(200), deals.join_next()).await {
-            Ok(Some(Ok(reports))) => break reports,
+            Ok(Some(Ok(reports))) => finished = Some(reports),
             Ok(Some(Err(e))) => return Err(format!("the deals' task: {e}").into()),
-            Ok(None) => return Err("no deals task".into()),
+            // Joined already: the deals are done, the time is not up.
+            Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
             Err(_) => {}
         }
         let elapsed = began.elapsed().as_secs_f64() / duration.as_secs_f64();
-        if attacks.is_empty() && (0.2..0.7).contains(&elapsed) {
+        if elapsed >= 1.0
+            && let Some(reports) = finished.take()
+        {
+            break reports;
+        }
+        if attacks.is_empty() && (0.2..0.8).contains(&elapsed) {
             for ((kind, loops, pause), tally) in MIX.iter().zip(&tallies) {
                 attacks.extend(attack::spawn(*kind, *loops, *pause, &target, &stop, tally));
             }
         }
-        if !attacks.is_empty() && elapsed >= 0.7 && !stop.load(Ordering::Relaxed) {
+        if !attacks.is_empty() && elapsed >= 0.8 && !stop.load(Ordering::Relaxed) {
             stop.store(true, Ordering::Relaxed);
             for a in &attacks {
                 a.abort();
@@ -548,7 +556,7 @@ async fn run(args: &Args, dir: &Path) -> Result<bool> {
         println!("only {} deals reported", reports.len());
     }
     println!(
-        "faults: provider killed {provider_kills} times, {} of {} proxied connections cut; load ran {:.0} s",
+        "faults: provider killed {provider_kills} times, {} of {} proxied connections cut; ran {:.0} s",
         proxy.cuts(),
         proxy.accepted(),
         load_ended.as_secs_f64()
