@@ -756,49 +756,6 @@ async fn inbound_deal_streams_over_the_limit_are_reset() {
     provider.shutdown().await;
 }
 
-/// Fresh peer ids cost nothing: two client hosts on one address (127.0.0.1) share its
-/// `max_inbound_deals_per_ip` slots, so a third stream is reset whichever peer opens it.
-#[tokio::test]
-async fn fresh_peer_ids_from_one_address_share_its_deal_slots() {
-    let mut config = Config::default();
-    config.max_inbound_deals_per_ip = 2;
-    let provider = host(config).await;
-    let mut seen = delegate(&provider, golden_response());
-    let (a, b) = (host(Config::default()).await, host(Config::default()).await);
-    introduce(&a, &provider).await;
-    introduce(&b, &provider).await;
-    let peer = provider.local_peer_id();
-
-    let mut held = Vec::new();
-    for client in [&a, &b] {
-        let mut s = within(client.open_deal_stream(peer)).await.unwrap();
-        within(s.write_proposal(&proposal())).await.unwrap();
-        held.push(within(seen.deals.recv()).await.unwrap());
-    }
-    // Each peer holds one stream, far under its own limit of 8; the address holds two.
-    let mut third = within(b.open_deal_stream(peer)).await.unwrap();
-    let _ = within(third.write_proposal(&proposal())).await;
-    assert!(within(third.read_response()).await.is_err());
-    eventually("per-IP rejection counted", || {
-        provider.metrics().rejected_streams_per_ip == 1
-    })
-    .await;
-    let m = provider.metrics();
-    assert_eq!(
-        (m.rejected_streams_per_peer, m.rejected_streams_total),
-        (0, 0)
-    );
-    // A slot given back is the address's again.
-    held.pop();
-    let mut fourth = within(a.open_deal_stream(peer)).await.unwrap();
-    within(fourth.write_proposal(&proposal())).await.unwrap();
-    let mut p = within(seen.deals.recv()).await.unwrap();
-    assert_eq!(within(p.read_proposal()).await.unwrap(), proposal());
-    for net in [a, b, provider] {
-        net.shutdown().await;
-    }
-}
-
 #[tokio::test]
 async fn without_a_delegate_queries_are_refused_and_deal_streams_reset() {
     let provider = host(Config::default()).await;

@@ -1,7 +1,8 @@
-//! Query admission over 127.0.0.1: queries have limits of their own, separate from deal
+//! Admission over 127.0.0.1: queries have limits of their own, separate from deal
 //! streams; the defaults hold 200 queries from 20 peers in progress at once; a query over
 //! a limit is refused with a clean close that the client tells from a failure, and the
-//! refusal is counted.
+//! refusal is counted. Deal streams from several peer ids at one address share that
+//! address's slots.
 
 use std::{future::Future, time::Duration};
 
@@ -205,4 +206,60 @@ async fn a_query_over_its_limit_is_refused_cleanly_and_deal_streams_keep_their_o
     );
     client.shutdown().await;
     provider.shutdown().await;
+}
+
+/// Fresh peer ids cost nothing: two client hosts on one address (127.0.0.1) share its
+/// `max_inbound_deals_per_ip` slots, so a third stream is reset whichever peer opens it.
+#[tokio::test]
+async fn fresh_peer_ids_from_one_address_share_its_deal_slots() {
+    let mut config = Config::default();
+    config.max_inbound_deals_per_ip = 2;
+    let provider = host(config).await;
+    let mut held = hold(&provider);
+    let (a, b) = (host(Config::default()).await, host(Config::default()).await);
+    introduce(&a, &provider).await;
+    introduce(&b, &provider).await;
+    let peer = provider.local_peer_id();
+    let proposal = |id| {
+        rm_types::DealProposal::new(
+            payload(),
+            rm_types::DealId(id),
+            rm_types::Params::new(TokenAmount::zero(), 0, 0),
+        )
+    };
+
+    let mut served = Vec::new();
+    for (id, client) in [(1, &a), (2, &b)] {
+        let mut s = within(client.open_deal_stream(peer)).await.unwrap();
+        within(s.write_proposal(&proposal(id))).await.unwrap();
+        served.push((s, within(held.deals.recv()).await.unwrap()));
+    }
+    // Each peer holds one stream, far under its own limit of 8; the address holds two.
+    let mut third = within(b.open_deal_stream(peer)).await.unwrap();
+    let _ = within(third.write_proposal(&proposal(3))).await;
+    assert!(within(third.read_response()).await.is_err());
+    for _ in 0..300 {
+        if provider.metrics().rejected_streams_per_ip == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let m = provider.metrics();
+    assert_eq!(
+        (
+            m.rejected_streams_per_ip,
+            m.rejected_streams_per_peer,
+            m.rejected_streams_total
+        ),
+        (1, 0, 0)
+    );
+    // A slot given back is the address's again.
+    served.pop();
+    let mut fourth = within(a.open_deal_stream(peer)).await.unwrap();
+    within(fourth.write_proposal(&proposal(4))).await.unwrap();
+    let mut p = within(held.deals.recv()).await.unwrap();
+    assert_eq!(within(p.read_proposal()).await.unwrap().id.0, 4);
+    for net in [a, b, provider] {
+        net.shutdown().await;
+    }
 }
