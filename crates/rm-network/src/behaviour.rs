@@ -116,7 +116,7 @@ pub struct Config {
     /// Most inbound queries in progress at once from one peer. Default: 32.
     pub max_inbound_queries_per_peer: usize,
     /// Most inbound queries in progress at once from the peers of one IP address.
-    /// Default: 128.
+    /// Default: 256 (half the total).
     pub max_inbound_queries_per_ip: usize,
     /// Most inbound queries in progress at once in total. Default: 512.
     pub max_inbound_queries: usize,
@@ -158,7 +158,7 @@ impl Default for Config {
             max_inbound_deals: 128,
             max_inbound_deals_per_ip: 32,
             max_inbound_queries_per_peer: 32,
-            max_inbound_queries_per_ip: 128,
+            max_inbound_queries_per_ip: 256,
             max_inbound_queries: 512,
             inbound_queue: 64,
             read_timeout: Duration::from_secs(30),

@@ -69,7 +69,7 @@ pub struct Config {
     /// streams' limits; a query over it is refused with a clean close). Default: 32.
     pub max_inbound_queries_per_peer: usize,
     /// Most inbound queries in progress at once from the peers of one remote IP address.
-    /// Default: 128.
+    /// Default: 256 (half the total).
     pub max_inbound_queries_per_ip: usize,
     /// Most inbound queries in progress at once in total. Default: 512.
     pub max_inbound_queries: usize,
@@ -166,7 +166,7 @@ impl Default for Config {
             max_blocks_per_response: 8192,
             max_inbound_deals_per_peer: 8,
             max_inbound_deals_per_ip: 32,
-            max_inbound_queries_per_ip: 128,
+            max_inbound_queries_per_ip: 256,
             max_inbound_deals: 128,
             max_inbound_queries_per_peer: 32,
             max_inbound_queries: 512,
