@@ -79,14 +79,7 @@ pub(crate) const EXPECTED_VECTORS: &[&str] = &[
 /// (the first one compiles RocksDB: 12–17 minutes on 2 cores), then the demo.
 fn demo(args: &[String]) -> anyhow::Result<()> {
     preflight::run()?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--workspace", "--all-targets", "--locked"])
-        .current_dir(project_root())
-        .status()?;
-    if !status.success() {
-        anyhow::bail!("building the workspace failed ({status})");
-    }
+    build_workspace()?;
     let rm = target_dir().join("debug").join("rm");
     let status = std::process::Command::new(&rm)
         .arg("demo")
@@ -102,14 +95,7 @@ fn demo(args: &[String]) -> anyhow::Result<()> {
 /// The workspace build CI uses (a no-op after `cargo xtask ci` or `demo`), then the
 /// interop suite.
 fn interop() -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--workspace", "--all-targets", "--locked"])
-        .current_dir(project_root())
-        .status()?;
-    if !status.success() {
-        anyhow::bail!("building the workspace failed ({status})");
-    }
+    build_workspace()?;
     let took = ci::interop()?;
     println!("\nxtask interop: passed in {:.1} s", took.as_secs_f64());
     Ok(())
@@ -118,6 +104,15 @@ fn interop() -> anyhow::Result<()> {
 /// The workspace build CI uses, then the soak under faults (`rm-e2e-soak`, whose docs
 /// say what it checks); arguments are passed on (`--minutes N`, `--deals D`, ...).
 fn soak(args: &[String]) -> anyhow::Result<()> {
+    build_workspace()?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let took = ci::soak(&args)?;
+    println!("\nxtask soak: passed in {:.1} s", took.as_secs_f64());
+    Ok(())
+}
+
+/// The one workspace build the demo, CI and the soak share (profile `dev`, all targets).
+fn build_workspace() -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = std::process::Command::new(cargo)
         .args(["build", "--workspace", "--all-targets", "--locked"])
@@ -126,9 +121,6 @@ fn soak(args: &[String]) -> anyhow::Result<()> {
     if !status.success() {
         anyhow::bail!("building the workspace failed ({status})");
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let took = ci::soak(&args)?;
-    println!("\nxtask soak: passed in {:.1} s", took.as_secs_f64());
     Ok(())
 }
 

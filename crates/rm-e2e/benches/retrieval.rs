@@ -34,20 +34,6 @@ const BIG: usize = 256 * MIB;
 const BARE: &str = "/rm-bench/bare/1";
 const NODE: &str = env!("CARGO_BIN_EXE_rm-e2e-node");
 
-/// Deterministic incompressible bytes (xorshift), so no two 1 MiB leaves are equal.
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn ask(price: u64, interval: u64) -> Ask {
     Ask {
         price_per_byte: TokenAmount::from_atto(price),
@@ -182,18 +168,12 @@ fn remove(home: &Path) {
     }
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn criterion_part(rt: &tokio::runtime::Runtime) {
     let _runtime = rt.enter();
     let mut c = Criterion::default().configure_from_args();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.bin");
-    std::fs::write(&file, data(BIG, 7)).unwrap();
+    std::fs::write(&file, rm_e2e::random_bytes(BIG, 7)).unwrap();
     let served = rt.block_on(serve(
         dir.path(),
         &file,
@@ -332,7 +312,7 @@ fn processes_part(rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().unwrap();
     // c. Concurrent 1 MiB deals against one provider process.
     let small = dir.path().join("one-mib.bin");
-    std::fs::write(&small, data(MIB, 11)).unwrap();
+    std::fs::write(&small, rm_e2e::random_bytes(MIB, 11)).unwrap();
     let (mut child, ready) = provider_process(
         &dir.path().join("provider"),
         &small,
@@ -348,7 +328,7 @@ fn processes_part(rt: &tokio::runtime::Runtime) {
         println!(
             "concurrent_deals/{deals}: {completed}/{deals} completed in {:.2} s; provider process peak RSS {} MiB",
             start.elapsed().as_secs_f64(),
-            peak_rss_kib(child.id()).unwrap_or(0) / 1024
+            rm_e2e::proc_status_kib(child.id(), "VmHWM:").unwrap_or(0) / 1024
         );
     }
     let _ = child.kill();
@@ -356,7 +336,7 @@ fn processes_part(rt: &tokio::runtime::Runtime) {
 
     // The client's peak RSS for a 256 MiB retrieval, in its own process.
     let big = dir.path().join("big.bin");
-    std::fs::write(&big, data(BIG, 7)).unwrap();
+    std::fs::write(&big, rm_e2e::random_bytes(BIG, 7)).unwrap();
     let (mut child, ready) = provider_process(
         &dir.path().join("big-provider"),
         &big,

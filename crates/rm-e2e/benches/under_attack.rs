@@ -36,32 +36,6 @@ const NODE: &str = env!("CARGO_BIN_EXE_rm-e2e-node");
 /// Seconds the attacks run before an attacked retrieval starts.
 const WARM_UP: u64 = 5;
 
-/// Deterministic incompressible bytes (xorshift).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// One honest paid retrieval of the 64 MiB file into a fresh client on 127.0.0.2; its
 /// throughput in MiB/s.
 async fn honest(t: &Target, n: usize) -> f64 {
@@ -118,7 +92,7 @@ fn main() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("data.bin");
-    std::fs::write(&file, data(SIZE, 17)).unwrap();
+    std::fs::write(&file, rm_e2e::random_bytes(SIZE, 17)).unwrap();
     let mut child = Command::new(NODE)
         .args([
             "provider",
@@ -154,7 +128,7 @@ fn main() {
         params: Params::new(TokenAmount::from_atto(1u64), MIB as u64, MIB as u64),
         homes: dir.path().to_path_buf(),
     };
-    let start_rss = rss_kib(pid).unwrap_or(0);
+    let start_rss = rm_e2e::proc_status_kib(pid, "VmRSS:").unwrap_or(0);
     let (mut calm, mut attacked) = (Vec::new(), Vec::new());
     let tallies: Vec<Arc<Tally>> = MIX.iter().map(|_| Arc::default()).collect();
     let mut attack_time = Duration::ZERO;
@@ -194,7 +168,7 @@ fn main() {
             }
         }
     });
-    let peak = peak_rss_kib(pid).unwrap_or(0);
+    let peak = rm_e2e::proc_status_kib(pid, "VmHWM:").unwrap_or(0);
     let (calm_m, attacked_m) = (median(&mut calm), median(&mut attacked));
     println!(
         "under_attack/honest_64mib: unattacked median {calm_m:.1} MiB/s, attacked median {attacked_m:.1} MiB/s ({runs} runs each, alternating); ratio {:.2}",

@@ -58,3 +58,26 @@ pub fn lorem_small_path() -> PathBuf {
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
+
+/// Deterministic incompressible bytes (xorshift from `seed`), so no two 1 MiB leaves of a
+/// test file are equal: the data of the benchmarks and the soak.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A figure in KiB from `/proc/<pid>/status` (`key` such as `"VmHWM:"`, the peak
+/// resident set, or `"VmRSS:"`), if the process is there.
+pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

@@ -189,7 +189,10 @@ async fn client(args: &[String]) -> Result<()> {
         println!("PROGRESS {}", deal.bytes_received);
         if deal.status().is_final() {
             // The peak of the deal itself, before the file is exported.
-            println!("PEAK_RSS {}", peak_rss_kib().unwrap_or(0));
+            println!(
+                "PEAK_RSS {}",
+                rm_e2e::proc_status_kib(std::process::id(), "VmHWM:").unwrap_or(0)
+            );
             if deal.status() == rm_client::ClientStatus::Completed {
                 let root = deal.proposal.payload_cid;
                 let mut out = std::io::BufWriter::new(std::fs::File::create(arg(args, 8)?)?);
@@ -209,11 +212,4 @@ async fn client(args: &[String]) -> Result<()> {
         }
         let _ = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
     }
-}
-
-/// This process' peak resident set size (VmHWM), in KiB.
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }

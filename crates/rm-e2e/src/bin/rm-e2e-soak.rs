@@ -119,16 +119,6 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
-fn data(len: u64, seed: u64) -> Vec<u8> {
-    let mut r = Rng(seed | 1);
-    let mut out = Vec::with_capacity(len as usize + 8);
-    while (out.len() as u64) < len {
-        out.extend_from_slice(&r.next().to_le_bytes());
-    }
-    out.truncate(len as usize);
-    out
-}
-
 /// Block bytes of the DAG `rm import` makes of `bytes` (v1-1mib), and its root.
 fn dag(bytes: &[u8]) -> Result<(Cid, u64)> {
     let store = MemoryBlockstore::new();
@@ -138,12 +128,6 @@ fn dag(bytes: &[u8]) -> Result<(Cid, u64)> {
         total += block?.data.len() as u64;
     }
     Ok((root, total))
-}
-
-fn proc_status(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn open_fds(pid: u32) -> Option<u64> {
@@ -210,7 +194,7 @@ impl Provider {
         Some(Stats {
             tasks,
             fds: open_fds(pid)?,
-            rss_kib: proc_status(pid, "VmRSS:")?,
+            rss_kib: rm_e2e::proc_status_kib(pid, "VmRSS:")?,
         })
     }
 
@@ -361,7 +345,7 @@ async fn run(args: &Args, dir: &Path) -> Result<bool> {
     let mut roots = Vec::new();
     for (i, size) in SIZES.iter().enumerate() {
         let path = dir.join(format!("file-{i}.bin"));
-        let bytes = data(*size, 1000 + i as u64);
+        let bytes = rm_e2e::random_bytes(*size as usize, 1000 + i as u64);
         let (root, total) = dag(&bytes)?;
         std::fs::write(&path, &bytes)?;
         files.push(path);
