@@ -269,6 +269,9 @@ async fn a_piece_that_streams_only_is_unsealed_once_into_the_cache_and_read_as_i
     // Both deals shared one unseal; a later one finds the complete copy.
     assert_eq!(access.unseals.load(Ordering::SeqCst), 1);
     let third = unsealer.open(&imported.payload_cid, None).await.unwrap();
+    // The readers may finish before the unseal marks the copy complete (it syncs and
+    // renames after the last byte is readable): wait for that, as a deal would not.
+    third.ready_all().await.unwrap();
     assert_eq!(
         read_all(Arc::new(third), imported.payload_cid).await.len() as u64,
         imported.blocks
