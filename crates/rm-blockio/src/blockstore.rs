@@ -24,6 +24,7 @@
 //! index names missing or wrong bytes writes them again on the next `put` of that block.
 
 use crate::codec::IDENTITY;
+use bytes::Bytes;
 use cid::Cid;
 use rm_store::{Durability, Keyspace, WriteBatch};
 use std::collections::HashMap;
@@ -69,7 +70,7 @@ pub trait Blockstore: Send + Sync {
     /// Stores a block (idempotent; the data is not hashed).
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error>;
     /// Stores several blocks, atomically where the implementation can.
-    fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> {
+    fn put_many(&self, blocks: &[(Cid, Bytes)]) -> Result<(), Error> {
         blocks
             .iter()
             .try_for_each(|(cid, data)| self.put(cid, data))
@@ -115,7 +116,7 @@ macro_rules! forward_blockstore {
             fn has(&self, cid: &Cid) -> Result<bool, Error> { (**self).has(cid) }
             fn size(&self, cid: &Cid) -> Result<Option<u64>, Error> { (**self).size(cid) }
             fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> { (**self).put(cid, data) }
-            fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> { (**self).put_many(blocks) }
+            fn put_many(&self, blocks: &[(Cid, Bytes)]) -> Result<(), Error> { (**self).put_many(blocks) }
             fn delete(&self, cid: &Cid) -> Result<(), Error> { (**self).delete(cid) }
             fn get_verified(&self, cid: &Cid) -> Result<Option<Vec<u8>>, Error> { (**self).get_verified(cid) }
         }
@@ -248,7 +249,7 @@ impl Blockstore for DbBlockstore {
         Ok(self.keyspace.put(&key(cid), data)?)
     }
 
-    fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> {
+    fn put_many(&self, blocks: &[(Cid, Bytes)]) -> Result<(), Error> {
         let mut batch = WriteBatch::new();
         for (cid, data) in blocks {
             if identity_data(cid).is_none() {
@@ -409,10 +410,10 @@ impl Blockstore for FileBlockstore {
     }
 
     fn put(&self, cid: &Cid, data: &[u8]) -> Result<(), Error> {
-        self.put_many(&[(*cid, data.to_vec())])
+        self.put_many(&[(*cid, Bytes::copy_from_slice(data))])
     }
 
-    fn put_many(&self, blocks: &[(Cid, Vec<u8>)]) -> Result<(), Error> {
+    fn put_many(&self, blocks: &[(Cid, Bytes)]) -> Result<(), Error> {
         use std::io::Write;
         let mut batch = WriteBatch::new();
         let mut file = self.file();
@@ -605,15 +606,15 @@ mod tests {
         assert!(!store.has(&v1).unwrap());
         store.delete(&v0).unwrap();
 
-        let blocks: Vec<(Cid, Vec<u8>)> = (0u8..10)
+        let blocks: Vec<(Cid, Bytes)> = (0u8..10)
             .map(|i| {
                 let d = vec![i; 100 + usize::from(i)];
-                (cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(), d)
+                (cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(), d.into())
             })
             .collect();
         store.put_many(&blocks).unwrap();
         for (cid, d) in &blocks {
-            assert_eq!(store.get(cid).unwrap().as_ref(), Some(d));
+            assert_eq!(store.get(cid).unwrap().as_deref(), Some(&d[..]));
         }
 
         let id = cid_of(cid::Version::V1, RAW, IDENTITY, b"inline").unwrap();
@@ -702,11 +703,11 @@ mod tests {
         assert!(!store.has(&cid).unwrap());
     }
 
-    fn block(n: u8) -> (Cid, Vec<u8>) {
+    fn block(n: u8) -> (Cid, Bytes) {
         let data = vec![n; 1000 + usize::from(n)];
         (
             cid_of(cid::Version::V1, RAW, SHA2_256, &data).unwrap(),
-            data,
+            data.into(),
         )
     }
 
@@ -732,7 +733,7 @@ mod tests {
         assert_eq!(store.get_verified(&other).unwrap(), None);
         store.delete(&cid).unwrap();
         store.put(&cid, &data).unwrap();
-        assert_eq!(store.get_verified(&cid).unwrap(), Some(data));
+        assert_eq!(store.get_verified(&cid).unwrap().as_deref(), Some(&data[..]));
         let odd = Cid::new_v1(RAW, Multihash::wrap(0x7f, &[1; 32]).unwrap());
         store.put(&odd, b"x").unwrap();
         assert!(matches!(
@@ -757,7 +758,7 @@ mod tests {
         assert!(matches!(store.get_verified(cid), Err(Error::Corrupt(c)) if *c == *cid));
         // Stored again: the bytes differ from what the index names, so they are rewritten.
         store.put(cid, data).unwrap();
-        assert_eq!(store.get_verified(cid).unwrap().as_ref(), Some(data));
+        assert_eq!(store.get_verified(cid).unwrap().as_deref(), Some(&data[..]));
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
             len + data.len() as u64
@@ -769,7 +770,7 @@ mod tests {
             len + data.len() as u64
         );
         for (c, d) in &blocks {
-            assert_eq!(store.get_verified(c).unwrap().as_ref(), Some(d));
+            assert_eq!(store.get_verified(c).unwrap().as_deref(), Some(&d[..]));
         }
     }
 
@@ -798,7 +799,7 @@ mod tests {
         store.put_many(&blocks).unwrap();
         for (cid, data) in &blocks {
             assert!(store.has(cid).unwrap());
-            assert_eq!(store.get_verified(cid).unwrap().as_ref(), Some(data));
+            assert_eq!(store.get_verified(cid).unwrap().as_deref(), Some(&data[..]));
         }
     }
 
@@ -810,10 +811,10 @@ mod tests {
         let store = FileBlockstore::open(&path, Keyspace::memory(FileBlockstore::DEFAULT_KEYSPACE))
             .unwrap();
         let used = || std::fs::metadata(&path).unwrap().blocks() * 512;
-        let blocks: Vec<(Cid, Vec<u8>)> = (0..3u8)
+        let blocks: Vec<(Cid, Bytes)> = (0..3u8)
             .map(|i| {
                 let d: Vec<u8> = (0..1_000_000u32).map(|j| (j as u8) ^ i).collect();
-                (cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(), d)
+                (cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(), d.into())
             })
             .collect();
         store.put_many(&blocks).unwrap();

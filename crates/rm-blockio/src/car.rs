@@ -10,6 +10,7 @@
 //! between sections is the end of the CAR; anywhere else it is [`Error::Truncated`].
 //! I/O is synchronous (`std::io`); async callers wrap it in `spawn_blocking`.
 
+use bytes::Bytes;
 use crate::blockstore::{self, Blockstore};
 use crate::codec::{self, Node};
 use crate::reader::{self, BlockReader};
@@ -418,7 +419,7 @@ pub fn import<R: Read>(input: R, store: &dyn Blockstore) -> Result<Vec<Cid>, Err
     let mut batch_bytes = 0usize;
     while let Some((cid, data)) = reader.next_block()? {
         batch_bytes += data.len();
-        batch.push((cid, data));
+        batch.push((cid, Bytes::from(data)));
         if batch_bytes >= 8 << 20 || batch.len() >= 1024 {
             store.put_many(&batch)?;
             batch.clear();

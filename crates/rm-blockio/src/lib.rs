@@ -73,6 +73,9 @@ pub mod verifier;
 pub use blockstore::{
     Blockstore, DbBlockstore, FileBlockstore, MemoryBlockstore, ScratchBlockstore,
 };
+/// Block data shared without copying (what [`Blockstore::put_many`] takes and
+/// [`rm_types::Block`] carries), re-exported so callers need no `bytes` dependency.
+pub use bytes::Bytes;
 pub use reader::BlockReader;
 pub use selector::Selector;
 pub use traversal::Traversal;

@@ -355,7 +355,7 @@ pub struct Importer<S> {
     /// `levels[h]`: finished children of the not-yet-built node at height `h + 1`.
     levels: Vec<Vec<Child>>,
     size: u64,
-    pending: Vec<(Cid, Vec<u8>)>,
+    pending: Vec<(Cid, Bytes)>,
     pending_bytes: usize,
 }
 
@@ -432,7 +432,7 @@ impl<S: Blockstore> Importer<S> {
 
     fn store_block(&mut self, cid: Cid, data: Vec<u8>) -> Result<(), Error> {
         self.pending_bytes += data.len();
-        self.pending.push((cid, data));
+        self.pending.push((cid, Bytes::from(data)));
         if self.pending_bytes >= 8 << 20 || self.pending.len() >= 256 {
             self.flush()?;
         }

@@ -209,7 +209,7 @@ fn verifier_rejects_wrong_blocks_without_changing_state() {
     assert!(v.verify(&block(&t.store, &t.beta)).is_err());
     // A tampered payload under the right prefix hashes to something else.
     let mut tampered = block(&t.store, &t.alpha);
-    tampered.data.push(0);
+    tampered.data = [&tampered.data[..], &[0]].concat().into();
     assert!(matches!(
         v.verify(&tampered),
         Err(verifier::Error::UnexpectedBlock { .. })

@@ -117,7 +117,7 @@ async fn retrieve(served: &Served, home: &Path, in_memory: bool) -> Duration {
 }
 
 /// Serves `blocks` on the bare protocol: `[u32 length][data]` each, then end of stream.
-fn serve_bare(node: &Node, blocks: Arc<Vec<(Cid, Vec<u8>)>>) {
+fn serve_bare(node: &Node, blocks: Arc<Vec<(Cid, rm_blockio::Bytes)>>) {
     let mut incoming = node.network.accept(StreamProtocol::new(BARE)).unwrap();
     tokio::spawn(async move {
         while let Some((_, mut stream)) = incoming.next().await {
@@ -180,7 +180,7 @@ fn criterion_part(rt: &tokio::runtime::Runtime) {
         Preset::UNIXFS_V1_2025,
         ask(1, MIB as u64),
     ));
-    let blocks: Vec<(Cid, Vec<u8>)> = BlockReader::new(
+    let blocks: Vec<(Cid, rm_blockio::Bytes)> = BlockReader::new(
         served.node.blocks.clone(),
         served.root,
         &Selector::explore_all_recursively(),

@@ -627,7 +627,9 @@ async fn a_wrong_block_fails_the_deal_unpaid() {
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     evil.network.set_delegate(tx);
     let mut wrong = blocks[1].clone();
-    wrong.data[0] ^= 1;
+    let mut flipped = wrong.data.to_vec();
+    flipped[0] ^= 1;
+    wrong.data = flipped.into();
     let wrong_cid = wrong.cid().unwrap();
     let served = vec![blocks[0].clone(), wrong];
     tokio::spawn(async move {

@@ -20,6 +20,7 @@
 //! CAR that ends early, a stall — is left for the next one, which continues from the
 //! same verified state. A rejected block changes nothing.
 
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -185,7 +186,7 @@ impl std::fmt::Debug for HttpFetcher {
 /// Verified blocks on their way to the store, with the progress they make, and who
 /// waits for them to be stored.
 struct Batch {
-    blocks: Vec<(Cid, Vec<u8>)>,
+    blocks: Vec<(Cid, Bytes)>,
     record: Record,
     done: tokio::sync::oneshot::Sender<Result<(), FetchError>>,
 }
@@ -247,7 +248,7 @@ impl Writer {
     /// them is stored; returns that batch's progress.
     async fn write(
         &mut self,
-        blocks: Vec<(Cid, Vec<u8>)>,
+        blocks: Vec<(Cid, Bytes)>,
         record: Record,
         progress: FetchProgress,
     ) -> Result<Option<FetchProgress>, FetchError> {
@@ -279,7 +280,7 @@ struct Run<'a, F> {
     record: Record,
     progress: FetchProgress,
     writer: &'a mut Writer,
-    pending: Vec<(Cid, Vec<u8>)>,
+    pending: Vec<(Cid, Bytes)>,
     pending_bytes: usize,
     on_progress: F,
 }

@@ -66,7 +66,7 @@ pub struct CarProducer<S> {
     dups: bool,
     seen: HashSet<Cid>,
     /// Sections of the path, read while resolving it, not yet handed out.
-    ready: std::collections::VecDeque<(Cid, Vec<u8>)>,
+    ready: std::collections::VecDeque<(Cid, Bytes)>,
     /// The CIDs of the path's logical roots (for `X-Ipfs-Roots`).
     roots: Vec<Cid>,
 }
@@ -122,14 +122,14 @@ impl<S: Blockstore> CarProducer<S> {
     }
 
     /// The next section to send, or `None` at the end.
-    pub fn next_section(&mut self) -> Result<Option<(Cid, Vec<u8>)>, ProduceError> {
+    pub fn next_section(&mut self) -> Result<Option<(Cid, Bytes)>, ProduceError> {
         if let Some(s) = self.ready.pop_front() {
             return Ok(Some(s));
         }
         self.step()
     }
 
-    fn step(&mut self) -> Result<Option<(Cid, Vec<u8>)>, ProduceError> {
+    fn step(&mut self) -> Result<Option<(Cid, Bytes)>, ProduceError> {
         loop {
             let Some(cid) = self.walk.expected() else {
                 return Ok(None);

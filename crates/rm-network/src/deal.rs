@@ -190,9 +190,8 @@ impl DealStream {
             Err(e) if idle::is_timeout(&e) => Err(Error::Timeout { what, after }),
             Err(e) => Err(e),
             Ok(len) => {
-                let value = codec::from_slice(self.reader.item(len)).map_err(Error::from_codec);
-                self.reader.consume(len);
-                value
+                // Block data in the message stays in the received buffer (no copy).
+                codec::from_bytes(&self.reader.take(len)).map_err(Error::from_codec)
             }
         };
         decoded.map_err(|e| match e {

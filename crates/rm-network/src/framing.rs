@@ -5,7 +5,9 @@
 //! the cap and never decodes a partial item. Bytes after the item stay buffered for the
 //! next read. When the scanner is inside a long byte string it reports how far the item
 //! reaches at least, and the reader reads straight up to there (block data arrives in a
-//! few large reads instead of many small ones).
+//! few large reads instead of many small ones). A complete item is split off the buffer
+//! as [`Bytes`] ([`FrameReader::take`]), so the blocks decoded from it are slices of the
+//! received bytes: nothing is copied between the socket read and the blockstore write.
 //!
 //! Writing: small messages are encoded with `rm_types::codec` and written at once. A
 //! `DealResponse` is encoded by [`encode_deal_response`] into a small head buffer of CBOR
@@ -13,6 +15,7 @@
 
 use std::ops::Range;
 
+use bytes::{Bytes, BytesMut};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use rm_types::{
     DealResponse,
@@ -29,10 +32,17 @@ const CHUNK: usize = 64 * 1024;
 const INLINE_DATA: usize = 4 * 1024;
 
 /// Reads DAG-CBOR items from a byte stream, one at a time, with a size cap.
+///
+/// Items are split off the front of the buffer, so an item handed out with
+/// [`FrameReader::take`] keeps its part of the allocation alive while the reader goes on
+/// in the rest. When the rest is too small for the next item, a new allocation of the cap
+/// is made (only the bytes read are touched) and the few unconsumed bytes move there; the
+/// old one is freed when the last item from it is dropped.
 #[derive(Debug, Default)]
 pub(crate) struct FrameReader {
-    /// Initialised storage; `buf[..filled]` holds received, unconsumed bytes.
-    buf: Vec<u8>,
+    /// `buf[..filled]` holds received, unconsumed bytes; `buf[filled..]` is zeroed space
+    /// to read into.
+    buf: BytesMut,
     filled: usize,
 }
 
@@ -76,6 +86,13 @@ impl FrameReader {
             // Read at least up to where the item is known to reach, and a chunk otherwise.
             let want = scanner.position().max(self.filled + CHUNK).min(cap);
             if self.buf.len() < want {
+                if self.buf.capacity() < want {
+                    // Earlier items may still hold the old allocation: start a new one
+                    // with what is unconsumed.
+                    let mut fresh = BytesMut::with_capacity(cap.max(want));
+                    fresh.extend_from_slice(&self.buf[..self.filled]);
+                    self.buf = fresh;
+                }
                 self.buf.resize(want, 0);
             }
             let n = io.read(&mut self.buf[self.filled..want]).await?;
@@ -97,20 +114,25 @@ impl FrameReader {
         &self.buf[..len.min(self.filled)]
     }
 
-    /// Drops the first `len` buffered bytes, keeping what follows for the next item.
-    pub(crate) fn consume(&mut self, len: usize) {
+    /// Splits the first `len` buffered bytes (an item found by
+    /// [`FrameReader::next_item`]) off the buffer, without copying them; what follows stays
+    /// for the next item.
+    pub(crate) fn take(&mut self, len: usize) -> Bytes {
         let len = len.min(self.filled);
-        self.buf.copy_within(len..self.filled, 0);
         self.filled -= len;
-        // The storage is kept for the next message (a client reading many large
-        // responses would otherwise allocate and zero it for each); it never exceeds
-        // the largest cap passed to `next_item`.
+        self.buf.split_to(len).freeze()
     }
 
-    /// Bytes of storage held (never more than the largest cap used).
+    /// Drops the first `len` buffered bytes, keeping what follows for the next item.
+    #[cfg(test)]
+    pub(crate) fn consume(&mut self, len: usize) {
+        drop(self.take(len));
+    }
+
+    /// Bytes of storage held for reading (never more than the largest cap used).
     #[cfg(test)]
     pub(crate) fn storage(&self) -> usize {
-        self.buf.len()
+        self.buf.capacity()
     }
 
     /// Received bytes not yet consumed.
@@ -443,7 +465,7 @@ mod tests {
     fn serde_bytes_like(n: usize) -> Block {
         Block {
             prefix: vec![],
-            data: vec![1u8; n],
+            data: vec![1u8; n].into(),
         }
     }
 
@@ -462,15 +484,15 @@ mod tests {
         let blocks = vec![
             Block {
                 prefix: vec![1, 0x55, 0x12, 0x20],
-                data: vec![9u8; 1 << 20],
+                data: vec![9u8; 1 << 20].into(),
             },
             Block {
                 prefix: vec![1, 0x71, 0x12, 0x20],
-                data: vec![],
+                data: vec![].into(),
             },
             Block {
                 prefix: vec![1, 0x55, 0x12, 0x20],
-                data: vec![3u8; 100],
+                data: vec![3u8; 100].into(),
             },
         ];
         let r = response(blocks);
@@ -505,7 +527,7 @@ mod tests {
                 (60_000usize..70_000, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
             ],
         )
-            .prop_map(|(prefix, data)| Block { prefix, data })
+            .prop_map(|(prefix, data)| Block { prefix, data: data.into() })
     }
 
     proptest! {

@@ -1,5 +1,6 @@
 //! [`Block`]: one IPLD block as it travels inside a `DealResponse` (bitswap format).
 
+use bytes::Bytes;
 use cid::Cid;
 use multihash_codetable::{Code, MultihashDigest};
 use serde::{Deserialize, Serialize};
@@ -21,14 +22,17 @@ pub const MAX_DIGEST_LEN: u64 = 64;
 ///
 /// CBOR: a map `{"Prefix": bytes, "Data": bytes}` (keys in canonical order: `Data`, `Prefix`),
 /// or a 2-tuple `[Prefix, Data]` in the legacy tuple encoding.
+///
+/// `data` is [`Bytes`]: a block decoded with [`crate::codec::from_bytes`] is a slice of the
+/// received message, not a copy, and cloning a block shares its bytes.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Block {
     /// CID prefix: version, codec, multihash code, digest length (unsigned varints).
     #[serde(rename = "Prefix", with = "serde_bytes")]
     pub prefix: Vec<u8>,
     /// The block's bytes.
-    #[serde(rename = "Data", with = "serde_bytes")]
-    pub data: Vec<u8>,
+    #[serde(rename = "Data", with = "crate::codec::shared_bytes")]
+    pub data: Bytes,
 }
 
 impl std::fmt::Debug for Block {
@@ -123,11 +127,12 @@ impl Prefix {
 }
 
 impl Block {
-    /// Builds the wire block for `cid` and its `data` (does not check that they match).
-    pub fn new(cid: &Cid, data: Vec<u8>) -> Self {
+    /// Builds the wire block for `cid` and its `data` (does not check that they match). A
+    /// `Vec<u8>` or a [`Bytes`] becomes the block's data without a copy.
+    pub fn new(cid: &Cid, data: impl Into<Bytes>) -> Self {
         Self {
             prefix: Prefix::of(cid).to_bytes(),
-            data,
+            data: data.into(),
         }
     }
 

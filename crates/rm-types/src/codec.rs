@@ -17,6 +17,9 @@
 //! # Ok::<(), rm_types::Error>(())
 //! ```
 
+use std::cell::RefCell;
+
+use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::Error;
@@ -32,6 +35,94 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
 /// Decodes one DAG-CBOR value that must fill `bytes` exactly.
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     serde_ipld_dagcbor::from_slice(bytes).map_err(|e| Error::Decode(e.to_string()))
+}
+
+thread_local! {
+    /// The buffer [`from_bytes`] is decoding on this thread, whose slices byte strings
+    /// decoded as [`Bytes`] become.
+    static SOURCE: RefCell<Option<Bytes>> = const { RefCell::new(None) };
+}
+
+/// Decodes one DAG-CBOR value that must fill `bytes` exactly, as [`from_slice`] does,
+/// except that byte strings decoded as [`Bytes`] (every [`crate::Block`]'s data) are
+/// slices of `bytes`, sharing its memory, instead of copies.
+///
+/// This is how a received `DealResponse` reaches verification and storage without its
+/// blocks being copied:
+///
+/// ```
+/// use bytes::Bytes;
+/// use rm_types::{Block, codec};
+///
+/// let block = Block { prefix: vec![0x01, 0x55, 0x12, 0x20], data: Bytes::from(vec![7u8; 4096]) };
+/// let wire = Bytes::from(codec::to_vec(&block)?);
+/// let decoded: Block = codec::from_bytes(&wire)?;
+/// assert_eq!(decoded, block);
+/// // The data points into `wire`.
+/// let inside = wire.as_ptr_range();
+/// assert!(inside.contains(&decoded.data.as_ptr()));
+/// # Ok::<(), rm_types::Error>(())
+/// ```
+pub fn from_bytes<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, Error> {
+    /// Puts back what was there before (a nested call, which does not happen today).
+    struct Restore(Option<Bytes>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let before = self.0.take();
+            SOURCE.with(|s| *s.borrow_mut() = before);
+        }
+    }
+    let _restore = Restore(SOURCE.with(|s| s.replace(Some(bytes.clone()))));
+    from_slice(bytes)
+}
+
+/// `v` as a slice of the buffer [`from_bytes`] is decoding, or a copy when it is not part
+/// of one.
+fn shared_slice(v: &[u8]) -> Bytes {
+    SOURCE.with(|s| {
+        if let Some(source) = s.borrow().as_ref() {
+            let start = source.as_ptr() as usize;
+            let at = v.as_ptr() as usize;
+            if at >= start && at + v.len() <= start + source.len() {
+                return source.slice(at - start..at - start + v.len());
+            }
+        }
+        Bytes::copy_from_slice(v)
+    })
+}
+
+/// Serde glue for [`Bytes`] fields encoded as a CBOR byte string: decoded by
+/// [`from_bytes`], they share the received buffer; decoded any other way, they are
+/// copies. Only byte strings are accepted (not arrays of integers).
+pub mod shared_bytes {
+    use bytes::Bytes;
+    use serde::{Deserializer, Serializer, de::Visitor};
+
+    /// Writes `b` as a byte string.
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    /// Reads a byte string (see the [module docs](self)).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Bytes, E> {
+                Ok(super::shared_slice(v))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes::copy_from_slice(v))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
 }
 
 /// Decodes one value after checking `bytes` against `limit`.

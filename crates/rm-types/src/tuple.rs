@@ -191,11 +191,13 @@ impl TupleEncoding for Block {
             .serialize(s)
     }
     fn deserialize_tuple<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (prefix, data): (serde_bytes::ByteBuf, serde_bytes::ByteBuf) =
-            Deserialize::deserialize(d)?;
+        /// The data, sharing the received buffer as in the map encoding.
+        #[derive(Deserialize)]
+        struct Data(#[serde(with = "crate::codec::shared_bytes")] bytes::Bytes);
+        let (prefix, Data(data)): (serde_bytes::ByteBuf, Data) = Deserialize::deserialize(d)?;
         Ok(Self {
             prefix: prefix.into_vec(),
-            data: data.into_vec(),
+            data,
         })
     }
 }

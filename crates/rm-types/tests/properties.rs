@@ -32,7 +32,7 @@ fn decode_everything(bytes: &[u8]) {
     let _ = Prefix::from_bytes(bytes);
     let _ = Block {
         prefix: bytes.to_vec(),
-        data: bytes.to_vec(),
+        data: bytes.to_vec().into(),
     }
     .cid();
     if let Ok(s) = std::str::from_utf8(bytes) {
@@ -63,7 +63,7 @@ fn sample_messages() -> Vec<Vec<u8>> {
         message: "pay".into(),
         blocks: vec![Block {
             prefix: vec![1, 0x55, 0x12, 0x20],
-            data: vec![9; 40],
+            data: vec![9; 40].into(),
         }],
     };
     let payment = DealPayment {
@@ -151,7 +151,7 @@ proptest! {
             id: DealId(id),
             payment_owed: TokenAmount::from_atto(owed),
             message: msg,
-            blocks: (0..n).map(|i| Block { prefix: vec![1, 0x55, 0x12, 0x20], data: vec![i as u8; i * 7] }).collect(),
+            blocks: (0..n).map(|i| Block { prefix: vec![1, 0x55, 0x12, 0x20], data: vec![i as u8; i * 7].into() }).collect(),
         };
         prop_assert_eq!(codec::from_slice::<DealResponse>(&codec::to_vec(&r).unwrap()).unwrap(), r.clone());
         prop_assert_eq!(tuple::from_slice::<DealResponse>(&tuple::to_vec(&r).unwrap()).unwrap(), r);

@@ -560,7 +560,7 @@ fn golden_deal_response() {
     let with = DealResponse {
         blocks: vec![rm_types::Block {
             prefix: vec![1, 0x55, 0x12, 0x20],
-            data: vec![7; 3],
+            data: vec![7; 3].into(),
         }],
         ..r
     };

@@ -689,7 +689,7 @@ async fn load_car(
             blocks += 1;
             bytes += data.len() as u64;
             batch_bytes += data.len();
-            batch.push((cid, data));
+            batch.push((cid, rm_blockio::Bytes::from(data)));
             if batch_bytes >= 8 << 20 || batch.len() >= 1024 {
                 into.put_many(&batch)?;
                 batch.clear();

@@ -187,11 +187,13 @@ impl Sim {
                 0 => {
                     let i = self.rng.below(n as u64) as usize;
                     let block = &mut response.blocks[i];
-                    if block.data.is_empty() {
-                        block.data.push(1);
+                    let mut data = block.data.to_vec();
+                    if data.is_empty() {
+                        data.push(1);
                     } else {
-                        block.data[0] ^= 0xff;
+                        data[0] ^= 0xff;
                     }
+                    block.data = data.into();
                 }
                 1 => {
                     let extra = response.blocks[0].clone();
