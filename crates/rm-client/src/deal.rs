@@ -225,7 +225,9 @@ pub struct ClientDeal {
     finished: bool,
 }
 
-/// Most responses held in memory waiting for the one before to be verified.
+/// Most responses held in memory: the one whose blocks are being verified (its status
+/// part) and one read ahead. With the frame buffer, a deal holds at most three responses'
+/// worth of blocks (`3 × max_message_size`).
 const MAX_PENDING: usize = 2;
 
 impl ClientDeal {
@@ -303,12 +305,13 @@ impl ClientDeal {
         next
     }
 
-    /// Whether the driver should read the provider's next message.
+    /// Whether the driver should read the provider's next message. While a response's
+    /// blocks are being verified, one more response is read (so reading overlaps
+    /// verifying and storing); then reading waits.
     pub fn wants_message(&self) -> bool {
         !self.finished
             && self.conn == Conn::Up
-            && self.verifying.is_none()
-            && self.pending.is_empty()
+            && self.pending.len() < MAX_PENDING
             && (!matches!(self.status(), S::Failing | S::Cancelling) || self.cancel_sent)
     }
 
