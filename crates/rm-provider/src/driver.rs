@@ -11,7 +11,7 @@ use futures::stream::FuturesUnordered;
 use rm_blockio::{BlockReader, Blockstore};
 use rm_network::DealStream;
 use rm_types::{
-    Address, ClientMessage, DealProposal, NodeError, RetrievalProviderNode, SignedVoucher,
+    Address, ClientMessage, DealProposal, DealResponse, NodeError, RetrievalProviderNode, SignedVoucher,
     TokenAmount,
 };
 use tokio::sync::mpsc;
@@ -87,8 +87,20 @@ impl<N: RetrievalProviderNode> Driver<N> {
     pub(crate) async fn run(mut self) {
         let mut reader: Option<Reader> = None;
         let mut work: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
+        // A response is written after the actions that follow it are started, when those
+        // are only the read of the next blocks (and notices): the disk read and its hash
+        // checks run while this response goes out. Any other action waits for the write,
+        // so the order the core gave is kept for everything the client or journal sees.
+        let mut unsent: Option<DealResponse> = None;
         loop {
             while let Some(action) = self.deal.poll_action() {
+                if !matches!(
+                    action,
+                    ProviderAction::ReadBlocks { .. } | ProviderAction::Publish { .. }
+                ) && let Some(response) = unsent.take()
+                {
+                    self.write(&response).await;
+                }
                 let now = Instant::now();
                 match action {
                     ProviderAction::Publish { event, snapshot } => {
@@ -142,10 +154,19 @@ impl<N: RetrievalProviderNode> Driver<N> {
                         max_bytes,
                         stop_after,
                     } => {
-                        let reader = reader.take();
-                        work.push(
-                            self.read_blocks(reader, from, max_blocks, max_bytes, stop_after),
-                        );
+                        // Started at once (not when `work` is next polled), so that it
+                        // overlaps the write of the response before it.
+                        let read = tokio::spawn(self.read_blocks(
+                            reader.take(),
+                            from,
+                            max_blocks,
+                            max_bytes,
+                            stop_after,
+                        ));
+                        work.push(Box::pin(async move {
+                            read.await
+                                .unwrap_or_else(|e| Done::Read(None, Err(e.to_string())))
+                        }));
                     }
                     ProviderAction::CountBytes { blocks } => work.push(self.count(blocks)),
                     ProviderAction::SaveVoucher {
@@ -153,16 +174,7 @@ impl<N: RetrievalProviderNode> Driver<N> {
                         voucher,
                         expected,
                     } => work.push(self.save(channel, *voucher, expected)),
-                    ProviderAction::Send(response) => {
-                        let Some(s) = self.stream.as_mut() else {
-                            continue;
-                        };
-                        if let Err(e) = s.write_response(&response).await {
-                            tracing::debug!(deal = self.key.1, error = %e, "deal stream lost");
-                            self.stream = None;
-                            self.deal.handle_stream_lost(Instant::now());
-                        }
-                    }
+                    ProviderAction::Send(response) => unsent = Some(response),
                     ProviderAction::Close => {
                         if let Some(mut s) = self.stream.take() {
                             // Everything is written; a peer already gone changes nothing.
@@ -179,6 +191,11 @@ impl<N: RetrievalProviderNode> Driver<N> {
                         return self.stop().await;
                     }
                 }
+            }
+            if let Some(response) = unsent.take() {
+                self.write(&response).await;
+                // A failed write is news for the core: see what it wants now.
+                continue;
             }
             let deadline = self.deal.poll_timeout();
             tokio::select! {
@@ -224,6 +241,18 @@ impl<N: RetrievalProviderNode> Driver<N> {
                     }
                 }
             }
+        }
+    }
+
+    /// Writes a response; a failure loses the stream (the core hears of it).
+    async fn write(&mut self, response: &DealResponse) {
+        let Some(s) = self.stream.as_mut() else {
+            return;
+        };
+        if let Err(e) = s.write_response(response).await {
+            tracing::debug!(deal = self.key.1, error = %e, "deal stream lost");
+            self.stream = None;
+            self.deal.handle_stream_lost(Instant::now());
         }
     }
 
