@@ -4,7 +4,11 @@
 //!   intervals 1 MiB + 1 MiB) of a 256 MiB UnixFS file with 1 MiB raw leaves into a fresh
 //!   client, blocks verified and stored; against `retrieval_256mib/bare_stream_sha256`, the
 //!   same blocks over one bare libp2p stream (TCP + noise + yamux), each SHA-256-checked
-//!   against its CID, nothing stored.
+//!   against its CID, nothing stored, sent from memory; and against
+//!   `retrieval_256mib/bare_stream_sha256_from_store`, the same bare stream with the
+//!   provider reading each block from its blockstore with the check every sent block gets
+//!   (`BlockReader`, as deals do: the block hashed against its CID before it goes out),
+//!   one block read ahead of the write.
 //! * `first_block/dial_to_first_verified_block` — fresh client host: dial, query, propose,
 //!   first verified block (lorem.txt, price 1000).
 //! * After criterion: 100 and then 1,000 concurrent 1 MiB deals on one provider process
@@ -32,6 +36,7 @@ use sha2::Digest;
 const MIB: usize = 1 << 20;
 const BIG: usize = 256 * MIB;
 const BARE: &str = "/rm-bench/bare/1";
+const BARE_STORE: &str = "/rm-bench/bare-store/1";
 const NODE: &str = env!("CARGO_BIN_EXE_rm-e2e-node");
 
 fn ask(price: u64, interval: u64) -> Ask {
@@ -136,10 +141,43 @@ fn serve_bare(node: &Node, blocks: Arc<Vec<(Cid, rm_blockio::Bytes)>>) {
     });
 }
 
+/// Serves the blocks of `root` on the bare protocol as `serve_bare` does, but read from
+/// `store` and checked against their CIDs as a deal's provider reads them (on the
+/// blocking pool, a few blocks ahead of the writes).
+fn serve_bare_from_store(node: &Node, root: Cid) {
+    let mut incoming = node.network.accept(StreamProtocol::new(BARE_STORE)).unwrap();
+    let store = node.blocks.clone();
+    tokio::spawn(async move {
+        while let Some((_, mut stream)) = incoming.next().await {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<rm_blockio::Bytes>(2);
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || {
+                let reader =
+                    BlockReader::new(store, root, &Selector::explore_all_recursively()).unwrap();
+                for block in reader {
+                    if tx.blocking_send(block.unwrap().data).is_err() {
+                        return;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                while let Some(data) = rx.recv().await {
+                    stream
+                        .write_all(&(data.len() as u32).to_be_bytes())
+                        .await
+                        .unwrap();
+                    stream.write_all(&data).await.unwrap();
+                }
+                stream.close().await.unwrap();
+            });
+        }
+    });
+}
+
 /// Reads the bare stream and SHA-256-checks every block against its CID.
-async fn bare(client: &rm_network::Network, peer: PeerId, cids: &[Cid]) {
+async fn bare(client: &rm_network::Network, peer: PeerId, cids: &[Cid], protocol: &'static str) {
     let mut stream = client
-        .open_stream(peer, StreamProtocol::new(BARE))
+        .open_stream(peer, StreamProtocol::new(protocol))
         .await
         .unwrap();
     let mut buf = vec![0u8; 2 * MIB];
@@ -194,6 +232,7 @@ fn criterion_part(rt: &tokio::runtime::Runtime) {
     let total: usize = blocks.iter().map(|(_, d)| d.len()).sum();
     let cids: Vec<Cid> = blocks.iter().map(|(c, _)| *c).collect();
     serve_bare(&served.node, Arc::new(blocks));
+    serve_bare_from_store(&served.node, served.root);
     let bare_client = rt
         .block_on(Node::open(&dir.path().join("bare-client")))
         .unwrap();
@@ -224,15 +263,25 @@ fn criterion_part(rt: &tokio::runtime::Runtime) {
             })
         });
     }
-    group.bench_function("bare_stream_sha256", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                rt.block_on(bare(&bare_client.network, served.node.peer_id(), &cids));
-            }
-            start.elapsed()
-        })
-    });
+    for (name, protocol) in [
+        ("bare_stream_sha256", BARE),
+        ("bare_stream_sha256_from_store", BARE_STORE),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    rt.block_on(bare(
+                        &bare_client.network,
+                        served.node.peer_id(),
+                        &cids,
+                        protocol,
+                    ));
+                }
+                start.elapsed()
+            })
+        });
+    }
     group.finish();
 
     let lorem = rt.block_on(serve(

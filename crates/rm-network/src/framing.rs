@@ -36,14 +36,18 @@ const INLINE_DATA: usize = 4 * 1024;
 /// Items are split off the front of the buffer, so an item handed out with
 /// [`FrameReader::take`] keeps its part of the allocation alive while the reader goes on
 /// in the rest. When the rest is too small for the next item, a new allocation of the cap
-/// is made (only the bytes read are touched) and the few unconsumed bytes move there; the
-/// old one is freed when the last item from it is dropped.
+/// is made, sized for an item as long as the last one plus a read chunk (so a stream of
+/// like-sized responses allocates about once per response, and nothing is copied but the
+/// start of the next item), and the unconsumed bytes move there; the old one is freed
+/// when the last item from it is dropped.
 #[derive(Debug, Default)]
 pub(crate) struct FrameReader {
     /// `buf[..filled]` holds received, unconsumed bytes; `buf[filled..]` is zeroed space
     /// to read into.
     buf: BytesMut,
     filled: usize,
+    /// The length of the last item taken.
+    last: usize,
 }
 
 impl FrameReader {
@@ -89,7 +93,8 @@ impl FrameReader {
                 if self.buf.capacity() < want {
                     // Earlier items may still hold the old allocation: start a new one
                     // with what is unconsumed.
-                    let mut fresh = BytesMut::with_capacity(cap.max(want));
+                    let size = self.last.saturating_add(CHUNK).clamp(want, cap.max(want));
+                    let mut fresh = BytesMut::with_capacity(size);
                     fresh.extend_from_slice(&self.buf[..self.filled]);
                     self.buf = fresh;
                 }
@@ -120,6 +125,7 @@ impl FrameReader {
     pub(crate) fn take(&mut self, len: usize) -> Bytes {
         let len = len.min(self.filled);
         self.filled -= len;
+        self.last = len;
         self.buf.split_to(len).freeze()
     }
 
@@ -459,6 +465,45 @@ mod tests {
             block_on(reader.next_item(&mut io, cap)),
             Err(Error::Closed)
         ));
+    }
+
+    #[test]
+    fn blocks_of_a_taken_response_are_slices_of_the_received_bytes() {
+        let blocks: Vec<Block> = (0..3u8)
+            .map(|i| Block {
+                prefix: vec![0x01, 0x55, 0x12, 0x20],
+                data: vec![i; 300_000].into(),
+            })
+            .collect();
+        let first = response(blocks.clone());
+        let second = response(vec![]);
+        let wire = [codec::to_vec(&first).unwrap(), codec::to_vec(&second).unwrap()].concat();
+        let mut io = Trickle {
+            data: wire,
+            pos: 0,
+            step: 70_000,
+        };
+        let mut reader = FrameReader::new();
+        let cap = 1 << 20;
+        let len = block_on(reader.next_item(&mut io, cap)).unwrap();
+        let item = reader.take(len);
+        let decoded: DealResponse = codec::from_bytes(&item).unwrap();
+        assert_eq!(decoded, first);
+        let inside = item.as_ptr_range();
+        for block in &decoded.blocks {
+            let data = block.data.as_ptr_range();
+            assert!(inside.start <= data.start && data.end <= inside.end, "copied");
+        }
+        // The reader goes on after the item it handed out, which stays intact.
+        let len = block_on(reader.next_item(&mut io, cap)).unwrap();
+        let next: DealResponse = codec::from_bytes(&reader.take(len)).unwrap();
+        assert_eq!(next, second);
+        assert_eq!(decoded.blocks, blocks);
+        assert!(reader.storage() <= cap);
+        // Decoded from a plain slice, the data is a copy (and equal).
+        let copied: DealResponse = codec::from_slice(&item).unwrap();
+        assert_eq!(copied, first);
+        assert!(!inside.contains(&copied.blocks[0].data.as_ptr()));
     }
 
     /// A CBOR byte string of `n` bytes (via `Block`, whose data is a byte string).

@@ -8,6 +8,9 @@
 //!
 //! - Carry out actions in order; a [`ProviderAction::Persist`] is on disk before any later
 //!   action (a deal is recorded `Completed` before `Completed` is written to the client).
+//!   The one exception: a [`ProviderAction::ReadBlocks`] may start before the
+//!   [`ProviderAction::Send`] queued ahead of it is written (reading has no effect the
+//!   client or the journal sees), so the disk read overlaps the write.
 //! - Answer each request (`Locate`, `Decide`, `Unseal`, `ReadBlocks`, `CountBytes`,
 //!   `SaveVoucher`) exactly once with its `handle_*` method.
 //! - Read the client's next message only while [`ProviderDeal::wants_message`] is true;

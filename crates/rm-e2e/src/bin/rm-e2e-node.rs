@@ -15,7 +15,8 @@
 //!
 //! Environment (all optional):
 //!
-//! - `RM_E2E_MAX_INBOUND=<n>` raises the provider's inbound deal limits (benchmarks).
+//! - `RM_E2E_MAX_INBOUND=<n>` raises the provider's inbound deal and query limits and its
+//!   unpaid-deal credit limits to `n` (benchmarks with many trusted deals at once).
 //! - `RM_E2E_FILES=<file>,<file>...`: the provider imports these too and prints
 //!   `FILE <path> <root>` for each before READY (the soak's mixed sizes).
 //! - `RM_E2E_DEADLINES=<secs>`: the provider's payment timeout and resume window.
@@ -84,6 +85,13 @@ async fn provider(args: &[String]) -> Result<()> {
     let interval: u64 = arg(args, 7).unwrap_or("10000").parse()?;
     let increase: u64 = arg(args, 8).unwrap_or("1000").parse()?;
     let mut config = rm_provider::Config::default();
+    if let Ok(n) = std::env::var("RM_E2E_MAX_INBOUND") {
+        // Each deal takes one interval on credit before it pays: as many live unpaid
+        // deals as inbound ones, from one peer and from the one address.
+        let n: usize = n.parse()?;
+        config.credit.max_unpaid_deals_per_peer = n;
+        config.credit.max_unpaid_deals_per_ip = n;
+    }
     if let Ok(secs) = std::env::var("RM_E2E_DEADLINES") {
         let d = Duration::from_secs(secs.parse()?);
         config.deal.payment_timeout = d;
