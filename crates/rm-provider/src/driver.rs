@@ -14,10 +14,10 @@ use rm_types::{
     Address, ClientMessage, DealProposal, DealResponse, NodeError, RetrievalProviderNode, SignedVoucher,
     TokenAmount,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::deal::{Located, ProviderAction, ProviderDeal, ReadBlocks};
-use crate::provider::{DealKey, Inner, dag_selector, lock};
+use crate::provider::{DealKey, IN_FLIGHT_UNIT, Inner, dag_selector, lock};
 use crate::queries;
 use crate::sessions::refuse_stream;
 
@@ -25,7 +25,12 @@ type Reader = BlockReader<Arc<dyn Blockstore>>;
 
 enum Done {
     Unsealed(Result<(), String>),
-    Read(Option<Reader>, Result<ReadBlocks, String>),
+    /// Blocks read, with the room they take in the provider's in-flight budget.
+    Read(
+        Option<Reader>,
+        Result<ReadBlocks, String>,
+        Option<OwnedSemaphorePermit>,
+    ),
     Counted(Result<u64, String>),
     Saved(Result<TokenAmount, NodeError>),
 }
@@ -92,6 +97,8 @@ impl<N: RetrievalProviderNode> Driver<N> {
         // checks run while this response goes out. Any other action waits for the write,
         // so the order the core gave is kept for everything the client or journal sees.
         let mut unsent: Option<DealResponse> = None;
+        // The in-flight room of the blocks last read, given back once they are written.
+        let mut held: Option<OwnedSemaphorePermit> = None;
         loop {
             while let Some(action) = self.deal.poll_action() {
                 if !matches!(
@@ -100,6 +107,7 @@ impl<N: RetrievalProviderNode> Driver<N> {
                 ) && let Some(response) = unsent.take()
                 {
                     self.write(&response).await;
+                    drop(held.take());
                 }
                 let now = Instant::now();
                 match action {
@@ -165,7 +173,7 @@ impl<N: RetrievalProviderNode> Driver<N> {
                         ));
                         work.push(Box::pin(async move {
                             read.await
-                                .unwrap_or_else(|e| Done::Read(None, Err(e.to_string())))
+                                .unwrap_or_else(|e| Done::Read(None, Err(e.to_string()), None))
                         }));
                     }
                     ProviderAction::CountBytes { blocks } => work.push(self.count(blocks)),
@@ -194,6 +202,7 @@ impl<N: RetrievalProviderNode> Driver<N> {
             }
             if let Some(response) = unsent.take() {
                 self.write(&response).await;
+                drop(held.take());
                 // A failed write is news for the core: see what it wants now.
                 continue;
             }
@@ -203,8 +212,9 @@ impl<N: RetrievalProviderNode> Driver<N> {
                     let now = Instant::now();
                     match done {
                         Done::Unsealed(r) => self.deal.handle_unsealed(now, r),
-                        Done::Read(r, result) => {
+                        Done::Read(r, result, permit) => {
                             reader = r;
+                            held = permit;
                             self.deal.handle_read(now, result);
                         }
                         Done::Counted(r) => self.deal.handle_counted(now, r),
@@ -285,9 +295,23 @@ impl<N: RetrievalProviderNode> Driver<N> {
         let key = self.key.clone();
         let proposal = self.deal.state().proposal.clone();
         Box::pin(async move {
+            // Room in the provider's budget for what this read may hold until it is
+            // written: the response's byte limit, or the bytes up to the payment point
+            // (the last block may go past either; see `Config::max_bytes_in_flight`).
+            let units = stop_after
+                .map_or(max_bytes, |s| max_bytes.min(usize::try_from(s).unwrap_or(usize::MAX)))
+                .div_ceil(IN_FLIGHT_UNIT)
+                .clamp(1, inner.config.max_bytes_in_flight.div_ceil(IN_FLIGHT_UNIT).max(1));
+            let permit = match Arc::clone(&inner.in_flight)
+                .acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
+                .await
+            {
+                Ok(p) => Some(p),
+                Err(_) => None,
+            };
             let store = match inner.source(&key, &proposal).await {
                 Ok(store) => store,
-                Err(e) => return Done::Read(None, Err(e)),
+                Err(e) => return Done::Read(None, Err(e), permit),
             };
             let task = tokio::task::spawn_blocking(move || {
                 let mut reader = match reader {
@@ -322,8 +346,8 @@ impl<N: RetrievalProviderNode> Driver<N> {
                 (Some(reader), Ok(ReadBlocks { blocks, done }))
             });
             match task.await {
-                Ok((reader, result)) => Done::Read(reader, result),
-                Err(e) => Done::Read(None, Err(e.to_string())),
+                Ok((reader, result)) => Done::Read(reader, result, permit),
+                Err(e) => Done::Read(None, Err(e.to_string()), permit),
             }
         })
     }

@@ -82,6 +82,11 @@ pub struct Config {
     pub deal_retention: Option<Duration>,
     /// The credit extended across paid deals, per client peer, address and channel.
     pub credit: CreditLimits,
+    /// Most block bytes read for all deals together and not yet written to their
+    /// streams. A deal reserves room for a response before it reads the blocks and gives
+    /// it back once the response is written, so a thousand deals whose clients read
+    /// slowly hold this much block data, not a thousand responses. Default 32 MiB.
+    pub max_bytes_in_flight: usize,
 }
 
 impl Default for Config {
@@ -93,9 +98,14 @@ impl Default for Config {
             event_queue: 64,
             deal_retention: Some(Duration::from_secs(30 * 24 * 3600)),
             credit: CreditLimits::default(),
+            max_bytes_in_flight: 32 << 20,
         }
     }
 }
+
+/// Units of [`Config::max_bytes_in_flight`] the semaphore counts (KiB: a `u32` of permits
+/// covers any budget).
+pub(crate) const IN_FLIGHT_UNIT: usize = 1024;
 
 const ASK_KEY: &[u8] = b"ask";
 
@@ -132,6 +142,9 @@ pub(crate) struct Inner<N> {
     pub(crate) credit: Mutex<CreditBook>,
     /// Which deal each (channel, lane) pays: a lane pays one deal only.
     pub(crate) lanes: Lanes,
+    /// Room for block bytes read and not yet written, in [`IN_FLIGHT_UNIT`]s
+    /// ([`Config::max_bytes_in_flight`]).
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl<N> Inner<N> {
@@ -230,6 +243,9 @@ impl<N: RetrievalProviderNode> Provider<N> {
         };
         let deals = Journal::open(fsm::table().clone(), store, config.fsm.clone());
         let credit = CreditBook::new(config.credit.clone());
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(
+            (config.max_bytes_in_flight / IN_FLIGHT_UNIT).max(1),
+        ));
         let provider = Provider {
             inner: Arc::new(Inner {
                 network,
@@ -249,6 +265,7 @@ impl<N: RetrievalProviderNode> Provider<N> {
                 dispatcher: Mutex::new(None),
                 pruner: Mutex::new(None),
                 credit: Mutex::new(credit),
+                in_flight,
             }),
         };
         let ask = provider.ask();
