@@ -609,7 +609,10 @@ mod tests {
         let blocks: Vec<(Cid, Bytes)> = (0u8..10)
             .map(|i| {
                 let d = vec![i; 100 + usize::from(i)];
-                (cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(), d.into())
+                (
+                    cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(),
+                    d.into(),
+                )
             })
             .collect();
         store.put_many(&blocks).unwrap();
@@ -733,7 +736,10 @@ mod tests {
         assert_eq!(store.get_verified(&other).unwrap(), None);
         store.delete(&cid).unwrap();
         store.put(&cid, &data).unwrap();
-        assert_eq!(store.get_verified(&cid).unwrap().as_deref(), Some(&data[..]));
+        assert_eq!(
+            store.get_verified(&cid).unwrap().as_deref(),
+            Some(&data[..])
+        );
         let odd = Cid::new_v1(RAW, Multihash::wrap(0x7f, &[1; 32]).unwrap());
         store.put(&odd, b"x").unwrap();
         assert!(matches!(
@@ -814,7 +820,10 @@ mod tests {
         let blocks: Vec<(Cid, Bytes)> = (0..3u8)
             .map(|i| {
                 let d: Vec<u8> = (0..1_000_000u32).map(|j| (j as u8) ^ i).collect();
-                (cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(), d.into())
+                (
+                    cid_of(cid::Version::V1, RAW, SHA2_256, &d).unwrap(),
+                    d.into(),
+                )
             })
             .collect();
         store.put_many(&blocks).unwrap();

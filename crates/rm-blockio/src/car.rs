@@ -10,11 +10,11 @@
 //! between sections is the end of the CAR; anywhere else it is [`Error::Truncated`].
 //! I/O is synchronous (`std::io`); async callers wrap it in `spawn_blocking`.
 
-use bytes::Bytes;
 use crate::blockstore::{self, Blockstore};
 use crate::codec::{self, Node};
 use crate::reader::{self, BlockReader};
 use crate::selector::Selector;
+use bytes::Bytes;
 use cid::Cid;
 use std::collections::HashSet;
 use std::io::{self, BufReader, Read, Write};

@@ -125,7 +125,10 @@ fn a_file_blockstore_repairs_a_lost_block_when_it_is_stored_again() {
     let total: u64 = blocks.iter().map(|(_, d)| d.len() as u64).sum();
     assert_eq!(read(&store).unwrap(), total);
     for (cid, bytes) in &blocks {
-        assert_eq!(store.get_verified(cid).unwrap().as_deref(), Some(&bytes[..]));
+        assert_eq!(
+            store.get_verified(cid).unwrap().as_deref(),
+            Some(&bytes[..])
+        );
         codec::verify(cid, bytes).unwrap();
     }
     let after = std::fs::metadata(&path).unwrap().len();

@@ -145,7 +145,10 @@ fn serve_bare(node: &Node, blocks: Arc<Vec<(Cid, rm_blockio::Bytes)>>) {
 /// `store` and checked against their CIDs as a deal's provider reads them (on the
 /// blocking pool, a few blocks ahead of the writes).
 fn serve_bare_from_store(node: &Node, root: Cid) {
-    let mut incoming = node.network.accept(StreamProtocol::new(BARE_STORE)).unwrap();
+    let mut incoming = node
+        .network
+        .accept(StreamProtocol::new(BARE_STORE))
+        .unwrap();
     let store = node.blocks.clone();
     tokio::spawn(async move {
         while let Some((_, mut stream)) = incoming.next().await {

@@ -477,7 +477,11 @@ mod tests {
             .collect();
         let first = response(blocks.clone());
         let second = response(vec![]);
-        let wire = [codec::to_vec(&first).unwrap(), codec::to_vec(&second).unwrap()].concat();
+        let wire = [
+            codec::to_vec(&first).unwrap(),
+            codec::to_vec(&second).unwrap(),
+        ]
+        .concat();
         let mut io = Trickle {
             data: wire,
             pos: 0,
@@ -492,7 +496,10 @@ mod tests {
         let inside = item.as_ptr_range();
         for block in &decoded.blocks {
             let data = block.data.as_ptr_range();
-            assert!(inside.start <= data.start && data.end <= inside.end, "copied");
+            assert!(
+                inside.start <= data.start && data.end <= inside.end,
+                "copied"
+            );
         }
         // The reader goes on after the item it handed out, which stays intact.
         let len = block_on(reader.next_item(&mut io, cap)).unwrap();
@@ -572,7 +579,10 @@ mod tests {
                 (60_000usize..70_000, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
             ],
         )
-            .prop_map(|(prefix, data)| Block { prefix, data: data.into() })
+            .prop_map(|(prefix, data)| Block {
+                prefix,
+                data: data.into(),
+            })
     }
 
     proptest! {

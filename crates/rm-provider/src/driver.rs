@@ -11,8 +11,8 @@ use futures::stream::FuturesUnordered;
 use rm_blockio::{BlockReader, Blockstore};
 use rm_network::DealStream;
 use rm_types::{
-    Address, ClientMessage, DealProposal, DealResponse, NodeError, RetrievalProviderNode, SignedVoucher,
-    TokenAmount,
+    Address, ClientMessage, DealProposal, DealResponse, NodeError, RetrievalProviderNode,
+    SignedVoucher, TokenAmount,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
@@ -299,9 +299,18 @@ impl<N: RetrievalProviderNode> Driver<N> {
             // written: the response's byte limit, or the bytes up to the payment point
             // (the last block may go past either; see `Config::max_bytes_in_flight`).
             let units = stop_after
-                .map_or(max_bytes, |s| max_bytes.min(usize::try_from(s).unwrap_or(usize::MAX)))
+                .map_or(max_bytes, |s| {
+                    max_bytes.min(usize::try_from(s).unwrap_or(usize::MAX))
+                })
                 .div_ceil(IN_FLIGHT_UNIT)
-                .clamp(1, inner.config.max_bytes_in_flight.div_ceil(IN_FLIGHT_UNIT).max(1));
+                .clamp(
+                    1,
+                    inner
+                        .config
+                        .max_bytes_in_flight
+                        .div_ceil(IN_FLIGHT_UNIT)
+                        .max(1),
+                );
             let permit = match Arc::clone(&inner.in_flight)
                 .acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
                 .await

@@ -213,7 +213,10 @@ impl Blockstore for CountingStore<'_, '_, '_> {
         self.count(data.len() as u64);
         Ok(())
     }
-    fn put_many(&self, blocks: &[(Cid, rm_blockio::Bytes)]) -> Result<(), rm_blockio::blockstore::Error> {
+    fn put_many(
+        &self,
+        blocks: &[(Cid, rm_blockio::Bytes)],
+    ) -> Result<(), rm_blockio::blockstore::Error> {
         self.inner.put_many(blocks)?;
         self.count(blocks.iter().map(|(_, d)| d.len() as u64).sum());
         Ok(())
