@@ -33,7 +33,8 @@ pub(crate) enum Command {
 
 /// The result of a request the driver carried out for the core.
 enum Done {
-    Connected(Result<DealStream, rm_network::Error>),
+    /// Boxed: a stream is large, the other results small.
+    Connected(Result<Box<DealStream>, rm_network::Error>),
     Verified(Option<SelectorVerifier>, Result<bool, VerifyError>),
     ChannelSetup(Result<ChannelSetup, NodeError>),
     ChannelReady(Result<rm_types::Address, NodeError>),
@@ -195,7 +196,7 @@ impl<N: RetrievalClientNode> Driver<N> {
                     match done {
                         Done::Connected(Ok(s)) => {
                             if self.deal.handle_connected(now) {
-                                stream = Some(s);
+                                stream = Some(*s);
                             } else {
                                 s.reset();
                             }
@@ -265,7 +266,7 @@ impl<N: RetrievalClientNode> Driver<N> {
                 network.open_deal_stream(peer).await
             }
             .await;
-            Done::Connected(result)
+            Done::Connected(result.map(Box::new))
         })
     }
 

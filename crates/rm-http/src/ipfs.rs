@@ -438,7 +438,7 @@ async fn car_response(shared: &Shared, req: &IpfsRequest, dups: bool) -> Respons
                     }
                     let head = car::section_head(&cid, data.len());
                     if tx.blocking_send(Ok(head)).is_err()
-                        || tx.blocking_send(Ok(Bytes::from(data))).is_err()
+                        || tx.blocking_send(Ok(data)).is_err()
                     {
                         return;
                     }

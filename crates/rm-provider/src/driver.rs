@@ -311,13 +311,11 @@ impl<N: RetrievalProviderNode> Driver<N> {
                         .div_ceil(IN_FLIGHT_UNIT)
                         .max(1),
                 );
-            let permit = match Arc::clone(&inner.in_flight)
+            // The semaphore is never closed; were it, the read would go on unbudgeted.
+            let permit = Arc::clone(&inner.in_flight)
                 .acquire_many_owned(u32::try_from(units).unwrap_or(u32::MAX))
                 .await
-            {
-                Ok(p) => Some(p),
-                Err(_) => None,
-            };
+                .ok();
             let store = match inner.source(&key, &proposal).await {
                 Ok(store) => store,
                 Err(e) => return Done::Read(None, Err(e), permit),
