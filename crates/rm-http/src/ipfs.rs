@@ -437,9 +437,7 @@ async fn car_response(shared: &Shared, req: &IpfsRequest, dups: bool) -> Respons
                         sent += data.len() as u64;
                     }
                     let head = car::section_head(&cid, data.len());
-                    if tx.blocking_send(Ok(head)).is_err()
-                        || tx.blocking_send(Ok(data)).is_err()
-                    {
+                    if tx.blocking_send(Ok(head)).is_err() || tx.blocking_send(Ok(data)).is_err() {
                         return;
                     }
                 }
