@@ -307,11 +307,26 @@ impl ClientDeal {
 
     /// Whether the driver should read the provider's next message. While a response's
     /// blocks are being verified, one more response is read (so reading overlaps
-    /// verifying and storing); then reading waits.
+    /// verifying and storing), but only after a response that says more follows
+    /// (`Ongoing` and the like): after `Completed`, a payment request or an error the
+    /// provider sends nothing more until the client acts, and a read there would only
+    /// meet the end of the stream; then reading waits.
     pub fn wants_message(&self) -> bool {
         !self.finished
             && self.conn == Conn::Up
-            && self.pending.len() < MAX_PENDING
+            && match self.pending.back() {
+                None => true,
+                Some(last) => {
+                    self.pending.len() < MAX_PENDING
+                        && matches!(
+                            last.status,
+                            DealStatus::Accepted
+                                | DealStatus::Ongoing
+                                | DealStatus::Unsealing
+                                | DealStatus::Unsealed
+                        )
+                }
+            }
             && (!matches!(self.status(), S::Failing | S::Cancelling) || self.cancel_sent)
     }
 

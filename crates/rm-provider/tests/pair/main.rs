@@ -64,9 +64,10 @@ fn honest_faults() -> impl Strategy<Value = Faults> {
         0u32..50,
         0u32..20,
         0u32..500,
+        0u64..100,
     )
         .prop_map(
-            |(loss, delay, cut, crash_client, crash_provider, cancel, slow_node)| Faults {
+            |(loss, delay, cut, crash_client, crash_provider, cancel, slow_node, verify)| Faults {
                 loss,
                 delay,
                 max_delay: Duration::from_millis(300),
@@ -78,6 +79,7 @@ fn honest_faults() -> impl Strategy<Value = Faults> {
                 slow_node,
                 lying_provider: 0,
                 lying_client: 0,
+                max_verify: Duration::from_millis(verify),
             },
         )
 }
@@ -154,6 +156,7 @@ fn name_of(totals: &Totals) -> &'static str {
 static HONEST: Mutex<Totals> = Mutex::new(Totals::new("honest"));
 static FAULTY: Mutex<Totals> = Mutex::new(Totals::new("faults"));
 static DISHONEST: Mutex<Totals> = Mutex::new(Totals::new("dishonest"));
+static READ_AHEAD: Mutex<Totals> = Mutex::new(Totals::new("read ahead"));
 
 fn run(
     seed: u64,
@@ -182,6 +185,21 @@ proptest! {
     #[test]
     fn honest_deals_complete(seed in any::<u64>(), terms in terms()) {
         let o = run(seed, &terms, Faults::default(), &HONEST)?;
+        prop_assert_eq!(o.client, Outcome::Completed);
+        prop_assert_eq!(o.provider, Outcome::Completed);
+    }
+
+    /// The same while the client's verification takes time, so it reads a response
+    /// ahead: still complete on both sides (a provider that ends the stream after its
+    /// last response is not a lost stream to a client still verifying).
+    #[test]
+    fn honest_deals_complete_while_the_client_reads_ahead(
+        seed in any::<u64>(),
+        terms in terms(),
+        verify in 1u64..200,
+    ) {
+        let faults = Faults { max_verify: Duration::from_millis(verify), ..Faults::default() };
+        let o = run(seed, &terms, faults, &READ_AHEAD)?;
         prop_assert_eq!(o.client, Outcome::Completed);
         prop_assert_eq!(o.provider, Outcome::Completed);
     }

@@ -98,6 +98,9 @@ pub(crate) struct Faults {
     /// A dishonest client: a voucher is lower, replayed, on another lane, or sent twice, or
     /// garbage is sent instead.
     pub(crate) lying_client: u32,
+    /// The client's verification of a response's blocks takes up to this long (zero: at
+    /// once), so it reads the next response meanwhile, as the real driver does.
+    pub(crate) max_verify: Duration,
 }
 
 impl Faults {
@@ -234,6 +237,8 @@ pub(crate) struct Sim {
     provider_work: VecDeque<(Instant, Work)>,
     /// How long an unseal takes (zero: answered at once).
     unseal_time: Duration,
+    /// Client verifications answered later (`Faults::max_verify`), in order.
+    client_work: VecDeque<(Instant, Result<bool, rm_client::VerifyError>)>,
     streams: Vec<Stream>,
     next_stream: u64,
     client_stream: Option<u64>,
@@ -352,6 +357,7 @@ impl Sim {
             provider_config: provider_config(),
             provider_down_until: None,
             provider_work: VecDeque::new(),
+            client_work: VecDeque::new(),
             unseal_time: Duration::ZERO,
             streams: Vec::new(),
             next_stream: 0,
@@ -596,6 +602,9 @@ impl Sim {
         if let Some((t, _)) = self.provider_work.front() {
             consider(*t);
         }
+        if let Some((t, _)) = self.client_work.front() {
+            consider(*t);
+        }
         next
     }
 
@@ -660,8 +669,11 @@ impl Sim {
                 ));
             }
             self.inject();
-            let moved =
-                self.run_client() | self.run_provider() | self.finish_work() | self.deliver();
+            let moved = self.run_client()
+                | self.run_provider()
+                | self.finish_work()
+                | self.finish_verify()
+                | self.deliver();
             self.check()?;
             if moved {
                 continue;

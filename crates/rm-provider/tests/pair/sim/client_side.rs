@@ -69,7 +69,15 @@ impl Sim {
                 }
                 ClientAction::Verify(blocks) => {
                     let result = self.verify(blocks);
-                    self.client_mut().handle_verified(now, result);
+                    let max = self.faults.max_verify;
+                    if max.is_zero() {
+                        self.client_mut().handle_verified(now, result);
+                    } else {
+                        let delay = self.rng.below(max.as_millis() as u64 + 1);
+                        let at = self.now + Duration::from_millis(delay);
+                        let at = self.client_work.back().map_or(at, |(t, _)| at.max(*t));
+                        self.client_work.push_back((at, result));
+                    }
                 }
                 ClientAction::SetupChannel {
                     client,
@@ -196,9 +204,27 @@ impl Sim {
         Ok(done)
     }
 
+    /// Answers the client verification that is due; true if one was.
+    pub(super) fn finish_verify(&mut self) -> bool {
+        if self.client.is_none() {
+            return false;
+        }
+        match self.client_work.front() {
+            Some((at, _)) if *at <= self.now => {
+                let (_, result) = self.client_work.pop_front().unwrap();
+                let now = self.now;
+                self.client_mut().handle_verified(now, result);
+                true
+            }
+            _ => false,
+        }
+    }
+
     pub(super) fn crash_client(&mut self) {
         self.trace("client crashes");
         self.injected.crash_client += 1;
+        // A verification in flight dies with the process.
+        self.client_work.clear();
         if let Some(id) = self.client_stream.take() {
             self.cut(id);
         }
