@@ -343,9 +343,11 @@ impl ClientDeal {
         }
     }
 
-    /// Asks for a stream when there is none and it is time to.
+    /// Asks for a stream when there is none and it is time to. Not while blocks are being
+    /// verified: the new stream's proposal tells the provider where to resume, which must
+    /// count them (verification ends by driving the deal again).
     pub(super) fn connect(&mut self) {
-        if self.conn == Conn::Down && self.retry_at.is_none() {
+        if self.conn == Conn::Down && self.retry_at.is_none() && self.verifying.is_none() {
             self.conn = Conn::Connecting;
             self.actions.push_back(ClientAction::Connect);
         }
