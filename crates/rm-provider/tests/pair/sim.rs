@@ -238,7 +238,7 @@ pub(crate) struct Sim {
     /// How long an unseal takes (zero: answered at once).
     unseal_time: Duration,
     /// Client verifications answered later (`Faults::max_verify`), in order.
-    client_work: VecDeque<(Instant, Result<bool, rm_client::VerifyError>)>,
+    client_work: VecDeque<(Instant, Result<bool, VerifyError>)>,
     streams: Vec<Stream>,
     next_stream: u64,
     client_stream: Option<u64>,
