@@ -24,8 +24,13 @@ use rm_types::{
 
 use crate::Error;
 
-/// Bytes read at a time when the scanner cannot tell how long the item is.
+/// Most bytes read at a time when the scanner cannot tell how long the item is.
 const CHUNK: usize = 64 * 1024;
+
+/// Fewest bytes read at a time: a stream of small messages (a provider reading payments)
+/// reads, and holds, this much rather than [`CHUNK`]; a stream of large ones reads up to
+/// [`CHUNK`] at a time (the chunk follows the length of the last item).
+const MIN_CHUNK: usize = 4 * 1024;
 
 /// Block data shorter than this is copied into the head buffer rather than written as a
 /// separate piece.
@@ -88,12 +93,13 @@ impl FrameReader {
                 });
             }
             // Read at least up to where the item is known to reach, and a chunk otherwise.
-            let want = scanner.position().max(self.filled + CHUNK).min(cap);
+            let chunk = self.last.clamp(MIN_CHUNK, CHUNK);
+            let want = scanner.position().max(self.filled + chunk).min(cap);
             if self.buf.len() < want {
                 if self.buf.capacity() < want {
                     // Earlier items may still hold the old allocation: start a new one
                     // with what is unconsumed.
-                    let size = self.last.saturating_add(CHUNK).clamp(want, cap.max(want));
+                    let size = self.last.saturating_add(chunk).clamp(want, cap.max(want));
                     let mut fresh = BytesMut::with_capacity(size);
                     fresh.extend_from_slice(&self.buf[..self.filled]);
                     self.buf = fresh;

@@ -11,15 +11,15 @@ use futures::stream::FuturesUnordered;
 use rm_blockio::{BlockReader, Blockstore};
 use rm_network::DealStream;
 use rm_types::{
-    Address, ClientMessage, DealProposal, DealResponse, NodeError, RetrievalProviderNode,
-    SignedVoucher, TokenAmount,
+    Address, ClientMessage, DealResponse, NodeError, RetrievalProviderNode, SignedVoucher,
+    TokenAmount,
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::deal::{Located, ProviderAction, ProviderDeal, ReadBlocks};
 use crate::provider::{DealKey, IN_FLIGHT_UNIT, Inner, dag_selector, lock};
 use crate::queries;
-use crate::sessions::refuse_stream;
+use crate::sessions::{Attach, refuse_stream};
 
 type Reader = BlockReader<Arc<dyn Blockstore>>;
 
@@ -40,7 +40,7 @@ pub(crate) struct Driver<N> {
     key: DealKey,
     deal: ProviderDeal,
     stream: Option<DealStream>,
-    attach: mpsc::Receiver<(DealStream, DealProposal)>,
+    attach: mpsc::Receiver<Attach>,
     /// The client's address when the deal began (what its credit is counted by).
     ip: Option<std::net::IpAddr>,
 }
@@ -65,7 +65,7 @@ impl<N: RetrievalProviderNode> Driver<N> {
         key: DealKey,
         deal: ProviderDeal,
         stream: Option<DealStream>,
-        attach: mpsc::Receiver<(DealStream, DealProposal)>,
+        attach: mpsc::Receiver<Attach>,
     ) -> Self {
         let ip = stream.as_ref().and_then(DealStream::remote_ip);
         let mut driver = Driver {
@@ -239,7 +239,8 @@ impl<N: RetrievalProviderNode> Driver<N> {
                 }
                 () = sleep_until(deadline) => self.deal.handle_timeout(Instant::now()),
                 resumed = self.attach.recv() => {
-                    let Some((stream, proposal)) = resumed else { continue };
+                    let Some(resumed) = resumed else { continue };
+                    let (stream, proposal) = *resumed;
                     match self.deal.handle_resume(Instant::now(), &proposal) {
                         Ok(()) => {
                             if let Some(old) = self.stream.take() {
@@ -272,7 +273,8 @@ impl<N: RetrievalProviderNode> Driver<N> {
         lock(&self.inner.sessions).remove(&self.key);
         self.inner.release(&self.key);
         self.attach.close();
-        while let Ok((stream, proposal)) = self.attach.try_recv() {
+        while let Ok(resumed) = self.attach.try_recv() {
+            let (stream, proposal) = *resumed;
             let Err(r) = self.deal.handle_resume(Instant::now(), &proposal) else {
                 continue;
             };

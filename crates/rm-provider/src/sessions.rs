@@ -19,12 +19,17 @@ use crate::provider::{DealKey, Provider, dag_selector, lock};
 
 /// A running deal: its driver's task, and where to hand it a stream that resumes it.
 pub(crate) struct Session {
-    pub(crate) attach: mpsc::Sender<(DealStream, DealProposal)>,
+    pub(crate) attach: mpsc::Sender<Attach>,
     pub(crate) task: tokio::task::AbortHandle,
 }
 
 /// How many resuming streams may wait for one deal's driver.
 const ATTACH_QUEUE: usize = 2;
+
+/// A stream resuming a deal, with its proposal. Boxed: a channel allocates room for 32
+/// items at once whatever its capacity, and every running deal has one (unboxed, that was
+/// 24 KiB per deal).
+pub(crate) type Attach = Box<(DealStream, DealProposal)>;
 
 fn response(id: DealId, status: DealStatus, message: String) -> DealResponse {
     DealResponse {
@@ -82,8 +87,8 @@ impl<N: RetrievalProviderNode> Provider<N> {
             .get(&key)
             .map(|s| s.attach.clone());
         if let Some(attach) = running {
-            if let Err(e) = attach.try_send((stream, proposal)) {
-                let (stream, _) = e.into_inner();
+            if let Err(e) = attach.try_send(Box::new((stream, proposal))) {
+                let (stream, _) = *e.into_inner();
                 let r = response(
                     id,
                     DealStatus::Errored,
