@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rm_network::{Config, Event, Network, keys, libp2p::Multiaddr};
+use rm_network::{Config, Event, Network, keys};
+
+mod common;
 use rm_types::{Query, QueryItemStatus, QueryResponse, QueryResponseStatus, TokenAmount};
 
 fn answer() -> QueryResponse {
@@ -26,15 +28,7 @@ fn answer() -> QueryResponse {
 }
 
 async fn provider() -> Network {
-    let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr");
-    let net = Network::new(
-        keys::generate(),
-        Config::default().with_listen_addrs([loopback]),
-    )
-    .await
-    .expect("provider starts");
-    let (delegate, mut events) = tokio::sync::mpsc::channel(64);
-    net.set_delegate(delegate);
+    let (net, mut events) = common::listening(64).await;
     tokio::spawn(async move {
         let answer = answer();
         while let Some(event) = events.recv().await {

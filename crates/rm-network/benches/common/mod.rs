@@ -34,10 +34,9 @@ pub(crate) fn response() -> DealResponse {
     }
 }
 
-/// The provider: answers each deal stream with responses until `PaymentInterval` bytes
-/// of block data are sent (the bench's way of saying how much), and serves the bare
-/// protocol with 1 MiB writes.
-pub(crate) async fn provider() -> Network {
+/// A network listening on 127.0.0.1 whose queries and deal streams come out of the
+/// returned channel (of `capacity`).
+pub(crate) async fn listening(capacity: usize) -> (Network, tokio::sync::mpsc::Receiver<Event>) {
     let loopback: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr");
     let net = Network::new(
         keys::generate(),
@@ -45,8 +44,16 @@ pub(crate) async fn provider() -> Network {
     )
     .await
     .expect("provider starts");
-    let (delegate, mut events) = tokio::sync::mpsc::channel(4);
+    let (delegate, events) = tokio::sync::mpsc::channel(capacity);
     net.set_delegate(delegate);
+    (net, events)
+}
+
+/// The provider: answers each deal stream with responses until `PaymentInterval` bytes
+/// of block data are sent (the bench's way of saying how much), and serves the bare
+/// protocol with 1 MiB writes.
+pub(crate) async fn provider() -> Network {
+    let (net, mut events) = listening(4).await;
     tokio::spawn(async move {
         let response = std::sync::Arc::new(response());
         while let Some(event) = events.recv().await {
