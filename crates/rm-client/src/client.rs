@@ -225,6 +225,11 @@ pub(crate) struct Inner<N> {
     pub(crate) config: Config,
     /// The command channel of each running deal's driver, and its task.
     runners: Mutex<HashMap<u64, (mpsc::Sender<Command>, tokio::task::AbortHandle)>>,
+    /// The newest state of each running deal whose last events were published and not
+    /// written yet (verified blocks are written with the next payment or the end): what
+    /// [`Client::retrieval_status`] shows. Removed at the next write and when the driver
+    /// stops.
+    unwritten: Mutex<HashMap<u64, ClientState>>,
     pruner: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -238,6 +243,31 @@ impl<N> Inner<N> {
 
     pub(crate) fn unregister(&self, id: u64) {
         self.runners().remove(&id);
+        self.set_unwritten(id, None);
+    }
+
+    /// Records (or, with `None`, forgets) the newest state of deal `id` not written yet.
+    pub(crate) fn set_unwritten(&self, id: u64, state: Option<&ClientState>) {
+        let mut map = self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match state {
+            Some(state) => {
+                map.insert(id, state.clone());
+            }
+            None => {
+                map.remove(&id);
+            }
+        }
+    }
+
+    fn unwritten(&self, id: u64) -> Option<ClientState> {
+        let map = self
+            .unwritten
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(&id).cloned()
     }
 }
 
@@ -303,6 +333,7 @@ impl<N: RetrievalClientNode> Client<N> {
                 wallet,
                 config,
                 runners: Mutex::new(HashMap::new()),
+                unwritten: Mutex::new(HashMap::new()),
                 pruner: Mutex::new(None),
             }),
         };
@@ -494,8 +525,12 @@ impl<N: RetrievalClientNode> Client<N> {
         }
     }
 
-    /// The deal's current state, if it exists.
+    /// The deal's current state, if it exists: as the journal has it, or newer while the
+    /// deal runs (blocks verified and stored since its last write).
     pub fn retrieval_status(&self, id: DealId) -> Result<Option<ClientState>, Error> {
+        if let Some(state) = self.inner.unwritten(id.0) {
+            return Ok(Some(state));
+        }
         Ok(self.inner.deals.get(&id.0)?)
     }
 

@@ -61,6 +61,13 @@ pub struct DealConfig {
     /// changes are progress again, so a provider that only ever says `Unsealing` fails the
     /// deal `progress_timeout` later. Default 3 hours.
     pub max_unseal_wait: Duration,
+    /// How many bytes of verified blocks may be counted in memory before they are written
+    /// on their own. Progress is otherwise written with the next event that must be
+    /// written anyway (a voucher, the last block, the end of the deal), so a crash loses at
+    /// most this much counted progress, or one payment interval if that is smaller: those
+    /// blocks are in the blockstore and are asked for again on resume, never paid twice.
+    /// Zero writes every response's progress. Default 16 MiB.
+    pub progress_write_bytes: u64,
 }
 
 impl Default for DealConfig {
@@ -73,6 +80,7 @@ impl Default for DealConfig {
             progress_timeout: Duration::from_secs(600),
             cancel_delivery: Duration::from_secs(600),
             max_unseal_wait: Duration::from_secs(3 * 3600),
+            progress_write_bytes: 16 << 20,
         }
     }
 }
@@ -100,8 +108,9 @@ pub enum ClientAction {
         snapshot: Box<Snapshot<ClientState>>,
     },
     /// Tell the journal's subscribers of `event` and the snapshot it led to without
-    /// writing anything: an event whose snapshot is persisted together with the next
-    /// one's, by the [`ClientAction::Persist`] that follows.
+    /// writing anything: an event whose snapshot is persisted together with a later
+    /// one's, by a [`ClientAction::Persist`] that follows (at once when events were folded;
+    /// at the next payment, the end, or after `progress_write_bytes` for verified blocks).
     Publish {
         /// The event.
         event: ClientEvent,
@@ -223,6 +232,8 @@ pub struct ClientDeal {
     pending: VecDeque<DealResponse>,
     actions: VecDeque<ClientAction>,
     finished: bool,
+    /// Bytes of verified blocks applied to the snapshot since the last `Persist`.
+    unwritten: u64,
 }
 
 /// Most responses held in memory: the one whose blocks are being verified (its status
@@ -264,6 +275,7 @@ impl ClientDeal {
             pending: VecDeque::new(),
             actions: VecDeque::new(),
             finished: false,
+            unwritten: 0,
         };
         deal.drive(now);
         deal
@@ -528,7 +540,7 @@ impl ClientDeal {
                     bytes: state.bytes_received + bytes,
                 };
                 self.progress_at = now;
-                self.apply(now, event);
+                self.apply_progress(now, event, bytes);
                 if done {
                     self.apply(now, ClientEvent::AllBlocksReceived);
                 }

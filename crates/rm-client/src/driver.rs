@@ -88,6 +88,7 @@ impl<N: RetrievalClientNode> Driver<N> {
             while let Some(action) = self.deal.poll_action() {
                 match action {
                     ClientAction::Publish { event, snapshot } => {
+                        self.inner.set_unwritten(id, Some(&snapshot.state));
                         self.inner.deals.publish(&id, &event, &snapshot);
                     }
                     ClientAction::Persist { event, snapshot } => {
@@ -97,6 +98,7 @@ impl<N: RetrievalClientNode> Driver<N> {
                             tracing::warn!(deal = id, error = %e, "client deal not persisted; stopping it");
                             return self.stop(stream).await;
                         }
+                        self.inner.set_unwritten(id, None);
                     }
                     ClientAction::Connect => work.push(self.connect()),
                     ClientAction::Send(message) => {

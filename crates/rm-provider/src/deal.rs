@@ -72,6 +72,14 @@ pub struct ProviderDeal {
     early_payment: Option<DealPayment>,
     actions: VecDeque<ProviderAction>,
     finished: bool,
+    /// Bytes of blocks sent applied to the snapshot since the last `Persist`.
+    unwritten: u64,
+    /// How far behind what was really sent the record may be, for a core restored from it:
+    /// progress is written every `progress_write_bytes` or with the next payment, so up to
+    /// that much plus one response may have gone out unwritten before a restart. A resume
+    /// may claim that much more than the record; zero once a resume has set the totals
+    /// (and for a core that never restarted, which knows exactly what it sent).
+    forgotten: u64,
 }
 
 impl ProviderDeal {
@@ -99,7 +107,11 @@ impl ProviderDeal {
         now: Instant,
         config: DealConfig,
     ) -> Self {
+        let forgotten = config
+            .progress_write_bytes
+            .saturating_add(config.max_response_bytes as u64);
         let mut deal = Self::build(id, snapshot, ask, config);
+        deal.forgotten = forgotten;
         deal.detached_at = Some(now);
         deal.drive(now);
         deal
@@ -121,6 +133,8 @@ impl ProviderDeal {
             early_payment: None,
             actions: VecDeque::new(),
             finished: false,
+            unwritten: 0,
+            forgotten: 0,
         }
     }
 
@@ -300,7 +314,7 @@ impl ProviderDeal {
                 blocks: state.blocks_sent + count,
                 bytes: sent,
             };
-            if !self.apply(now, event) {
+            if !self.apply_progress(now, event, bytes) {
                 return;
             }
         }
@@ -450,7 +464,13 @@ impl ProviderDeal {
             return Err(self.refusal(message));
         }
         let claim = proposal.resume.unwrap_or_default();
-        if claim.blocks > self.snapshot.state.blocks_sent {
+        let sent = &self.snapshot.state;
+        // Blocks the record does not count can only be claimed after a restart, and only
+        // as many bytes as may have gone out unwritten (the claim's bytes are then checked
+        // against the DAG).
+        if claim.blocks > sent.blocks_sent
+            && (self.forgotten == 0 || claim.bytes > sent.bytes_sent.saturating_add(self.forgotten))
+        {
             return Err(self.refusal(format!(
                 "the client claims {} blocks, {} were sent",
                 claim.blocks, self.snapshot.state.blocks_sent
@@ -621,10 +641,33 @@ impl ProviderDeal {
         }
     }
 
+    /// Applies blocks about to be sent (`BlocksSent`): written at once only when the
+    /// progress not yet written reaches `progress_write_bytes`; otherwise only published,
+    /// and written with the next event that is (a payment request or receipt, the last
+    /// block, the end), since every `Persist` carries the whole snapshot.
+    fn apply_progress(&mut self, now: Instant, event: ProviderEvent, bytes: u64) -> bool {
+        self.unwritten = self.unwritten.saturating_add(bytes);
+        if self.unwritten >= self.config.progress_write_bytes {
+            return self.apply(now, event);
+        }
+        match step(fsm::table(), &self.snapshot, &event) {
+            Ok(next) => {
+                self.snapshot = next;
+                let snapshot = Box::new(self.snapshot.clone());
+                self.actions
+                    .push_back(ProviderAction::Publish { event, snapshot });
+                true
+            }
+            // Refused: `apply` turns it into the error and writes that.
+            Err(_) => self.apply(now, event),
+        }
+    }
+
     /// Asks for the snapshot to be persisted; events with no effect between them are
     /// written together (blocks sent, "that was the last block" and `Completed` are one
     /// write, so a crash cannot come between them).
     fn persist(&mut self, event: ProviderEvent) {
+        self.unwritten = 0;
         let snapshot = Box::new(self.snapshot.clone());
         // The pending write, not carried out yet, is folded into this one: its event is
         // only published.
@@ -709,6 +752,7 @@ impl ProviderDeal {
         if !self.apply(now, event) {
             return self.drive(now);
         }
+        self.forgotten = 0;
         match before {
             S::New | S::WaitForAcceptance | S::Failing | S::Cancelling => {}
             S::FundsNeededUnseal => {

@@ -113,6 +113,11 @@ impl<N: RetrievalProviderNode> Driver<N> {
                 match action {
                     ProviderAction::Publish { event, snapshot } => {
                         self.inner.deals.publish(&self.key, &event, &snapshot);
+                        // Blocks sent are counted against the peer's credit at once,
+                        // written or not.
+                        if !snapshot.state.status.is_final() {
+                            lock(&self.inner.credit).update(&self.key, self.ip, &snapshot.state);
+                        }
                     }
                     ProviderAction::Persist { event, snapshot } => {
                         if let Err(e) = self.inner.deals.record(&self.key, &event, &snapshot).await

@@ -316,12 +316,9 @@ fn record_resume(deal: &mut ProviderState, event: &ProviderEvent) -> Result<(), 
     let ProviderEvent::Resumed { blocks, bytes } = event else {
         return Err("not Resumed".into());
     };
-    if *blocks > deal.blocks_sent || *bytes > deal.bytes_sent {
-        return Err(format!(
-            "client claims {blocks} blocks / {bytes} bytes, only {} / {} were sent",
-            deal.blocks_sent, deal.bytes_sent
-        ));
-    }
+    // The core bounds the claim before it gets here: at most what the record says was
+    // sent, or, after a restart, at most what may have been sent unwritten
+    // (`DealConfig::progress_write_bytes` and one response) beyond it.
     deal.blocks_sent = *blocks;
     deal.bytes_sent = *bytes;
     deal.resumes += 1;

@@ -28,10 +28,32 @@ impl ClientDeal {
         }
     }
 
+    /// Applies verified blocks (`BlocksReceived`): written at once only when the progress
+    /// not yet written reaches `progress_write_bytes`; otherwise only published, and
+    /// written with the next event that is (every `Persist` carries the whole snapshot).
+    pub(super) fn apply_progress(&mut self, now: Instant, event: ClientEvent, bytes: u64) -> bool {
+        self.unwritten = self.unwritten.saturating_add(bytes);
+        if self.unwritten >= self.config.progress_write_bytes {
+            return self.apply(now, event);
+        }
+        match step(fsm::table(), &self.snapshot, &event) {
+            Ok(next) => {
+                self.snapshot = next;
+                let snapshot = Box::new(self.snapshot.clone());
+                self.actions
+                    .push_back(ClientAction::Publish { event, snapshot });
+                true
+            }
+            // Refused: `apply` turns it into the error and writes that.
+            Err(_) => self.apply(now, event),
+        }
+    }
+
     /// Asks for the snapshot to be persisted. Events applied one after the other with no
     /// effect between them are written together, as one snapshot: a crash cannot come
     /// between them (verified blocks and "that was the last block" are one write).
     pub(super) fn persist(&mut self, event: ClientEvent) {
+        self.unwritten = 0;
         let snapshot = Box::new(self.snapshot.clone());
         // The pending write, not carried out yet, is folded into this one: its event is
         // only published.

@@ -34,6 +34,13 @@ pub struct DealConfig {
     /// provider repeats a `DealResponse` with status `Unsealing` this often, so the
     /// client's read deadline (30 s by default) sees the deal alive. Default 10 s.
     pub unsealing_interval: Duration,
+    /// How many bytes of blocks sent may be counted in memory before they are written on
+    /// their own. Progress is otherwise written with the next event that must be written
+    /// anyway (a payment request or receipt, the last block, the end of the deal), so a
+    /// crash forgets at most this much of what was sent, or one payment interval if that is
+    /// smaller. What the client paid is never forgotten: payments are written when they
+    /// arrive. Zero writes every response's progress. Default 16 MiB.
+    pub progress_write_bytes: u64,
 }
 
 impl Default for DealConfig {
@@ -46,6 +53,7 @@ impl Default for DealConfig {
             max_bytes_per_second: None,
             max_resumes: 32,
             unsealing_interval: Duration::from_secs(10),
+            progress_write_bytes: 16 << 20,
         }
     }
 }
@@ -62,8 +70,10 @@ pub enum ProviderAction {
         snapshot: Box<Snapshot<ProviderState>>,
     },
     /// Tell the journal's subscribers of `event` and the snapshot it led to without
-    /// writing anything: an event whose snapshot is persisted together with the next
-    /// one's, by the [`ProviderAction::Persist`] that follows.
+    /// writing anything: an event whose snapshot is persisted together with a later
+    /// one's, by a [`ProviderAction::Persist`] that follows (at once when events were
+    /// folded; at the next payment event, the end, or after `progress_write_bytes` for
+    /// blocks sent).
     Publish {
         /// The event.
         event: ProviderEvent,

@@ -323,3 +323,69 @@ fn unsealing_forever_fails_the_deal_in_bounded_time() {
         o.client_message
     );
 }
+
+/// Terms of the write-count tests: `data_len` bytes in 1 KiB blocks (responses of 8 KiB in
+/// the pair), paid every 32 KiB at `price`, no unseal price.
+fn write_terms(price: u64, data_len: usize) -> Terms {
+    Terms {
+        price,
+        interval: 32 << 10,
+        increase: 0,
+        unseal: 0,
+        budget_percent: 100,
+        data_len,
+        chunk: 1024,
+        max_links: 4,
+        partial: false,
+    }
+}
+
+/// Snapshots written by each side over one honest deal, with progress written every
+/// `progress` bytes.
+fn writes(terms: &Terms, progress: u64) -> [u64; 2] {
+    let o = Sim::new(3, terms, Faults::default())
+        .configure(
+            |c| c.progress_write_bytes = progress,
+            |p| p.progress_write_bytes = progress,
+        )
+        .run(MAX_STEPS)
+        .unwrap();
+    assert_eq!(o.client, Outcome::Completed, "{}", o.client_message);
+    assert_eq!(o.provider, Outcome::Completed);
+    o.writes
+}
+
+/// Progress that only counts bytes rides on the writes that happen anyway: a paid deal
+/// writes about one snapshot per payment on each side instead of one per response, and
+/// a free deal's writes do not grow with its size at all.
+#[test]
+fn progress_is_written_with_payments_not_with_every_response() {
+    let default = rm_client::DealConfig::default().progress_write_bytes;
+    assert_eq!(
+        default,
+        rm_provider::DealConfig::default().progress_write_bytes
+    );
+    // 200 KB: 25 responses of 8 KiB, 6 payment points.
+    let paid = write_terms(1, 200_000);
+    let every = writes(&paid, 0);
+    let batched = writes(&paid, default);
+    println!(
+        "paid 200 KB deal, snapshots written (client, provider): every response {every:?}, batched {batched:?}"
+    );
+    for side in 0..2 {
+        assert!(
+            batched[side] + 15 <= every[side],
+            "side {side}: {} batched, {} every response",
+            batched[side],
+            every[side]
+        );
+    }
+    let small = writes(&write_terms(0, 100_000), default);
+    let large = writes(&write_terms(0, 400_000), default);
+    let large_every = writes(&write_terms(0, 400_000), 0);
+    println!(
+        "free deals, snapshots written: 100 KB {small:?}, 400 KB {large:?}, 400 KB every response {large_every:?}"
+    );
+    assert_eq!(small, large, "a free deal's writes grow with its size");
+    assert!(large_every[0] >= large[0] + 40 && large_every[1] >= large[1] + 40);
+}

@@ -203,6 +203,8 @@ pub(crate) struct Outcomes {
     pub(crate) provider: Outcome,
     pub(crate) steps: u64,
     pub(crate) injected: Injected,
+    /// Snapshots the client and the provider wrote (their `Persist` actions).
+    pub(crate) writes: [u64; 2],
 }
 
 pub(crate) struct Sim {
@@ -248,6 +250,8 @@ pub(crate) struct Sim {
     cancelled: bool,
     client_outcome: Option<Outcome>,
     provider_outcome: Option<Outcome>,
+    /// Snapshots the client and the provider wrote.
+    writes: [u64; 2],
 }
 
 fn ready<T>(f: impl Future<Output = T>) -> T {
@@ -327,7 +331,13 @@ impl Sim {
             provider_addr,
             total_funds.clone(),
         );
-        let client_config = client_config();
+        // Progress written with every response, every few responses, or (the default) only
+        // with the events that are written anyway: a crash then resumes from further back.
+        let progress_write_bytes = [0, 20_000, 16 << 20][(seed % 3) as usize];
+        let mut client_config = client_config();
+        client_config.progress_write_bytes = progress_write_bytes;
+        let mut provider_config = provider_config();
+        provider_config.progress_write_bytes = progress_write_bytes;
         let client = ClientDeal::new(id, state.clone(), base, client_config.clone());
         Sim {
             rng,
@@ -354,7 +364,7 @@ impl Sim {
             verifier: None,
             provider: None,
             provider_disk: None,
-            provider_config: provider_config(),
+            provider_config,
             provider_down_until: None,
             provider_work: VecDeque::new(),
             client_work: VecDeque::new(),
@@ -367,6 +377,7 @@ impl Sim {
             cancelled: false,
             client_outcome: None,
             provider_outcome: None,
+            writes: [0; 2],
         }
     }
 
@@ -724,6 +735,7 @@ impl Sim {
             provider: self.provider_outcome.unwrap(),
             steps,
             injected: self.injected.clone(),
+            writes: self.writes,
         })
     }
 }

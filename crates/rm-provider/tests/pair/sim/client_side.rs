@@ -28,6 +28,7 @@ impl Sim {
                 ClientAction::Publish { .. } => {}
                 ClientAction::Persist { snapshot, .. } => {
                     assert!(snapshot.seq > self.client_disk.seq, "client seq goes up");
+                    self.writes[0] += 1;
                     self.client_disk = *snapshot;
                 }
                 ClientAction::Connect => {

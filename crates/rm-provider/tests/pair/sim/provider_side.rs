@@ -32,6 +32,7 @@ impl Sim {
             match action {
                 ProviderAction::Publish { .. } => {}
                 ProviderAction::Persist { snapshot, .. } => {
+                    self.writes[1] += 1;
                     let seq = self.provider_disk.as_ref().map_or(0, |s| s.seq);
                     assert!(snapshot.seq > seq, "provider seq goes up");
                     self.provider_disk = Some(*snapshot);
