@@ -14,7 +14,7 @@
 //! | `rm deals` | client and provider deals with their status; `--follow` streams status changes from `rm serve` |
 //! | `rm pieces [list\|show\|remove]` | the pieces held; remove one and free its disk space (while `rm serve` runs, too) |
 //! | `rm fund` | payment channels in the local ledger; add funds |
-//! | `rm demo` | everything on 127.0.0.1 in one process, with a summary |
+//! | `rm demo` | a provider (`rm serve`, a child process) and a client on 127.0.0.1, with a summary |
 //! | `rm fetch <provider> <cid>[/path] -o <path>` | an HTTP retrieval from trustless gateways, verified block by block; run again to resume |
 //!
 //! Every command takes `--json` (one JSON object per result, for scripts) and `--home`
@@ -97,7 +97,8 @@ pub enum Command {
     Deals(cmd::deals::DealsArgs),
     /// Payment channels in the local ledger: list them, add funds.
     Fund(cmd::fund::FundArgs),
-    /// A provider and a client on 127.0.0.1 in one process: import, query, retrieve, check.
+    /// A provider (an `rm serve` child) and a client on 127.0.0.1: import, query, retrieve,
+    /// check, and each side's peak memory.
     Demo(cmd::demo::DemoArgs),
     /// Fetch over HTTP from trustless gateways, verifying every block; run again to resume.
     Fetch(cmd::fetch::FetchArgs),

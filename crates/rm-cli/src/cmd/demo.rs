@@ -1,13 +1,15 @@
-//! `rm demo`: the whole market on 127.0.0.1 in one process.
+//! `rm demo`: the whole market on 127.0.0.1: the provider in an `rm serve` child process,
+//! the client in this one, each with its own home, RocksDB and peak memory.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use rm_client::{ClientStatus, Retrieval};
+use rm_network::libp2p::{Multiaddr, PeerId};
 use rm_types::{Ask, QueryParams, QueryResponseStatus, TokenAmount};
 use serde_json::json;
 
@@ -43,8 +45,9 @@ fn demo_ask() -> Ask {
     }
 }
 
-/// Imports data on a provider node, retrieves it with payments on a client node over real
-/// libp2p on 127.0.0.1, checks the output is byte-identical, and prints a summary.
+/// Imports data on a provider home, serves it from an `rm serve` child process, retrieves
+/// it with payments from a client node in this process over real libp2p on 127.0.0.1,
+/// checks the output is byte-identical, and prints a summary with each side's peak memory.
 pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitCode> {
     let dir = tempfile::Builder::new()
         .prefix("rm-demo-")
@@ -77,41 +80,54 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
     };
     let input_size = std::fs::metadata(&input)?.len();
 
-    say("starting a provider and a client (each with its own RocksDB, wallet and ledger)");
-    let pnode = Node::open(&dir.path().join("provider")).await?;
-    let cnode = Node::open(&dir.path().join("client")).await?;
+    // The provider's home: imported and priced here, then served by an `rm serve` child
+    // process, so each side's memory is its own.
+    let phome = rm_node::Home::new(dir.path().join("provider"));
+    phome.init()?;
     let t = Instant::now();
-    let bar = out.progress(Some(input_size));
-    let mut stage = "";
-    let imported = pnode
-        .import_piece_with_progress(
-            &input,
-            rm_blockio::unixfs::Preset::UNIXFS_V1_2025,
-            &mut |p: rm_unseal::import::Progress| {
-                if p.stage.name() != stage {
-                    stage = p.stage.name();
-                    bar.reset();
-                    bar.set_message(format!("import: {stage}"));
-                }
-                bar.set_length(p.total_bytes.unwrap_or(p.bytes).max(1));
-                bar.set_position(p.total_bytes.map_or(p.bytes, |t| p.bytes.min(t)));
-            },
-        )
-        .with_context(|| format!("importing {}", input.display()))?;
-    bar.finish_and_clear();
+    let imported = {
+        let pnode = Node::open_home(&phome, &[]).await?;
+        let bar = out.progress(Some(input_size));
+        let mut stage = "";
+        let imported = pnode
+            .import_piece_with_progress(
+                &input,
+                rm_blockio::unixfs::Preset::UNIXFS_V1_2025,
+                &mut |p: rm_unseal::import::Progress| {
+                    if p.stage.name() != stage {
+                        stage = p.stage.name();
+                        bar.reset();
+                        bar.set_message(format!("import: {stage}"));
+                    }
+                    bar.set_length(p.total_bytes.unwrap_or(p.bytes).max(1));
+                    bar.set_position(p.total_bytes.map_or(p.bytes, |t| p.bytes.min(t)));
+                },
+            )
+            .with_context(|| format!("importing {}", input.display()))?;
+        bar.finish_and_clear();
+        let provider = pnode.provider(rm_provider::Config::default()).await?;
+        provider.set_ask(demo_ask())?;
+        provider.stop().await;
+        pnode.network.shutdown().await;
+        imported
+    };
     let import_time = t.elapsed();
+    let import_rss = peak_rss(None);
     say(&format!(
         "imported {} as piece {} ({:.2} s)",
         imported.payload_cid,
         imported.piece_cid,
         import_time.as_secs_f64()
     ));
-    let provider = pnode.provider(rm_provider::Config::default()).await?;
-    provider.set_ask(demo_ask())?;
-    provider.start();
+
+    say("starting the provider (`rm serve`, its own process) and a client (this one)");
+    let server = Server::start(phome.root()).await?;
+    let (peer, addr) = (server.peer, server.addr.clone());
+    let addrs = vec![addr];
+    // From here this process is the client: its peak memory starts afresh (Linux).
+    let client_rss_is_own = reset_peak_rss();
+    let cnode = Node::open(&dir.path().join("client")).await?;
     let client = cnode.client(rm_client::Config::default()).await?;
-    let addrs = pnode.addrs().await?;
-    let peer = pnode.peer_id();
     let root = imported.payload_cid;
 
     let t = Instant::now();
@@ -150,13 +166,10 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
                 args.timeout_secs
             );
         }
-        if first_byte.is_none()
-            && let Some(d) = client.retrieval_status(id)?
-            && d.bytes_received > 0
-        {
+        let d = client.retrieval_status(id)?.context("the deal vanished")?;
+        if first_byte.is_none() && d.bytes_received > 0 {
             first_byte = Some(t.elapsed());
         }
-        let d = client.retrieval_status(id)?.context("the deal vanished")?;
         bar.set_position(d.bytes_received.min(terms.size));
         if d.status().is_final() {
             bar.finish_and_clear();
@@ -168,22 +181,26 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
         }
     };
     let transfer = t.elapsed();
+    let client_rss = peak_rss(None);
+    let provider_rss = server.peak_rss();
+    client.close().await;
+    cnode.network.shutdown().await;
+    server.stop().await?;
     if deal.status() != ClientStatus::Completed {
         bail!("the deal ended {}: {}", deal.status(), deal.message());
     }
     let output_path = dir.path().join("output");
     rm_blockio::unixfs::export_path(cnode.blocks.as_ref(), &root, &output_path)?;
     let identical = same_bytes(&input, &output_path)?;
-    let pdeal = provider
-        .list_deals()?
+    // The provider's books, read from its home now that `rm serve` has stopped.
+    let pnode = Node::open_home(&phome, &[]).await?;
+    let pdeal = pnode
+        .provider_deals()
+        .await?
         .into_iter()
         .map(|(_, d)| d)
         .next()
         .context("the provider has no deal")?;
-
-    client.close().await;
-    provider.stop().await;
-    cnode.network.shutdown().await;
     pnode.network.shutdown().await;
 
     let s = &deal;
@@ -227,6 +244,20 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
             format!("{:.0} ms", import_time.as_secs_f64() * 1e3),
         ],
         vec![
+            "peak RSS: provider / client".into(),
+            format!(
+                "{} (rm serve) / {}{}",
+                mib(provider_rss),
+                mib(client_rss),
+                if client_rss_is_own {
+                    ""
+                } else {
+                    " (this process, import included)"
+                }
+            ),
+        ],
+        vec!["peak RSS: import".into(), mib(import_rss)],
+        vec![
             "time to first byte".into(),
             format!("{:.1} ms", ttfb.as_secs_f64() * 1e3),
         ],
@@ -264,6 +295,9 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
             "paid": s.funds_spent.atto().to_string(),
             "provider_paid": pdeal.funds_received.atto().to_string(),
             "import_ms": import_time.as_millis() as u64,
+            "import_peak_rss_bytes": import_rss,
+            "provider_peak_rss_bytes": provider_rss,
+            "client_peak_rss_bytes": client_rss,
             "time_to_first_byte_ms": ttfb.as_secs_f64() * 1e3,
             "retrieval_ms": transfer.as_millis() as u64,
             "throughput_bytes_per_s": throughput,
@@ -276,6 +310,129 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
     } else {
         exit::NOT_DONE
     }))
+}
+
+/// `bytes` in MiB, or "unknown" (not Linux).
+fn mib(bytes: Option<u64>) -> String {
+    bytes.map_or_else(
+        || "unknown".to_owned(),
+        |b| format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+    )
+}
+
+/// The peak resident memory (`VmHWM`) of process `pid` (`None`: this one), in bytes; `None`
+/// where `/proc` does not say (not Linux).
+fn peak_rss(pid: Option<u32>) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Starts this process's peak resident memory afresh (Linux: `5` to `clear_refs`); false
+/// where that is not possible.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The provider: `rm serve` on the demo's provider home, in a child process of this same
+/// binary, listening on a free 127.0.0.1 port with no HTTP and no metrics.
+struct Server {
+    child: tokio::process::Child,
+    peer: PeerId,
+    /// Its address, without `/p2p`.
+    addr: Multiaddr,
+    /// What it wrote on stderr, kept to explain a failure.
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Server {
+    /// Starts it and waits (at most 60 s) for the line saying where it listens.
+    async fn start(home: &Path) -> Result<Server> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        let exe = std::env::current_exe().context("finding this executable")?;
+        let mut child = tokio::process::Command::new(exe)
+            .arg("--home")
+            .arg(home)
+            .args(["--json", "serve", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--no-http", "--no-metrics"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting `rm serve`")?;
+        let mut err = child.stderr.take().context("the child's stderr")?;
+        let stderr = tokio::spawn(async move {
+            // The last 64 KiB is plenty to explain a failure.
+            let mut kept = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = err.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 64 << 10 {
+                    kept.drain(..kept.len() - (64 << 10));
+                }
+            }
+            String::from_utf8_lossy(&kept).into_owned()
+        });
+        let stdout = child.stdout.take().context("the child's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
+        let Ok(Ok(Some(first))) = first else {
+            let _ = child.kill().await;
+            let why = stderr.await.unwrap_or_default();
+            bail!("`rm serve` did not start: {}", why.trim());
+        };
+        // Its later lines (one per deal change) are read and dropped, so it never blocks
+        // on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let listening: serde_json::Value =
+            serde_json::from_str(&first).with_context(|| format!("`rm serve` said {first:?}"))?;
+        let text = listening["addrs"][0]
+            .as_str()
+            .with_context(|| format!("`rm serve` listens nowhere: {first}"))?;
+        let (peer, addr) = crate::cmd::parse_target(text)?;
+        Ok(Server {
+            child,
+            peer,
+            addr: addr.context("`rm serve` printed no address")?,
+            stderr,
+        })
+    }
+
+    /// Its peak resident memory so far.
+    fn peak_rss(&self) -> Option<u64> {
+        peak_rss(self.child.id())
+    }
+
+    /// Stops it as Ctrl-C would (SIGINT; it finishes its writes and closes its database)
+    /// and waits at most 30 s for it to exit.
+    async fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            let pid = rustix::process::Pid::from_raw(pid as i32).context("the child's pid")?;
+            rustix::process::kill_process(pid, rustix::process::Signal::INT)
+                .context("stopping `rm serve`")?;
+        }
+        match tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => {
+                let why = self.stderr.await.unwrap_or_default();
+                bail!("`rm serve` ended {status}: {}", why.trim())
+            }
+            Ok(Err(e)) => Err(e).context("waiting for `rm serve`"),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                bail!("`rm serve` did not stop within 30 s of SIGINT")
+            }
+        }
+    }
 }
 
 /// Writes `size` pseudo-random bytes (xorshift64; incompressible, no repeated blocks),
