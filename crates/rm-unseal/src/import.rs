@@ -27,6 +27,8 @@ use crate::fr32::PaddedPieceSize;
 use crate::piecestore::{BlockLocation, DealInfo, PieceStore};
 use crate::sector::{FileSectorStore, PieceWriter, Placement};
 
+mod file;
+
 /// The deal id recorded for data imported locally (there is no storage deal).
 pub const LOCAL_DEAL_ID: u64 = 0;
 
@@ -263,32 +265,72 @@ pub fn import_car_with_progress(
 ) -> Result<Imported, Error> {
     let file = std::fs::File::open(path)?;
     let car_size = file.metadata()?.len();
-    let piece_size = PaddedPieceSize::for_data(car_size)?;
-    if looks_stored(pieces, path, car_size) {
-        // Most likely an import of a piece held already: hash it without writing.
-        let mut counter = Counter::new(Stage::Verify, Some(car_size), &mut report);
-        let (scan, commitment, read) = one_pass(file, piece_size, None, &mut counter)?;
-        drop(counter);
-        if read == car_size
-            && scan.has_root
-            && scan.end == car_size
-            && let Some(stored) = stored_placement(pieces, sectors, &commitment.cid())?
-        {
-            return Ok(Imported {
-                payload_cid: scan.payload_cid,
-                piece_cid: commitment.cid(),
-                car_size,
-                piece_size,
-                blocks: scan.blocks,
-                placement: stored,
-                written: false,
-            });
-        }
+    if looks_stored(pieces, path, car_size)
+        && let Some(stored) = find_stored(
+            pieces,
+            sectors,
+            std::fs::File::open(path)?,
+            car_size,
+            &mut report,
+        )?
+    {
+        return Ok(stored);
     }
-    let file = std::fs::File::open(path)?;
+    write_piece(
+        pieces,
+        sectors,
+        std::fs::File::open(path)?,
+        car_size,
+        report,
+    )
+}
+
+/// Reads the CAR `input` yields, `car_size` bytes, once to verify it and compute its piece
+/// commitment, without writing: the piece held already, if it is one (then nothing more is
+/// done), else `None`.
+fn find_stored(
+    pieces: &PieceStore,
+    sectors: &FileSectorStore,
+    input: impl Read,
+    car_size: u64,
+    report: &mut Report<'_>,
+) -> Result<Option<Imported>, Error> {
+    let piece_size = PaddedPieceSize::for_data(car_size)?;
+    let mut counter = Counter::new(Stage::Verify, Some(car_size), report);
+    let (scan, commitment, read) = one_pass(input, piece_size, None, &mut counter)?;
+    drop(counter);
+    if read == car_size
+        && scan.has_root
+        && scan.end == car_size
+        && let Some(stored) = stored_placement(pieces, sectors, &commitment.cid())?
+    {
+        return Ok(Some(Imported {
+            payload_cid: scan.payload_cid,
+            piece_cid: commitment.cid(),
+            car_size,
+            piece_size,
+            blocks: scan.blocks,
+            placement: stored,
+            written: false,
+        }));
+    }
+    Ok(None)
+}
+
+/// Writes the CAR `input` yields, `car_size` bytes, as a new piece in one pass (verified,
+/// CommP, Fr32-padded into a sector), then records it, unless the piece turns out to be
+/// stored already.
+fn write_piece(
+    pieces: &PieceStore,
+    sectors: &FileSectorStore,
+    input: impl Read,
+    car_size: u64,
+    mut report: Report<'_>,
+) -> Result<Imported, Error> {
+    let piece_size = PaddedPieceSize::for_data(car_size)?;
     let mut writer = sectors.piece_writer(piece_size)?;
     let mut counter = Counter::new(Stage::Write, Some(car_size), &mut report);
-    let (scan, commitment, read) = one_pass(file, piece_size, Some(&mut writer), &mut counter)?;
+    let (scan, commitment, read) = one_pass(input, piece_size, Some(&mut writer), &mut counter)?;
     drop(counter);
     if read != car_size {
         return Err(Error::Import(
@@ -358,8 +400,12 @@ fn looks_stored(pieces: &PieceStore, path: &Path, car_size: u64) -> bool {
         .ok()
         .and_then(|f| car::Reader::new(f).ok())
         .and_then(|r| r.roots().first().copied());
-    let Some(root) = root else { return false };
-    let Ok(info) = pieces.get_cid_info(&root) else {
+    root.is_some_and(|root| root_looks_stored(pieces, &root, car_size))
+}
+
+/// Whether a CAR of `car_size` bytes with `root` looks like a piece held already.
+fn root_looks_stored(pieces: &PieceStore, root: &Cid, car_size: u64) -> bool {
+    let Ok(info) = pieces.get_cid_info(root) else {
         return false;
     };
     info.piece_block_locations.iter().any(|l| {
@@ -368,12 +414,12 @@ fn looks_stored(pieces: &PieceStore, path: &Path, car_size: u64) -> bool {
     })
 }
 
-/// Reads `file` to its end in units of [`PARALLEL_UNIT`] bytes: CommP on every core, the
-/// CAR parsed and verified on a thread of its own, the bytes padded into `writer` (if
+/// Reads `file` (a CAR) to its end in units of [`PARALLEL_UNIT`] bytes: CommP on every
+/// core, the CAR parsed and verified on a thread of its own, the bytes padded into `writer` (if
 /// any), the bytes read counted into `progress`. Returns the scan, the commitment over
 /// `piece_size` and the bytes read.
 fn one_pass(
-    mut file: std::fs::File,
+    mut file: impl Read,
     piece_size: PaddedPieceSize,
     mut writer: Option<&mut PieceWriter<'_>>,
     progress: &mut Counter<'_, '_>,
@@ -625,6 +671,9 @@ pub fn import_path_with_progress(
 ) -> Result<Imported, Error> {
     std::fs::create_dir_all(staging)?;
     let scratch = ScratchBlockstore::new_in(staging)?;
+    if preset.raw_leaves && std::fs::symlink_metadata(path)?.is_file() {
+        return file::import_file(pieces, sectors, path, preset, &scratch, report);
+    }
     let input_size = std::fs::metadata(path)
         .ok()
         .filter(|m| m.is_file())

@@ -374,7 +374,9 @@ async fn a_car_file_imports_and_many_pieces_share_sectors() {
 
 // An import reports every stage in order, each ending at its total, and the same piece
 // as an import without reports. A new piece is verified and written in one pass
-// (`Write`); a piece held already is only verified (`Verify`) and not indexed again.
+// (`Write`); a piece held already is only verified (`Verify`) and not indexed again. A
+// file with raw leaves goes from its DAG to the sector with no CAR on disk (no `Car`
+// stage); a directory's CAR is written to `staging/` first.
 #[test]
 fn an_import_reports_its_progress_stage_by_stage() {
     use import::Stage;
@@ -416,16 +418,11 @@ fn an_import_reports_its_progress_stage_by_stage() {
     let mut seen = Vec::new();
     let imported = import_reporting(&mut seen);
     assert!(imported.written);
-    check(
-        &seen,
-        &[Stage::UnixFs, Stage::Car, Stage::Write, Stage::Index],
-    );
+    check(&seen, &[Stage::UnixFs, Stage::Write, Stage::Index]);
     // The DAG holds at least the file's bytes; its total is the file's size.
     let unixfs = last(&seen, Stage::UnixFs);
     assert_eq!(unixfs.total_bytes, Some(data.len() as u64));
     assert!(unixfs.bytes >= data.len() as u64);
-    // The CAR written is the CAR read, once.
-    assert_eq!(last(&seen, Stage::Car).bytes, imported.car_size);
     let write = last(&seen, Stage::Write);
     assert_eq!(
         (write.bytes, write.total_bytes),
@@ -441,7 +438,7 @@ fn an_import_reports_its_progress_stage_by_stage() {
     let again = import_reporting(&mut seen);
     assert_eq!(again.piece_cid, imported.piece_cid);
     assert!(!again.written);
-    check(&seen, &[Stage::UnixFs, Stage::Car, Stage::Verify]);
+    check(&seen, &[Stage::UnixFs, Stage::Verify]);
     let verify = last(&seen, Stage::Verify);
     assert_eq!(
         (verify.bytes, verify.total_bytes),
@@ -451,4 +448,120 @@ fn an_import_reports_its_progress_stage_by_stage() {
     let third = home.import(&file);
     assert_eq!(third.piece_cid, imported.piece_cid);
     assert!(!third.written);
+
+    // A directory: its CAR is written to staging, then read once.
+    let dir = home.dir.path().join("dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.bin"), &data[..1_000_000]).unwrap();
+    std::fs::write(dir.join("b.bin"), &data[1_000_000..]).unwrap();
+    let mut seen = Vec::new();
+    let imported = import::import_path_with_progress(
+        &home.pieces,
+        &home.sectors,
+        &dir,
+        Preset::GO_FIL_MARKETS,
+        &home.dir.path().join("staging"),
+        &mut |p| seen.push(p),
+    )
+    .unwrap();
+    assert!(imported.written);
+    check(
+        &seen,
+        &[Stage::UnixFs, Stage::Car, Stage::Write, Stage::Index],
+    );
+    assert_eq!(last(&seen, Stage::Car).bytes, imported.car_size);
+}
+
+// A file with raw leaves goes to its piece without a CAR on disk; the piece is exactly the
+// one its CAR makes through `import_car`: same piece CID, CAR size and blocks, with a
+// chunk that repeats (written once in the CAR) and a short last chunk.
+#[test]
+fn a_file_imported_without_a_car_on_disk_is_the_piece_of_its_car() {
+    let home = Home::new();
+    let file = home.dir.path().join("data.bin");
+    let mut data: Vec<u8> = (0..5_300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
+        .collect();
+    // The second MiB repeats the first: one leaf, twice in the DAG.
+    data.copy_within(..1 << 20, 1 << 20);
+    std::fs::write(&file, &data).unwrap();
+    for preset in [Preset::UNIXFS_V1_2025, Preset::GO_FIL_MARKETS] {
+        let streamed = import::import_path(
+            &home.pieces,
+            &home.sectors,
+            &file,
+            preset,
+            &home.dir.path().join("staging"),
+        )
+        .unwrap();
+        // The CAR the general path would stage, imported on its own in another home.
+        let store = rm_blockio::blockstore::MemoryBlockstore::new();
+        let root = rm_blockio::unixfs::import_path(&store, preset, &file)
+            .unwrap()
+            .root;
+        let car = home.dir.path().join("data.car");
+        rm_blockio::car::export(
+            &store,
+            root,
+            &rm_blockio::Selector::explore_all_recursively(),
+            std::fs::File::create(&car).unwrap(),
+        )
+        .unwrap();
+        let other = Home::new();
+        let from_car = import::import_car(&other.pieces, &other.sectors, &car).unwrap();
+        assert_eq!(streamed.payload_cid, root);
+        assert_eq!(
+            (
+                streamed.piece_cid,
+                streamed.car_size,
+                streamed.blocks,
+                streamed.piece_size
+            ),
+            (
+                from_car.piece_cid,
+                from_car.car_size,
+                from_car.blocks,
+                from_car.piece_size
+            ),
+            "{preset:?}"
+        );
+        assert_eq!(streamed.car_size, std::fs::metadata(&car).unwrap().len());
+        assert!(streamed.written);
+    }
+    // Nothing was left in staging.
+    assert_eq!(
+        std::fs::read_dir(home.dir.path().join("staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+// A file that changes between the two reads (the DAG's, then the CAR's) fails the import:
+// the leaf read again does not match its CID. Nothing is recorded.
+#[test]
+fn a_file_that_changes_during_its_import_is_refused() {
+    let home = Home::new();
+    let file = home.dir.path().join("data.bin");
+    std::fs::write(&file, vec![7u8; 3 << 20]).unwrap();
+    let mut changed = false;
+    let result = import::import_path_with_progress(
+        &home.pieces,
+        &home.sectors,
+        &file,
+        Preset::UNIXFS_V1_2025,
+        &home.dir.path().join("staging"),
+        &mut |p| {
+            // Once the DAG has all of the file (its blocks are put when it is read to the
+            // end), before the CAR is made.
+            if p.stage == import::Stage::UnixFs && p.bytes >= 3 << 20 && !changed {
+                changed = true;
+                std::fs::write(&file, vec![8u8; 3 << 20]).unwrap();
+            }
+        },
+    );
+    assert!(changed);
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("does not match its CID"), "{err}");
+    assert!(home.pieces.list_pieces().unwrap().is_empty());
 }
