@@ -495,10 +495,8 @@ fn a_file_imported_without_a_car_on_disk_is_the_piece_of_its_car() {
         )
         .unwrap();
         // The CAR the general path would stage, imported on its own in another home.
-        let store = rm_blockio::blockstore::MemoryBlockstore::new();
-        let root = rm_blockio::unixfs::import_path(&store, preset, &file)
-            .unwrap()
-            .root;
+        let store = MemoryBlockstore::new();
+        let root = unixfs::import_path(&store, preset, &file).unwrap().root;
         let car = home.dir.path().join("data.car");
         rm_blockio::car::export(
             &store,
