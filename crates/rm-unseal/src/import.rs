@@ -9,7 +9,10 @@
 //! deal are recorded.
 //! [`import_path`] first builds the UnixFS DAG of a file or directory (in a scratch
 //! blockstore that holds no more than an index in memory) and exports it as a CAR in
-//! traversal order, which is what a provider serves.
+//! traversal order, which is what a provider serves. A single file with raw leaves (every
+//! preset here) takes a shorter way: its leaves stay in the file, read again from there when
+//! the CAR is made, and the CAR streams from that export straight into the one pass above,
+//! so the file's bytes are written once, into the sector (`import/file.rs`).
 
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
