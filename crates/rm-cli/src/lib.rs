@@ -112,8 +112,16 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e, wants_json(std::env::args_os())),
     };
+    // A server keeps one malloc arena per core: it may start again here, in place
+    // (`rm_node::process`).
+    let restart = matches!(cli.command, Command::Serve(_))
+        .then(rm_node::process::one_malloc_arena_per_core)
+        .flatten();
     let out = output::Output::new(cli.global.json);
     init_logs();
+    if let Some(e) = restart {
+        tracing::warn!(error = %e, "could not start again with one malloc arena per core; going on with glibc's default");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -477,3 +477,42 @@ async fn commands_open_the_home_when_no_server_runs() {
     assert_eq!(Server::interrupt(&mut server).await, Some(0));
     assert!(!home.join("control.sock").exists());
 }
+
+/// `rm serve` keeps one malloc arena per core: it starts again in place (same process id)
+/// with `MALLOC_ARENA_MAX` set to the number of cores, unless the operator set it.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn serve_keeps_one_malloc_arena_per_core_unless_told_otherwise() {
+    let home = tempfile::tempdir().unwrap();
+    assert_eq!(run(home.path(), &["init"]).await.0, 0);
+    let cores = std::thread::available_parallelism().unwrap().to_string();
+    for (set, expected) in [(None, cores.as_str()), (Some("5"), "5")] {
+        let mut command = rm(
+            home.path(),
+            &[
+                "--json",
+                "serve",
+                "--listen",
+                "/ip4/127.0.0.1/tcp/0",
+                "--no-http",
+                "--no-metrics",
+            ],
+        );
+        command.env_remove("MALLOC_ARENA_MAX");
+        if let Some(value) = set {
+            command.env("MALLOC_ARENA_MAX", value);
+        }
+        let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
+        let pid = child.id().unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let listening = next_json(&mut lines).await;
+        assert_eq!(listening["event"], "listening");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let values: Vec<&[u8]> = environ
+            .split(|b| *b == 0)
+            .filter_map(|v| v.strip_prefix(b"MALLOC_ARENA_MAX=".as_slice()))
+            .collect();
+        assert_eq!(values, [expected.as_bytes()], "set {set:?}");
+        assert_eq!(Server::interrupt(&mut child).await, Some(0));
+    }
+}

@@ -16,6 +16,7 @@
 //! | [`control`] | the control interface of a running node (a Unix socket in the home) and [`Session`], a command's way to its node |
 //! | [`metrics`] | [`Metrics`], Prometheus metrics of the node, served on `/metrics` by [`MetricsServer`] |
 //! | [`pieces`] | the pieces it holds: [`Node::pieces`], [`Node::piece`], [`Node::remove_piece`] (`rm pieces`) |
+//! | [`process`] | what a long-running node process sets for itself first ([`process::one_malloc_arena_per_core`]) |
 //!
 //! ## Example
 //!
@@ -50,6 +51,7 @@ mod http;
 pub mod metrics;
 pub mod node;
 pub mod pieces;
+pub mod process;
 
 use std::path::PathBuf;
 

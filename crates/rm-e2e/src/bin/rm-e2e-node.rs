@@ -45,8 +45,19 @@ fn arg(args: &[String], i: usize) -> Result<&str> {
         .ok_or_else(|| format!("missing argument {i}; see the file's docs").into())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // As `rm serve` does: one malloc arena per core for the provider process.
+    if std::env::args().nth(1).as_deref() == Some("provider") {
+        rm_node::process::one_malloc_arena_per_core();
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     match arg(&args, 1)? {
         "provider" => provider(&args).await,
