@@ -682,11 +682,14 @@ fn build() -> ClientTable {
                 S::PaymentChannelAddingInitialFunds,
                 S::PaymentChannelAllocatingLane,
                 S::FundsNeeded,
+                S::CheckFunds,
+                S::InsufficientFunds,
+                S::PaymentChannelAddingFunds,
             ]),
             Dest::Stay,
         )
         .action(record_request)
-        .doc("asked before the channel is ready (answered once it is), or asked again on a new stream"),
+        .doc("asked before the channel is ready or while funds are checked or added (answered once they are), or asked again on a new stream"),
         R::new(
             K::LastPaymentRequested,
             of([S::Ongoing, S::FundsNeeded, S::BlocksComplete, S::Finalizing]),
@@ -702,6 +705,9 @@ fn build() -> ClientTable {
                 S::PaymentChannelAddingInitialFunds,
                 S::PaymentChannelAllocatingLane,
                 S::FundsNeededLastPayment,
+                S::CheckFunds,
+                S::InsufficientFunds,
+                S::PaymentChannelAddingFunds,
             ]),
             Dest::Stay,
         )
@@ -802,6 +808,50 @@ mod tests {
     #[test]
     fn every_status_is_reachable_and_can_end_and_every_event_has_a_rule() {
         assert_eq!(table().check(S::New), Ok(()));
+    }
+
+    /// A provider that asks again (on a new stream, or for the last payment) while the
+    /// client checks or adds funds: the request is recorded and answered once the funds
+    /// are there, not an internal error (found by the pair harness under faults).
+    #[test]
+    fn a_payment_request_while_funds_are_checked_or_added_waits_for_them() {
+        let proposal = DealProposal::new(
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+                .parse()
+                .unwrap(),
+            rm_types::DealId(1),
+            rm_types::Params::new(TokenAmount::from_atto(1u64), 100, 100),
+        );
+        let mut state = ClientState::new(
+            proposal,
+            PeerId(vec![1]),
+            Vec::new(),
+            Address::new_id(100),
+            Address::new_id(101),
+            TokenAmount::from_atto(1000u64),
+        );
+        for status in [
+            S::CheckFunds,
+            S::InsufficientFunds,
+            S::PaymentChannelAddingFunds,
+        ] {
+            state.status = status;
+            state.last_payment_requested = false;
+            let snapshot = rm_fsm::Snapshot {
+                seq: 3,
+                state: state.clone(),
+            };
+            let owed = TokenAmount::from_atto(70u64);
+            for event in [
+                ClientEvent::PaymentRequested(owed.clone()),
+                ClientEvent::LastPaymentRequested(owed.clone()),
+            ] {
+                let next = rm_fsm::step(table(), &snapshot, &event)
+                    .unwrap_or_else(|e| panic!("{status:?} {event:?}: {e:?}"));
+                assert_eq!(next.state.status, status);
+                assert_eq!(next.state.payment_requested, owed);
+            }
+        }
     }
 
     #[test]
