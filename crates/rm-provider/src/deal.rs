@@ -409,13 +409,22 @@ impl ProviderDeal {
         }
         let state = &self.snapshot.state;
         // A lane pays one deal, so its cumulative amount is what this deal received. A
-        // voucher saved before a crash comes back with a zero delta: on the deal's own,
-        // already recorded lane the deal is credited what is above what it has.
-        let received = if delta.is_positive() || state.lane.is_none() {
+        // voucher saved before a crash comes back with a zero delta: the deal is credited
+        // what is above what it has. That holds for its first voucher too (the crash came
+        // before the deal recorded its lane): the save just checked that the lane pays no
+        // other deal and bound it to this one.
+        let received = if delta.is_positive() {
             delta
         } else {
             (&amount - &state.funds_received).clamp_non_negative()
         };
+        if received.is_zero() && state.lane.is_some() {
+            // A voucher already counted (sent twice, or again after a reconnect): the
+            // request already out stands. Asking again would only race the client's next
+            // voucher, and a client that already paid takes a second request as a
+            // provider asking for what it has.
+            return self.drive(now);
+        }
         let mut after = state.clone();
         after.funds_received = &after.funds_received + &received;
         let finishing = state.status == S::FundsNeededLastPayment;
@@ -455,7 +464,9 @@ impl ProviderDeal {
         if stored.payload_cid != proposal.payload_cid || stored.params != proposal.params {
             return Err(self.refusal("the resumed proposal differs from the deal's".into()));
         }
-        if self.snapshot.state.resumes >= u64::from(self.config.max_resumes) {
+        // A deal that is ending takes the stream whatever the count: the client comes back
+        // to hear that its cancel (or the failure) is through, and the deal ends then.
+        if self.snapshot.state.resumes >= u64::from(self.config.max_resumes) && !self.ending() {
             let message = format!(
                 "the deal was resumed {} times, the most allowed",
                 self.snapshot.state.resumes

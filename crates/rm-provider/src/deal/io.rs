@@ -27,8 +27,9 @@ pub struct DealConfig {
     pub resume_window: Duration,
     /// Most bytes of block data per second, or no limit (the default).
     pub max_bytes_per_second: Option<u64>,
-    /// Most times a client may resume the deal on a new stream; one more fails the deal.
-    /// Default 32.
+    /// Most times a client may resume the deal on a new stream; one more fails the deal,
+    /// unless the deal is being cancelled or failed already (the client comes back to hear
+    /// that it is through, and the deal ends). Default 32.
     pub max_resumes: u32,
     /// While the piece is unsealed (which may take hours for a sealed sector), the
     /// provider repeats a `DealResponse` with status `Unsealing` this often, so the
