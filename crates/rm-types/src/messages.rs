@@ -148,11 +148,42 @@ impl QueryResponse {
     }
 }
 
+/// Decodes an optional selector and refuses one that holds a float DAG-CBOR does not allow
+/// (NaN, infinities): decoded, it could not be encoded again (found by the `deal_stream`
+/// fuzz target).
+fn deserialize_finite_selector<'de, D>(deserializer: D) -> Result<Option<Selector>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let selector = Option::<Selector>::deserialize(deserializer)?;
+    // Walked with a stack of its own: the decoder already bounds the depth, this adds none.
+    let mut todo: Vec<&Ipld> = selector.iter().collect();
+    while let Some(node) = todo.pop() {
+        match node {
+            Ipld::Float(f) if !f.is_finite() => {
+                return Err(serde::de::Error::custom(
+                    "a selector with a NaN or infinite float",
+                ));
+            }
+            Ipld::List(items) => todo.extend(items),
+            Ipld::Map(entries) => todo.extend(entries.values()),
+            _ => {}
+        }
+    }
+    Ok(selector)
+}
+
 /// The terms of a deal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Params {
-    /// Which part of the DAG to retrieve; `None` means everything.
-    #[serde(rename = "Selector", default)]
+    /// Which part of the DAG to retrieve; `None` means everything. A selector holding a
+    /// NaN or infinite float (which DAG-CBOR does not allow, and which could not be encoded
+    /// again) is refused when decoded.
+    #[serde(
+        rename = "Selector",
+        default,
+        deserialize_with = "deserialize_finite_selector"
+    )]
     pub selector: Option<Selector>,
     /// Retrieve from this piece only.
     #[serde(rename = "PieceCID", default)]
@@ -363,6 +394,35 @@ impl<'de> Deserialize<'de> for ClientMessage {
 mod tests {
     use super::*;
     use crate::codec;
+
+    /// A proposal whose selector holds a NaN decodes to an error, not to a value that
+    /// cannot be encoded again (the `deal_stream` fuzz target found one; its input is in
+    /// the fuzz corpus).
+    #[test]
+    fn a_selector_with_a_nan_or_an_infinity_is_refused() {
+        let mut params = Params::new(TokenAmount::from_atto(1u64), 1024, 1024);
+        let finite = Ipld::Map([("a".to_owned(), Ipld::Float(1.5))].into_iter().collect());
+        params.selector = Some(finite);
+        let proposal = DealProposal::new(cid(), DealId(7), params);
+        let good = codec::to_vec(&proposal).unwrap();
+        let decoded: DealProposal = codec::from_slice(&good).unwrap();
+        assert_eq!(decoded, proposal);
+        let one_and_a_half = [0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0];
+        let at = good
+            .windows(9)
+            .position(|w| w == one_and_a_half)
+            .expect("the float's bytes");
+        for bad_float in [
+            [0xfb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0], // NaN
+            [0xfb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0], // +infinity
+            [0xfb, 0xff, 0xf0, 0, 0, 0, 0, 0, 0], // -infinity
+        ] {
+            let mut bad = good.clone();
+            bad[at..at + 9].copy_from_slice(&bad_float);
+            let err = codec::from_slice::<DealProposal>(&bad).unwrap_err();
+            assert!(err.to_string().contains("NaN or infinite"), "{err}");
+        }
+    }
 
     fn cid() -> Cid {
         "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
