@@ -333,6 +333,19 @@ fn write_varint<W: Write>(w: &mut W, v: u64) -> io::Result<usize> {
     Ok(bytes.len())
 }
 
+/// The bytes [`Writer::new`] writes for `roots`: the header and its length prefix.
+pub fn header_size(roots: &[Cid]) -> u64 {
+    let header = header_bytes(roots).len() as u64;
+    varint_len(header) + header
+}
+
+/// The bytes [`Writer::write`] writes for one block: its length prefix, CID and data. With
+/// [`header_size`], the size of a CAR is known before it is written.
+pub fn section_size(cid: &Cid, data_len: usize) -> u64 {
+    let len = (cid.encoded_len() + data_len) as u64;
+    varint_len(len) + len
+}
+
 /// The header bytes (without the length prefix) for `roots`.
 pub fn header_bytes(roots: &[Cid]) -> Vec<u8> {
     let node = Node::Map(vec![
@@ -473,6 +486,24 @@ mod tests {
         let out = w.finish().unwrap();
         assert_eq!(n, out.len() as u64);
         (out, blocks)
+    }
+
+    /// The size of a CAR is known before it is written: header plus sections, across
+    /// the length prefixes' one-, two- and three-byte forms.
+    #[test]
+    fn sizes_add_up_to_what_the_writer_writes() {
+        let (bytes, blocks) = sample();
+        let sections: u64 = blocks.iter().map(|(c, d)| section_size(c, d.len())).sum();
+        assert_eq!(header_size(&[blocks[0].0]) + sections, bytes.len() as u64);
+        for len in [0usize, 90, 91, 16_345, 16_346, 2_000_000] {
+            let data = vec![7u8; len];
+            let cid = cid_of(cid::Version::V1, RAW, SHA2_256, &data).unwrap();
+            let mut w = Writer::new(Vec::new(), &[cid]).unwrap();
+            let header = w.bytes_written();
+            w.write(&cid, &data).unwrap();
+            assert_eq!(header, header_size(&[cid]));
+            assert_eq!(w.bytes_written() - header, section_size(&cid, len), "{len}");
+        }
     }
 
     #[test]

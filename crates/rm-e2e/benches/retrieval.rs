@@ -380,7 +380,7 @@ fn processes_part(rt: &tokio::runtime::Runtime) {
         println!(
             "concurrent_deals/{deals}: {completed}/{deals} completed in {:.2} s; provider process peak RSS {} MiB",
             start.elapsed().as_secs_f64(),
-            rm_e2e::proc_status_kib(child.id(), "VmHWM:").unwrap_or(0) / 1024
+            rm_node::process::status_kib(child.id(), "VmHWM:").unwrap_or(0) / 1024
         );
     }
     let _ = child.kill();

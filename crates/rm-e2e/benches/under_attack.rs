@@ -128,7 +128,7 @@ fn main() {
         params: Params::new(TokenAmount::from_atto(1u64), MIB as u64, MIB as u64),
         homes: dir.path().to_path_buf(),
     };
-    let start_rss = rm_e2e::proc_status_kib(pid, "VmRSS:").unwrap_or(0);
+    let start_rss = rm_node::process::status_kib(pid, "VmRSS:").unwrap_or(0);
     let (mut calm, mut attacked) = (Vec::new(), Vec::new());
     let tallies: Vec<Arc<Tally>> = MIX.iter().map(|_| Arc::default()).collect();
     let mut attack_time = Duration::ZERO;
@@ -168,7 +168,7 @@ fn main() {
             }
         }
     });
-    let peak = rm_e2e::proc_status_kib(pid, "VmHWM:").unwrap_or(0);
+    let peak = rm_node::process::status_kib(pid, "VmHWM:").unwrap_or(0);
     let (calm_m, attacked_m) = (median(&mut calm), median(&mut attacked));
     println!(
         "under_attack/honest_64mib: unattacked median {calm_m:.1} MiB/s, attacked median {attacked_m:.1} MiB/s ({runs} runs each, alternating); ratio {:.2}",

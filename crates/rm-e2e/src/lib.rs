@@ -73,11 +73,3 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
-
-/// A figure in KiB from `/proc/<pid>/status` (`key` such as `"VmHWM:"`, the peak
-/// resident set, or `"VmRSS:"`), if the process is there.
-pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(key))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}

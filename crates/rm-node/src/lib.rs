@@ -16,7 +16,7 @@
 //! | [`control`] | the control interface of a running node (a Unix socket in the home) and [`Session`], a command's way to its node |
 //! | [`metrics`] | [`Metrics`], Prometheus metrics of the node, served on `/metrics` by [`MetricsServer`] |
 //! | [`pieces`] | the pieces it holds: [`Node::pieces`], [`Node::piece`], [`Node::remove_piece`] (`rm pieces`) |
-//! | [`process`] | what a long-running node process sets for itself first ([`process::one_malloc_arena_per_core`]) |
+//! | [`process`] | what a long-running node process sets for itself first ([`process::one_malloc_arena_per_core`]), and its memory as the kernel counts it |
 //!
 //! ## Example
 //!

@@ -1,4 +1,5 @@
-//! What a long-running node process sets for itself before it starts.
+//! What a long-running node process sets for itself before it starts, and what the
+//! kernel says of a process's memory.
 //!
 //! glibc's allocator gives each thread that allocates under contention an arena of its
 //! own, up to eight per core, and keeps what each arena once held. A provider serving
@@ -46,4 +47,19 @@ pub fn one_malloc_arena_per_core() -> Option<std::io::Error> {
             .env(MALLOC_ARENA_MAX, cores.to_string())
             .exec(),
     )
+}
+
+/// A figure in KiB from `/proc/<pid>/status` (`key` such as `"VmHWM:"`, the peak resident
+/// set, or `"VmRSS:"`); `None` when the process is gone or the system has no `/proc`.
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts this process's peak resident set (`VmHWM`) afresh, so that a later
+/// [`status_kib`] counts from now (Linux: `5` written to `/proc/self/clear_refs`); false
+/// where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }

@@ -112,7 +112,7 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
         imported
     };
     let import_time = t.elapsed();
-    let import_rss = peak_rss(None);
+    let import_rss = peak_rss(std::process::id());
     say(&format!(
         "imported {} as piece {} ({:.2} s)",
         imported.payload_cid,
@@ -125,7 +125,7 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
     let (peer, addr) = (server.peer, server.addr.clone());
     let addrs = vec![addr];
     // From here this process is the client: its peak memory starts afresh (Linux).
-    let client_rss_is_own = reset_peak_rss();
+    let client_rss_is_own = rm_node::process::reset_peak_rss();
     let cnode = Node::open(&dir.path().join("client")).await?;
     let client = cnode.client(rm_client::Config::default()).await?;
     let root = imported.payload_cid;
@@ -181,7 +181,7 @@ pub async fn run(_global: &Global, out: &Output, args: DemoArgs) -> Result<ExitC
         }
     };
     let transfer = t.elapsed();
-    let client_rss = peak_rss(None);
+    let client_rss = peak_rss(std::process::id());
     let provider_rss = server.peak_rss();
     client.close().await;
     cnode.network.shutdown().await;
@@ -320,23 +320,9 @@ fn mib(bytes: Option<u64>) -> String {
     )
 }
 
-/// The peak resident memory (`VmHWM`) of process `pid` (`None`: this one), in bytes; `None`
-/// where `/proc` does not say (not Linux).
-fn peak_rss(pid: Option<u32>) -> Option<u64> {
-    let path = match pid {
-        Some(pid) => format!("/proc/{pid}/status"),
-        None => "/proc/self/status".to_owned(),
-    };
-    let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Starts this process's peak resident memory afresh (Linux: `5` to `clear_refs`); false
-/// where that is not possible.
-fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+/// The peak resident memory of process `pid` in bytes, where `/proc` says.
+fn peak_rss(pid: u32) -> Option<u64> {
+    rm_node::process::status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
 }
 
 /// The provider: `rm serve` on the demo's provider home, in a child process of this same
@@ -409,7 +395,7 @@ impl Server {
 
     /// Its peak resident memory so far.
     fn peak_rss(&self) -> Option<u64> {
-        peak_rss(self.child.id())
+        self.child.id().and_then(peak_rss)
     }
 
     /// Stops it as Ctrl-C would (SIGINT; it finishes its writes and closes its database)

@@ -210,7 +210,7 @@ async fn client(args: &[String]) -> Result<()> {
             // The peak of the deal itself, before the file is exported.
             println!(
                 "PEAK_RSS {}",
-                rm_e2e::proc_status_kib(std::process::id(), "VmHWM:").unwrap_or(0)
+                rm_node::process::status_kib(std::process::id(), "VmHWM:").unwrap_or(0)
             );
             if deal.status() == rm_client::ClientStatus::Completed {
                 let root = deal.proposal.payload_cid;

@@ -194,7 +194,7 @@ impl Provider {
         Some(Stats {
             tasks,
             fds: open_fds(pid)?,
-            rss_kib: rm_e2e::proc_status_kib(pid, "VmRSS:")?,
+            rss_kib: rm_node::process::status_kib(pid, "VmRSS:")?,
         })
     }
 

@@ -157,28 +157,31 @@ impl<'a> LeavesInInput<'a> {
     /// The size of the CAR of the DAG under `root`: the header and every block put, once
     /// (every block a one-file import puts is in its DAG).
     fn car_size(&self, root: &Cid) -> u64 {
-        let header = car::header_bytes(&[*root]).len() as u64;
-        varint_len(header) + header + self.index().sections
+        car::header_size(&[*root]) + self.index().sections
     }
 
     fn leaf(&self, cid: &Cid) -> Option<(u64, usize)> {
         self.index().leaves.get(cid).copied()
     }
 
+    /// Notes a block put; true when it is a leaf left in the file (not to be stored).
     fn note(&self, cid: &Cid, data: &[u8]) -> bool {
         let mut index = self.index();
-        let section = (cid.encoded_len() + data.len()) as u64;
-        if cid.codec() == RAW && cid.hash().code() != IDENTITY {
+        let section = car::section_size(cid, data.len());
+        if cid.codec() == RAW {
+            // Every leaf is the next piece of the file, an inlined one too.
             let at = index.next;
             index.next += data.len() as u64;
-            if let std::collections::hash_map::Entry::Vacant(e) = index.leaves.entry(*cid) {
-                e.insert((at, data.len()));
-                index.sections += varint_len(section) + section;
+            if cid.hash().code() != IDENTITY {
+                if let std::collections::hash_map::Entry::Vacant(e) = index.leaves.entry(*cid) {
+                    e.insert((at, data.len()));
+                    index.sections += section;
+                }
+                return true;
             }
-            return true;
         }
         if index.nodes.insert(*cid) {
-            index.sections += varint_len(section) + section;
+            index.sections += section;
         }
         false
     }
@@ -219,11 +222,6 @@ impl Blockstore for LeavesInInput<'_> {
     fn delete(&self, cid: &Cid) -> Result<(), blockstore::Error> {
         self.inner.delete(cid)
     }
-}
-
-/// The length of `v` as an unsigned varint.
-fn varint_len(v: u64) -> u64 {
-    u64::from((64 - v.leading_zeros()).max(1).div_ceil(7))
 }
 
 /// A `Write` that sends what it is given in units of [`PARALLEL_UNIT`] bytes; the last,
@@ -297,27 +295,5 @@ impl Read for UnitReader {
         buf[..n].copy_from_slice(&self.unit[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::varint_len;
-
-    #[test]
-    fn varint_lengths_match_the_encoding() {
-        let cases = [
-            (0u64, 1),
-            (127, 1),
-            (128, 2),
-            (16_383, 2),
-            (16_384, 3),
-            (1 << 21, 4),
-            ((1 << 35) + 3, 6),
-            (u64::MAX, 10),
-        ];
-        for (v, len) in cases {
-            assert_eq!(varint_len(v), len, "{v}");
-        }
     }
 }
