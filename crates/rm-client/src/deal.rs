@@ -68,6 +68,14 @@ pub struct DealConfig {
     /// blocks are in the blockstore and are asked for again on resume, never paid twice.
     /// Zero writes every response's progress. Default 16 MiB.
     pub progress_write_bytes: u64,
+    /// Pay a provider's early request at once: an `Ongoing` response that names an amount
+    /// (`PaymentOwed`) asks for payment before the provider has to stop, while blocks keep
+    /// coming. The client then pays for every byte it has verified, as at a stop, and the
+    /// voucher travels while the rest of the interval does. Off, such requests are ignored
+    /// and the client pays when the provider stops, as go-fil-markets' clients do. Nothing
+    /// is owed before the stop either way: a request that cannot be paid at once (the
+    /// deal's budget, a call in flight, nothing new verified) is left for it. Default on.
+    pub pay_early: bool,
 }
 
 impl Default for DealConfig {
@@ -81,6 +89,7 @@ impl Default for DealConfig {
             cancel_delivery: Duration::from_secs(600),
             max_unseal_wait: Duration::from_secs(3 * 3600),
             progress_write_bytes: 16 << 20,
+            pay_early: true,
         }
     }
 }
@@ -195,6 +204,8 @@ enum Conn {
 enum Call {
     Channel,
     Voucher(TokenAmount),
+    /// A voucher for an early request (sent only if the deal is still `Ongoing`).
+    EarlyVoucher(TokenAmount),
     Funds,
 }
 
@@ -210,6 +221,9 @@ pub struct ClientDeal {
     asked_on_stream: bool,
     /// The last voucher was re-sent on the current stream.
     resent: bool,
+    /// A voucher was sent early on the current stream (for an early request): a request
+    /// that arrives may predate it, so asking for more than is due is not a violation.
+    paid_early: bool,
     /// The cancel (or failure) was written on the current stream; its answer is awaited.
     cancel_sent: bool,
     /// A cancelled deal the provider had already completed: its last blocks are taken.
@@ -262,6 +276,7 @@ impl ClientDeal {
             conn: Conn::Down,
             asked_on_stream: false,
             resent: false,
+            paid_early: false,
             cancel_sent: false,
             completing: false,
             cancelled_at: None,
@@ -395,6 +410,7 @@ impl ClientDeal {
         self.conn = Conn::Up;
         self.asked_on_stream = false;
         self.resent = false;
+        self.paid_early = false;
         self.cancel_sent = false;
         self.heard_at = now;
         let mut proposal = self.snapshot.state.proposal.clone();
@@ -634,11 +650,19 @@ impl ClientDeal {
     /// The result of [`ClientAction::CreateVoucher`]. The voucher is recorded (persisted)
     /// before it is sent.
     pub fn handle_voucher(&mut self, now: Instant, result: Result<SignedVoucher, NodeError>) {
-        let Some(Call::Voucher(total)) = self.call.take() else {
-            return;
+        let (total, early) = match self.call.take() {
+            Some(Call::Voucher(total)) => (total, false),
+            Some(Call::EarlyVoucher(total)) => (total, true),
+            _ => return,
         };
         if self.ending() {
             // Not sent: the deal is ending.
+            return self.drive(now);
+        }
+        if early && (self.status() != S::Ongoing || result.is_err()) {
+            // Not sent: a request came meanwhile (the provider stopped, or the last block
+            // came) and is paid the usual way, for all that is verified by then; a voucher
+            // that could not be made is left for the stop, where the budget is checked.
             return self.drive(now);
         }
         match result {
@@ -662,7 +686,11 @@ impl ClientDeal {
                 };
                 if self.apply(now, ClientEvent::PaymentSent { voucher, total }) {
                     self.progress_at = now;
-                    self.asked_on_stream = false;
+                    if early {
+                        self.paid_early = true;
+                    } else {
+                        self.asked_on_stream = false;
+                    }
                     self.send(Outbound::Payment(payment));
                 }
             }

@@ -715,6 +715,9 @@ fn build() -> ClientTable {
         R::new(K::PaymentSent, of([S::FundsNeeded]), Dest::To(S::Ongoing))
             .action(record_payment)
             .doc("FundsSpent = total; LastVoucher; recorded before it is sent"),
+        R::new(K::PaymentSent, of([S::Ongoing]), Dest::Stay)
+            .action(record_payment)
+            .doc("an early request paid while blocks come"),
         R::new(
             K::PaymentSent,
             of([S::FundsNeededLastPayment]),

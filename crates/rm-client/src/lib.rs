@@ -25,10 +25,12 @@
 //! stream is re-established a bounded number of times in a row, and the provider is told
 //! how far the deal got (`Resume` in the proposal; `docs/protocol.md`).
 //!
-//! Payments follow `docs/payments.md`: when the provider stops at a payment point the
-//! client pays `verified bytes × price + unseal price` as one cumulative voucher on its
-//! lane, never for an unverified byte, never beyond the deal's budget and never more than
-//! the provider may ask ([`logic::decide_payment`]). A channel that cannot cover a
+//! Payments follow `docs/payments.md`: when the provider stops for payment the client pays
+//! `verified bytes × price + unseal price` as one cumulative voucher on its lane, never
+//! for an unverified byte, never beyond the deal's budget and never more than the provider
+//! may ask ([`logic::decide_payment`]). A provider's early request (an `Ongoing` response
+//! naming an amount) is paid the same way at once, while blocks keep coming
+//! ([`DealConfig::pay_early`]), so the provider need not stop. A channel that cannot cover a
 //! voucher moves the deal to `InsufficientFunds` until [`Client::add_more_funds`];
 //! [`Client::cancel_deal`] ends it as `Cancelled` on both sides.
 //!

@@ -8,9 +8,14 @@
 //!
 //! - Carry out actions in order; a [`ProviderAction::Persist`] is on disk before any later
 //!   action (a deal is recorded `Completed` before `Completed` is written to the client).
-//!   The one exception: a [`ProviderAction::ReadBlocks`] may start before the
-//!   [`ProviderAction::Send`] queued ahead of it is written (reading has no effect the
-//!   client or the journal sees), so the disk read overlaps the write.
+//!   The exceptions: a [`ProviderAction::ReadBlocks`] or [`ProviderAction::SaveVoucher`]
+//!   may start before the [`ProviderAction::Send`] queued ahead of it is written (neither
+//!   has an effect the client or the journal sees; what a saved voucher changes is
+//!   persisted by a later action, which waits for the write), so the disk read and the
+//!   voucher check overlap the write.
+//! - A voucher is saved beside the other request in flight: while blocks go out, a
+//!   [`ProviderAction::SaveVoucher`] may be outstanding together with a
+//!   [`ProviderAction::ReadBlocks`].
 //! - Answer each request (`Locate`, `Decide`, `Unseal`, `ReadBlocks`, `CountBytes`,
 //!   `SaveVoucher`) exactly once with its `handle_*` method.
 //! - Read the client's next message only while [`ProviderDeal::wants_message`] is true;
@@ -42,10 +47,14 @@ enum Pending {
     Unseal,
     Read(u64),
     Count(rm_types::Resume),
-    Save {
-        lane: PaymentLane,
-        amount: TokenAmount,
-    },
+}
+
+/// A voucher being saved: its lane and amount. Saving runs beside the request in
+/// flight, so that blocks keep being read while a voucher paid early is checked.
+#[derive(Debug, Clone, PartialEq)]
+struct Saving {
+    lane: PaymentLane,
+    amount: TokenAmount,
 }
 
 /// The sans-IO core of one provider deal (see the [module docs](self)).
@@ -66,6 +75,11 @@ pub struct ProviderDeal {
     /// When the client is next told that the unseal goes on.
     unsealing_at: Option<Instant>,
     pending: Option<Pending>,
+    /// The voucher being saved, if any (at most one at a time).
+    saving: Option<Saving>,
+    /// Whether payment was asked for early in the current interval (an `Ongoing`
+    /// response naming an amount); cleared by the next payment.
+    asked_early: bool,
     /// A resume waiting for the request in flight to finish.
     resume: Option<rm_types::Resume>,
     /// A payment that arrived before it was asked for.
@@ -129,6 +143,8 @@ impl ProviderDeal {
             next_send_at: None,
             unsealing_at: None,
             pending: None,
+            saving: None,
+            asked_early: false,
             resume: None,
             early_payment: None,
             actions: VecDeque::new(),
@@ -333,11 +349,18 @@ impl ProviderDeal {
                 self.apply(now, ProviderEvent::Completed);
                 response.status = DealStatus::Completed;
             }
-        } else if params.next_payment_point(&funds).is_some_and(|p| sent >= p) {
+        } else if params
+            .credit_limit(&funds)
+            .is_some_and(|limit| sent >= limit)
+        {
             self.apply(now, ProviderEvent::PaymentRequested);
             self.asked_at = Some(now);
             response.status = DealStatus::FundsNeeded;
             response.payment_owed = params.outstanding_balance(&funds, sent, false);
+        } else if self.early_point(&params, &funds).is_some_and(|p| sent >= p) {
+            // Half the interval is out: ask for everything sent so far, and go on.
+            self.asked_early = true;
+            response.payment_owed = params.outstanding_balance(&funds, sent, true);
         }
         self.send(response);
         if let Some(rate) = self.config.max_bytes_per_second.filter(|r| *r > 0) {
@@ -386,7 +409,7 @@ impl ProviderDeal {
     /// The result of [`ProviderAction::SaveVoucher`]: the amount newly received (zero
     /// for a voucher already saved).
     pub fn handle_voucher_saved(&mut self, now: Instant, result: Result<TokenAmount, NodeError>) {
-        let Some(Pending::Save { lane, amount }) = self.pending.take() else {
+        let Some(Saving { lane, amount }) = self.saving.take() else {
             return;
         };
         let delta = match result {
@@ -428,9 +451,27 @@ impl ProviderDeal {
         let mut after = state.clone();
         after.funds_received = &after.funds_received + &received;
         let finishing = state.status == S::FundsNeededLastPayment;
-        let owed = self.owed(&after, finishing);
         let status = state.status;
-        if owed.is_positive() {
+        self.asked_early = false;
+        let covered = match status {
+            // Paid while blocks go out (asked early): counted, and they go on.
+            S::Ongoing => true,
+            // Going on needs room under the credit limit the new funds give.
+            S::FundsNeeded => {
+                let params = &after.proposal.params;
+                params
+                    .credit_limit(&after.funds_received)
+                    .is_none_or(|limit| after.bytes_sent < limit)
+            }
+            _ => !self.owed(&after, finishing).is_positive(),
+        };
+        if covered {
+            if status != S::Ongoing {
+                self.asked_at = None;
+            }
+            self.apply(now, ProviderEvent::PaymentReceived { received, lane });
+        } else {
+            let owed = self.owed(&after, finishing);
             if self.apply(
                 now,
                 ProviderEvent::PartialPaymentReceived { received, lane },
@@ -439,9 +480,6 @@ impl ProviderDeal {
                 r.payment_owed = owed;
                 self.send(r);
             }
-        } else {
-            self.asked_at = None;
-            self.apply(now, ProviderEvent::PaymentReceived { received, lane });
         }
         self.drive(now);
     }
@@ -497,6 +535,7 @@ impl ProviderDeal {
         self.attached = true;
         self.detached_at = None;
         self.early_payment = None;
+        self.asked_early = false;
         self.resume = Some(claim);
         self.drive(now);
         Ok(())
@@ -572,6 +611,7 @@ impl ProviderDeal {
         self.attached = false;
         self.detached_at = Some(now);
         self.early_payment = None;
+        self.asked_early = false;
         self.resume = None;
         self.actions.retain(|a| {
             !matches!(
@@ -705,6 +745,7 @@ impl ProviderDeal {
 
     fn fail(&mut self, now: Instant, error: DealError) {
         self.pending = None;
+        self.saving = None;
         self.apply(now, ProviderEvent::Failed(error));
         self.drive(now);
     }
@@ -779,12 +820,15 @@ impl ProviderDeal {
         self.drive(now);
     }
 
-    /// Takes the payment that arrived, if the deal is waiting for one.
+    /// Takes the payment that arrived, if the deal is waiting for one or sending blocks
+    /// (a payment asked for early, or one the client makes for what it verified), and no
+    /// other voucher is being saved.
     fn take_payment(&mut self, now: Instant) {
         if !matches!(
             self.status(),
-            S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal
-        ) {
+            S::Ongoing | S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal
+        ) || self.saving.is_some()
+        {
             return;
         }
         let Some(payment) = self.early_payment.take() else {
@@ -821,8 +865,10 @@ impl ProviderDeal {
                 DealError::payment("vouchers with merges are not accepted"),
             );
         }
-        let expected = self.owed(state, state.status == S::FundsNeededLastPayment);
-        self.pending = Some(Pending::Save {
+        // While blocks go out, what every byte sent is worth.
+        let finishing = matches!(state.status, S::Ongoing | S::FundsNeededLastPayment);
+        let expected = self.owed(state, finishing);
+        self.saving = Some(Saving {
             lane: lane.clone(),
             amount: voucher.amount.clone(),
         });
@@ -848,6 +894,17 @@ impl ProviderDeal {
                 self.actions.push_back(ProviderAction::Finished(outcome));
                 self.finished = true;
                 return;
+            }
+            // A payment is saved beside whatever else is in flight.
+            if self.early_payment.is_some()
+                && self.saving.is_none()
+                && matches!(
+                    self.status(),
+                    S::Ongoing | S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal
+                )
+            {
+                self.take_payment(now);
+                continue;
             }
             if self.pending.is_some() {
                 return;
@@ -907,9 +964,8 @@ impl ProviderDeal {
                         }
                     }
                 }
-                S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal => {
-                    self.take_payment(now);
-                }
+                // Payments are taken above, as they arrive.
+                S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal => {}
                 S::Finalizing => {
                     if self.apply(now, ProviderEvent::Completed) {
                         self.send(self.response(DealStatus::Completed));
@@ -941,11 +997,25 @@ impl ProviderDeal {
         }
     }
 
-    /// Sends the next blocks, or stops for payment at a payment point.
+    /// Where payment is asked for early in the current interval, unless it was already or
+    /// a voucher is on its way: halfway through an interval of at least
+    /// [`DealConfig::ask_early_from`] bytes.
+    fn early_point(&self, params: &rm_types::Params, funds: &TokenAmount) -> Option<u64> {
+        if self.asked_early || self.saving.is_some() || self.early_payment.is_some() {
+            return None;
+        }
+        let least = self.config.ask_early_from?;
+        let limit = params.credit_limit(funds)?;
+        let paid = params.bytes_paid_for(funds);
+        let interval = limit.saturating_sub(paid);
+        (interval >= least).then(|| paid.saturating_add(interval / 2))
+    }
+
+    /// Sends the next blocks, or stops for payment when the credit is used up.
     fn read_next(&mut self, now: Instant) {
         let state = &self.snapshot.state;
         let params = &state.proposal.params;
-        let point = params.next_payment_point(&state.funds_received);
+        let point = params.credit_limit(&state.funds_received);
         if point.is_some_and(|p| state.bytes_sent >= p) {
             // A resumed deal can owe money before anything else is sent.
             let owed = params.outstanding_balance(&state.funds_received, state.bytes_sent, false);
@@ -958,7 +1028,15 @@ impl ProviderDeal {
             return;
         }
         let from = state.blocks_sent;
-        let stop_after = point.map(|p| p - state.bytes_sent);
+        // The read ends at the credit limit, and at the early request's point when it is
+        // still ahead (the request goes with the block that reaches it).
+        let early = self
+            .early_point(params, &state.funds_received)
+            .filter(|p| *p > state.bytes_sent);
+        let stop_after = match (point, early) {
+            (Some(p), Some(e)) => Some(p.min(e) - state.bytes_sent),
+            (p, _) => p.map(|p| p - state.bytes_sent),
+        };
         self.pending = Some(Pending::Read(from));
         self.actions.push_back(ProviderAction::ReadBlocks {
             from,

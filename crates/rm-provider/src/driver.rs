@@ -93,9 +93,10 @@ impl<N: RetrievalProviderNode> Driver<N> {
         let mut reader: Option<Reader> = None;
         let mut work: FuturesUnordered<BoxFuture<'static, Done>> = FuturesUnordered::new();
         // A response is written after the actions that follow it are started, when those
-        // are only the read of the next blocks (and notices): the disk read and its hash
-        // checks run while this response goes out. Any other action waits for the write,
-        // so the order the core gave is kept for everything the client or journal sees.
+        // are only the read of the next blocks, a voucher's save (and notices): the disk
+        // read and its hash checks, and the voucher's check, run while this response goes
+        // out. Any other action waits for the write, so the order the core gave is kept for
+        // everything the client or journal sees.
         let mut unsent: Option<DealResponse> = None;
         // The in-flight room of the blocks last read, given back once they are written.
         let mut held: Option<OwnedSemaphorePermit> = None;
@@ -103,7 +104,9 @@ impl<N: RetrievalProviderNode> Driver<N> {
             while let Some(action) = self.deal.poll_action() {
                 if !matches!(
                     action,
-                    ProviderAction::ReadBlocks { .. } | ProviderAction::Publish { .. }
+                    ProviderAction::ReadBlocks { .. }
+                        | ProviderAction::SaveVoucher { .. }
+                        | ProviderAction::Publish { .. }
                 ) && let Some(response) = unsent.take()
                 {
                     self.write(&response).await;
@@ -186,7 +189,15 @@ impl<N: RetrievalProviderNode> Driver<N> {
                         channel,
                         voucher,
                         expected,
-                    } => work.push(self.save(channel, *voucher, expected)),
+                    } => {
+                        // Started at once, like a read: it overlaps the write before it.
+                        let save = tokio::spawn(self.save(channel, *voucher, expected));
+                        work.push(Box::pin(async move {
+                            save.await.unwrap_or_else(|e| {
+                                Done::Saved(Err(NodeError::Backend(e.to_string().into())))
+                            })
+                        }));
+                    }
                     ProviderAction::Send(response) => unsent = Some(response),
                     ProviderAction::Close => {
                         if let Some(mut s) = self.stream.take() {

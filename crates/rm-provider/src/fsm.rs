@@ -449,7 +449,7 @@ fn build() -> ProviderTable {
             of([S::Unsealed, S::Ongoing]),
             Dest::To(S::FundsNeeded),
         )
-        .doc("payment point reached: sent ≥ NextInterval(funds)"),
+        .doc("credit used up: sent ≥ credit_limit(funds)"),
         R::new(
             K::BlocksCompleted,
             of([S::Unsealed, S::Ongoing]),
@@ -468,6 +468,9 @@ fn build() -> ProviderTable {
         )
         .action(record_payment)
         .doc("FundsReceived += received"),
+        R::new(K::PaymentReceived, of([S::Ongoing]), Dest::Stay)
+            .action(record_payment)
+            .doc("paid while blocks go out (asked early): FundsReceived += received"),
         R::new(
             K::PaymentReceived,
             of([S::FundsNeededLastPayment]),

@@ -15,7 +15,7 @@
 //! piece unsealed, blocks read, a client message, a voucher saved, the stream lost, a
 //! client back on a new stream, a timer — are method calls; its outputs are
 //! [`ProviderAction`]s: persist this event, unseal, read the next blocks up to the
-//! payment point, save this voucher, send this response. Its record and transitions are
+//! credit limit, save this voucher, send this response. Its record and transitions are
 //! data ([`fsm::table`], rendered in `docs/state-machines/provider.md`).
 //!
 //! [`Provider::start`] makes the provider the network's receiver. Queries are answered by
@@ -26,10 +26,12 @@
 //! A deal is accepted after the ask checks (go-fil-markets `CheckDealParams`) and the
 //! custom decider ([`Provider::set_decider`]); it writes `Accepted` (or
 //! `FundsNeededUnseal` when an unseal price is due first), unseals the payload and sends
-//! blocks, several per response, up to the next payment point
-//! (`Params::next_payment_point`; the math is in `docs/payments.md`). That response says
+//! blocks, several per response, up to its credit limit, one interval past what it was
+//! paid for (`Params::credit_limit`; the math is in `docs/payments.md`). That response says
 //! `FundsNeeded` and what is owed; the provider saves the client's voucher (only its new
-//! delta counts) and goes on, or answers a partial payment with the remainder. After the
+//! delta counts) and goes on, or answers a partial payment with the remainder. In long
+//! intervals ([`DealConfig::ask_early_from`]) it asks halfway, on an `Ongoing` response,
+//! and keeps sending: a client that pays at once is never stopped. After the
 //! last block the whole balance is due (`FundsNeededLastPayment`); the deal is recorded
 //! `Completed` before `Completed` is written.
 //!

@@ -103,6 +103,29 @@ impl Params {
         Some(self.next_interval(self.bytes_paid_for(funds_received)))
     }
 
+    /// The length of the payment interval that byte position `x` lies in:
+    /// `next_interval(x) − interval_lower_bound(x)` (`PI`, then `PI + INC`, …).
+    pub fn interval_at(&self, x: u64) -> u64 {
+        self.next_interval(x)
+            .saturating_sub(self.interval_lower_bound(x))
+    }
+
+    /// How far the provider may send before it must stop for payment: one interval past
+    /// the bytes paid for, the interval the paid-for position lies in
+    /// (`p + interval_at(p)` for `p = bytes_paid_for(funds)`). On a boundary this is
+    /// [`Params::next_payment_point`] (go-fil-markets HEAD's `NextInterval`); a payment
+    /// that ends past one — the client pays for every byte it verified, and a payment asked
+    /// for early arrives mid-interval — moves the limit with it, so the provider never has
+    /// more than one interval unpaid, and never stops while that much is not yet used.
+    /// `None` for a zero-price deal, which never stops.
+    pub fn credit_limit(&self, funds_received: &TokenAmount) -> Option<u64> {
+        if self.price_per_byte.is_zero() {
+            return None;
+        }
+        let paid = self.bytes_paid_for(funds_received);
+        Some(paid.saturating_add(self.interval_at(paid)))
+    }
+
     /// What the provider may insist on before it continues (go-fil-markets HEAD
     /// `OutstandingBalance`): the unseal price first; then, for `sent` bytes, payment up to
     /// the last crossed boundary — or for every sent byte once the transfer is finishing.
@@ -236,6 +259,43 @@ mod tests {
         assert_eq!(
             vouchers(&p, &[958, 1024]),
             vec![TokenAmount::from_atto(1_982_000u64)]
+        );
+    }
+
+    #[test]
+    fn the_credit_limit_is_one_interval_past_what_is_paid_for() {
+        let p = params(1000, 10_000, 1_000);
+        let paid = |bytes: u64| TokenAmount::from_atto(bytes * 1000);
+        // On a boundary: the next boundary (HEAD's NextInterval).
+        assert_eq!(p.credit_limit(&TokenAmount::zero()), Some(10_000));
+        assert_eq!(p.credit_limit(&paid(10_000)), Some(21_000));
+        assert_eq!(p.credit_limit(&paid(21_000)), Some(33_000));
+        // Past one: the interval it lies in, from where the payment ends.
+        assert_eq!(p.interval_at(10_174), 11_000);
+        assert_eq!(p.credit_limit(&paid(10_174)), Some(21_174));
+        assert_eq!(p.credit_limit(&paid(5_000)), Some(15_000));
+        assert_eq!(p.credit_limit(&paid(15_500)), Some(26_500));
+        // Never below the next payment point, never past one interval unpaid.
+        for bytes in (0..40_000).step_by(97) {
+            let funds = paid(bytes);
+            let limit = p.credit_limit(&funds).unwrap();
+            assert!(limit >= p.next_payment_point(&funds).unwrap());
+            assert_eq!(limit - bytes, p.interval_at(bytes));
+        }
+        // Free deals have none; an unpaid unseal price leaves the first interval.
+        assert_eq!(params(0, 10_000, 1_000).credit_limit(&paid(5)), None);
+        let mut unseal = params(1, 1000, 100);
+        unseal.unseal_price = TokenAmount::from_atto(200u64);
+        assert_eq!(unseal.credit_limit(&TokenAmount::zero()), Some(1000));
+        assert_eq!(
+            unseal.credit_limit(&TokenAmount::from_atto(700u64)),
+            Some(1500)
+        );
+        // Huge positions saturate instead of overflowing.
+        let tiny = params(1, 1, 0);
+        assert_eq!(
+            tiny.credit_limit(&TokenAmount::from_atto(u64::MAX)),
+            Some(u64::MAX)
         );
     }
 

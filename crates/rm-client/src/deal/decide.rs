@@ -160,6 +160,11 @@ impl ClientDeal {
             | DealStatus::Unsealed => {
                 if status == S::WaitForAcceptance {
                     self.apply(now, ClientEvent::Accepted(TokenAmount::zero()));
+                } else if response.status == DealStatus::Ongoing
+                    && owed.is_positive()
+                    && status == S::Ongoing
+                {
+                    self.pay_early();
                 }
             }
             DealStatus::FundsNeededUnseal if status == S::WaitForAcceptance => {
@@ -184,6 +189,11 @@ impl ClientDeal {
                             "provider asked for the last payment before sending every block",
                         ),
                     );
+                }
+                if !last && response.status == DealStatus::FundsNeeded && self.request_is_paid() {
+                    // Made before an early voucher on this stream arrived, which moves the
+                    // provider's credit past what it sent: the blocks go on without more.
+                    return;
                 }
                 self.asked_on_stream = true;
                 let event = if all {
@@ -378,14 +388,26 @@ impl ClientDeal {
     /// Answers the provider's payment request.
     pub(super) fn pay(&mut self, now: Instant) {
         let state = &self.snapshot.state;
-        let owed = state.payment_requested.clone();
+        let mut owed = state.payment_requested.clone();
         let Some(info) = state.payment_info.clone() else {
             return self.fail(
                 now,
                 DealError::protocol("payment requested for a deal without a payment channel"),
             );
         };
-        match decide_payment(state, &owed, self.resent) {
+        let mut resent = self.resent;
+        if self.paid_early {
+            // The request may have been made before an early voucher arrived: it is paid
+            // with what the verified bytes are worth, or the last voucher again when
+            // nothing more is due, and never more.
+            let due = state
+                .proposal
+                .params
+                .client_owes(state.bytes_received, &state.funds_spent);
+            owed = owed.min(due);
+            resent = false;
+        }
+        match decide_payment(state, &owed, resent) {
             Payment::Pay(total) => {
                 self.call = Some(Call::Voucher(total.clone()));
                 self.actions.push_back(ClientAction::CreateVoucher {
@@ -415,6 +437,43 @@ impl ClientDeal {
                 self.apply(now, ClientEvent::VoucherShortfall(short));
             }
         }
+    }
+
+    /// Whether the vouchers already sent on this stream, once the provider has them, leave
+    /// it room to send more than the client has received: a stop request then crossed an
+    /// early voucher on the way and needs no answer. The provider decides the same way
+    /// with the same numbers (`Params::credit_limit` of the cumulative amount).
+    fn request_is_paid(&self) -> bool {
+        let state = &self.snapshot.state;
+        self.paid_early
+            && state
+                .proposal
+                .params
+                .credit_limit(&state.funds_spent)
+                .is_some_and(|limit| state.bytes_received < limit)
+    }
+
+    /// Answers an early request (an `Ongoing` response naming an amount) with a voucher for
+    /// every verified byte, unless it cannot be paid at once: then the provider asks again
+    /// when it stops, and the usual checks apply there.
+    pub(super) fn pay_early(&mut self) {
+        let state = &self.snapshot.state;
+        if !self.config.pay_early || self.call.is_some() || state.all_blocks_received {
+            return;
+        }
+        let Some(info) = &state.payment_info else {
+            return;
+        };
+        let total = state.proposal.params.amount_for_bytes(state.bytes_received);
+        if total > state.total_funds || total <= state.funds_spent {
+            return;
+        }
+        self.call = Some(Call::EarlyVoucher(total.clone()));
+        self.actions.push_back(ClientAction::CreateVoucher {
+            channel: info.pay_ch.clone(),
+            lane: info.lane,
+            amount: total,
+        });
     }
 
     /// Failing or cancelling: tell the provider on the stream, or on a new one when the

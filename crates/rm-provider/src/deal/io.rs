@@ -42,6 +42,17 @@ pub struct DealConfig {
     /// smaller. What the client paid is never forgotten: payments are written when they
     /// arrive. Zero writes every response's progress. Default 16 MiB.
     pub progress_write_bytes: u64,
+    /// Payment intervals of at least this many bytes are asked for early: when half of
+    /// the interval is sent unpaid, the response carries the amount owed for everything
+    /// sent (status `Ongoing`, `PaymentOwed` set) and blocks keep going, so the client's
+    /// voucher travels while the rest of the interval does and the provider stops only if
+    /// it has not arrived when the interval is used up. A client that does not pay early
+    /// (an rm client older than early requests, or one with `pay_early` off in its
+    /// `rm_client::DealConfig`) is asked again at the stop, as always. Never more than one interval is sent unpaid either way
+    /// ([`Params::credit_limit`](rm_types::Params::credit_limit)). `None` never asks
+    /// early. Default 2 MiB: go-fil-markets' default first interval (1 MiB) and smaller
+    /// ones stop as go-fil-markets' providers do.
+    pub ask_early_from: Option<u64>,
 }
 
 impl Default for DealConfig {
@@ -55,6 +66,7 @@ impl Default for DealConfig {
             max_resumes: 32,
             unsealing_interval: Duration::from_secs(10),
             progress_write_bytes: 16 << 20,
+            ask_early_from: Some(2 << 20),
         }
     }
 }

@@ -389,3 +389,48 @@ fn progress_is_written_with_payments_not_with_every_response() {
     assert_eq!(small, large, "a free deal's writes grow with its size");
     assert!(large_every[0] >= large[0] + 40 && large_every[1] >= large[1] + 40);
 }
+
+/// A provider that asks for payment early, halfway through each interval, never stops for
+/// a client that pays such requests at once: the voucher arrives while the rest of the
+/// interval goes out. A client that waits for the stop is stopped at every interval, as
+/// when the provider never asks early. Either way the provider never has more than one
+/// interval unpaid (an invariant checked after every step).
+#[test]
+fn early_payment_requests_keep_blocks_flowing() {
+    // 400 KB in 1 KiB blocks, 8 KiB responses, paid every 64 KiB; the provider sends
+    // 2 MiB/s, so half an interval takes 16 ms and a voucher 0.2–2 ms.
+    let terms = Terms {
+        interval: 64 << 10,
+        ..write_terms(1, 400_000)
+    };
+    let run = |pay_early: bool, ask_early_from: Option<u64>| {
+        let o = Sim::new(3, &terms, Faults::default())
+            .configure(
+                |c| c.pay_early = pay_early,
+                |p| {
+                    p.ask_early_from = ask_early_from;
+                    p.max_bytes_per_second = Some(2 << 20);
+                },
+            )
+            .run(MAX_STEPS)
+            .unwrap();
+        assert_eq!(o.client, Outcome::Completed, "{}", o.client_message);
+        assert_eq!(o.provider, Outcome::Completed);
+        o
+    };
+    let early = run(true, Some(0));
+    let waits = run(false, Some(0));
+    let never = run(true, None);
+    println!(
+        "stops for payment: paid early {}, client waits {}, never asked early {}",
+        early.stops, waits.stops, never.stops
+    );
+    assert_eq!(early.stops, 0);
+    // 400,000 bytes (and the DAG's inner nodes) / 65,536: a stop every interval.
+    assert!(never.stops >= 6, "{} stops", never.stops);
+    assert_eq!(waits.stops, never.stops);
+    // Default: go-fil-markets' 1 MiB first interval is not asked early, 2 MiB ones are.
+    let default = rm_provider::DealConfig::default().ask_early_from;
+    assert_eq!(default, Some(2 << 20));
+    assert!(rm_client::DealConfig::default().pay_early);
+}

@@ -205,6 +205,8 @@ pub(crate) struct Outcomes {
     pub(crate) injected: Injected,
     /// Snapshots the client and the provider wrote (their `Persist` actions).
     pub(crate) writes: [u64; 2],
+    /// Times the provider stopped for payment before the last block (`FundsNeeded`).
+    pub(crate) stops: u64,
 }
 
 pub(crate) struct Sim {
@@ -252,6 +254,8 @@ pub(crate) struct Sim {
     provider_outcome: Option<Outcome>,
     /// Snapshots the client and the provider wrote.
     writes: [u64; 2],
+    /// `FundsNeeded` responses the provider sent.
+    stops: u64,
 }
 
 fn ready<T>(f: impl Future<Output = T>) -> T {
@@ -338,6 +342,11 @@ impl Sim {
         client_config.progress_write_bytes = progress_write_bytes;
         let mut provider_config = provider_config();
         provider_config.progress_write_bytes = progress_write_bytes;
+        // Payment asked for early in every interval, in long ones, or never; and a client
+        // that pays such requests at once, or one that waits for the stop (as rm clients
+        // before early requests did).
+        provider_config.ask_early_from = [None, Some(0), Some(20_000)][(seed / 3 % 3) as usize];
+        client_config.pay_early = !(seed / 9).is_multiple_of(3);
         let client = ClientDeal::new(id, state.clone(), base, client_config.clone());
         Sim {
             rng,
@@ -378,6 +387,7 @@ impl Sim {
             client_outcome: None,
             provider_outcome: None,
             writes: [0; 2],
+            stops: 0,
         }
     }
 
@@ -736,6 +746,7 @@ impl Sim {
             steps,
             injected: self.injected.clone(),
             writes: self.writes,
+            stops: self.stops,
         })
     }
 }

@@ -36,10 +36,10 @@ impl Sim {
             .or(self.provider_disk.as_ref().map(|d| &d.state))
         {
             // Credit: never more than what is paid for plus one interval (the block that
-            // crosses the payment point included).
-            if !p.price_per_byte.is_zero() {
+            // crosses the credit limit included).
+            if let Some(limit) = p.credit_limit(&state.funds_received) {
                 let paid = p.bytes_paid_for(&state.funds_received);
-                let allowed = p.next_interval(paid).saturating_add(self.max_block);
+                let allowed = limit.saturating_add(self.max_block);
                 if state.bytes_sent > allowed {
                     return Err(format!(
                         "provider sent {} bytes with {paid} paid for (limit {allowed})",

@@ -84,7 +84,12 @@ impl Sim {
                     );
                     self.work(Work::Saved(r));
                 }
-                ProviderAction::Send(response) => self.send_response(response),
+                ProviderAction::Send(response) => {
+                    if response.status == rm_types::DealStatus::FundsNeeded {
+                        self.stops += 1;
+                    }
+                    self.send_response(response)
+                }
                 ProviderAction::Close | ProviderAction::Reset => {
                     self.send_to_client(ToClient::End);
                     if let Some(id) = self.provider_stream.take()
