@@ -386,25 +386,32 @@ async fn a_voucher_from_the_wrong_signer_pays_nothing() {
     w.honest_completes(honest).await;
 }
 
-/// A voucher for less than is owed is credited, and buys nothing more: the provider asks
-/// for the rest, sends no block, and ends the deal at its payment deadline.
+/// A voucher for less than is owed is credited, and buys what one interval of credit past
+/// it allows and no more: the provider goes on to `credit_limit` of the new funds, asks for
+/// the rest, sends no block after that, and ends the deal at its payment deadline. Unpaid
+/// the whole time: at most one interval plus the block that crosses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lower_voucher_buys_no_more_blocks() {
+async fn a_lower_voucher_buys_one_interval_past_it_and_no_more() {
     let w = world().await;
     let honest = w.start_honest().await;
     let evil = w.attacker("evil").await;
     let mut stream = evil.propose(DealId(1)).await;
     let mut got = Received::default();
     read_until(&mut stream, DealStatus::FundsNeeded, &mut got).await;
-    let owed = got.last().payment_owed.clone();
-    assert!(owed.is_positive());
+    assert!(got.last().payment_owed.is_positive());
+    assert_eq!(got.bytes, FIRST_INTERVAL);
+    // 5,087 bytes paid for: the credit reaches one 10,000-byte interval past them.
     let half = FIRST_INTERVAL * PRICE / 2;
     within(stream.write_payment(&evil.payment(DealId(1), evil.voucher(0, 1, half))))
         .await
         .unwrap();
-    let answer = next_without_blocks(&mut stream).await;
-    assert_eq!(answer.status, DealStatus::FundsNeeded);
-    assert_eq!(answer.payment_owed, &owed - &atto(half));
+    let limit = params().credit_limit(&atto(half)).unwrap();
+    assert_eq!(limit, 15_087);
+    read_until(&mut stream, DealStatus::FundsNeeded, &mut got).await;
+    // Five more 1,024-byte leaves reach it; the rest up to the 10,000-byte boundary is owed.
+    assert_eq!(got.bytes, FIRST_INTERVAL + 5 * 1024);
+    assert_eq!(got.last().payment_owed, atto(10_000 * PRICE - half));
+    assert!(got.bytes - half / PRICE <= 10_000 + 1024);
     // Then silence: the payment deadline ends it.
     let state = w.provider_final(evil.peer(), DealId(1)).await;
     assert_eq!(state.status(), ProviderStatus::Errored);
@@ -414,7 +421,7 @@ async fn a_lower_voucher_buys_no_more_blocks() {
         state.message()
     );
     assert_eq!(state.funds_received, atto(half));
-    assert_eq!(state.bytes_sent, FIRST_INTERVAL);
+    assert_eq!(state.bytes_sent, got.bytes);
     w.honest_completes(honest).await;
 }
 
