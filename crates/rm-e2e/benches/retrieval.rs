@@ -15,7 +15,9 @@
 //!   (its peak RSS from /proc), and the peak RSS of a client process retrieving 256 MiB.
 //!
 //! `cargo bench --workspace --bench retrieval -- --noplot` (release). Set
-//! `RM_BENCH_SKIP_PROCESSES=1` to run only the criterion part.
+//! `RM_BENCH_SKIP_PROCESSES=1` to run only the criterion part, and `RM_BENCH_NO_EARLY=1`
+//! for a provider that never asks for payment early (by default it does in intervals of
+//! 2 MiB and more: `rm_provider::DealConfig::ask_early_from`).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -60,7 +62,13 @@ async fn serve(dir: &Path, file: &Path, preset: Preset, ask: Ask) -> Served {
     // Straight into the blockstore: these figures are for the transfer, not the unseal
     // (rm-unseal's `pieces` bench measures that).
     let root = node.import_blocks(file, preset).unwrap();
-    let provider = node.provider(rm_provider::Config::default()).await.unwrap();
+    let mut config = rm_provider::Config::default();
+    // `RM_BENCH_NO_EARLY=1`: the provider never asks for payment early (A/B of
+    // `DealConfig::ask_early_from`).
+    if std::env::var_os("RM_BENCH_NO_EARLY").is_some() {
+        config.deal.ask_early_from = None;
+    }
+    let provider = node.provider(config).await.unwrap();
     provider.set_ask(ask).unwrap();
     provider.start();
     let addrs = node.addrs().await.unwrap();

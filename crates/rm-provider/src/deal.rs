@@ -353,7 +353,10 @@ impl ProviderDeal {
         } else if params
             .credit_limit(&funds)
             .is_some_and(|limit| sent >= limit)
+            && !self.voucher_on_hand()
         {
+            // (With a voucher being saved, these blocks go out as they are and the saved
+            // voucher decides: on, or a request then.)
             self.apply(now, ProviderEvent::PaymentRequested);
             self.asked_at = Some(now);
             response.status = DealStatus::FundsNeeded;
@@ -867,6 +870,10 @@ impl ProviderDeal {
         let params = &state.proposal.params;
         let point = params.credit_limit(&state.funds_received);
         if point.is_some_and(|p| state.bytes_sent >= p) {
+            if self.voucher_on_hand() {
+                // The voucher being saved may move the limit: its result drives the deal.
+                return;
+            }
             // A resumed deal can owe money before anything else is sent.
             let owed = params.outstanding_balance(&state.funds_received, state.bytes_sent, false);
             if self.apply(now, ProviderEvent::PaymentRequested) {

@@ -223,20 +223,11 @@ impl<N: RetrievalProviderNode> Driver<N> {
                 continue;
             }
             let deadline = self.deal.poll_timeout();
+            // Biased, the client's message first: a payment is read as soon as the
+            // response being written is out, not after however many more reads win a
+            // random pick (each read leads to another response written).
             tokio::select! {
-                Some(done) = work.next(), if !work.is_empty() => {
-                    let now = Instant::now();
-                    match done {
-                        Done::Unsealed(r) => self.deal.handle_unsealed(now, r),
-                        Done::Read(r, result, permit) => {
-                            reader = r;
-                            held = permit;
-                            self.deal.handle_read(now, result);
-                        }
-                        Done::Counted(r) => self.deal.handle_counted(now, r),
-                        Done::Saved(r) => self.deal.handle_voucher_saved(now, r),
-                    }
-                }
+                biased;
                 message = read(&mut self.stream), if self.deal.wants_message() => {
                     let now = Instant::now();
                     match message {
@@ -251,6 +242,19 @@ impl<N: RetrievalProviderNode> Driver<N> {
                             self.stream = None;
                             self.deal.handle_stream_lost(now);
                         }
+                    }
+                }
+                Some(done) = work.next(), if !work.is_empty() => {
+                    let now = Instant::now();
+                    match done {
+                        Done::Unsealed(r) => self.deal.handle_unsealed(now, r),
+                        Done::Read(r, result, permit) => {
+                            reader = r;
+                            held = permit;
+                            self.deal.handle_read(now, result);
+                        }
+                        Done::Counted(r) => self.deal.handle_counted(now, r),
+                        Done::Saved(r) => self.deal.handle_voucher_saved(now, r),
                     }
                 }
                 () = sleep_until(deadline) => self.deal.handle_timeout(Instant::now()),

@@ -147,6 +147,12 @@ impl ProviderDeal {
         });
     }
 
+    /// Whether a voucher from the client is being saved or waits to be: at the credit
+    /// limit the provider then waits for it instead of asking for money it may bring.
+    pub(super) fn voucher_on_hand(&self) -> bool {
+        self.saving.is_some() || self.early_payment.is_some()
+    }
+
     /// Where payment is asked for early in the current interval, unless it was already or
     /// a voucher is on its way: halfway through an interval of at least
     /// [`DealConfig::ask_early_from`] bytes.
@@ -155,7 +161,7 @@ impl ProviderDeal {
         params: &rm_types::Params,
         funds: &TokenAmount,
     ) -> Option<u64> {
-        if self.asked_early || self.saving.is_some() || self.early_payment.is_some() {
+        if self.asked_early || self.voucher_on_hand() {
             return None;
         }
         let least = self.config.ask_early_from?;
