@@ -427,8 +427,8 @@ async fn a_lower_voucher_buys_one_interval_past_it_and_no_more() {
 
 /// The same voucher again and again: each copy is worth nothing new and gets no answer
 /// (the request already out stands; a second one would only race an honest client's next
-/// voucher); nothing is sent, and the payment deadline (counted from the first request, not
-/// reset by copies) ends the deal.
+/// voucher); nothing is sent, and the deal ends at the payment deadline (counted from the
+/// first request, not reset by copies) or after 16 copies in a row, whichever comes first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_voucher_again_and_again_buys_nothing() {
     let w = world().await;
@@ -470,6 +470,12 @@ async fn the_same_voucher_again_and_again_buys_nothing() {
     assert!(copies >= 5, "{copies} copies written");
     let state = w.provider_final(evil.peer(), DealId(1)).await;
     assert_eq!(state.status(), ProviderStatus::Errored);
+    // 20 copies: the 17th in a row ends it, before the 3 s payment deadline.
+    assert!(
+        state.message().contains("paid nothing new"),
+        "{}",
+        state.message()
+    );
     assert_eq!(state.funds_received, atto(FIRST_INTERVAL * PRICE));
     assert_eq!(state.bytes_sent, ALL_BYTES);
     w.honest_completes(honest).await;

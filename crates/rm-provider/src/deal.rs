@@ -81,6 +81,8 @@ pub struct ProviderDeal {
     /// Whether payment was asked for early in the current interval (an `Ongoing`
     /// response naming an amount); cleared by the next payment.
     asked_early: bool,
+    /// Vouchers in a row that paid nothing new (bounded: see `deal/payments.rs`).
+    vouchers_for_nothing: u32,
     /// A resume waiting for the request in flight to finish.
     resume: Option<rm_types::Resume>,
     /// A payment that arrived before it was asked for.
@@ -146,6 +148,7 @@ impl ProviderDeal {
             pending: None,
             saving: None,
             asked_early: false,
+            vouchers_for_nothing: 0,
             resume: None,
             early_payment: None,
             actions: VecDeque::new(),
@@ -763,13 +766,7 @@ impl ProviderDeal {
                 return;
             }
             // A payment is saved beside whatever else is in flight.
-            if self.early_payment.is_some()
-                && self.saving.is_none()
-                && matches!(
-                    self.status(),
-                    S::Ongoing | S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal
-                )
-            {
+            if self.early_payment.is_some() && self.takes_payment() {
                 self.take_payment(now);
                 continue;
             }

@@ -9,6 +9,11 @@ use rm_types::{DealError, NodeError, TokenAmount};
 use super::{ProviderAction, ProviderDeal, Saving};
 use crate::fsm::{PaymentLane, ProviderEvent, ProviderStatus as S};
 
+/// Vouchers in a row that pay nothing new before the deal fails: an honest client sends its
+/// last voucher again at most once per request it cannot add to, and each voucher costs
+/// the provider a signature check and a ledger read.
+const MAX_VOUCHERS_FOR_NOTHING: u32 = 16;
+
 impl ProviderDeal {
     /// The result of [`ProviderAction::SaveVoucher`]: the amount newly received (zero
     /// for a voucher already saved).
@@ -50,8 +55,19 @@ impl ProviderDeal {
             // request already out stands. Asking again would only race the client's next
             // voucher, and a client that already paid takes a second request as a
             // provider asking for what it has.
+            self.vouchers_for_nothing += 1;
+            if self.vouchers_for_nothing > MAX_VOUCHERS_FOR_NOTHING {
+                return self.fail(
+                    now,
+                    DealError::protocol(format!(
+                        "{} vouchers in a row paid nothing new",
+                        self.vouchers_for_nothing
+                    )),
+                );
+            }
             return self.drive(now);
         }
+        self.vouchers_for_nothing = 0;
         let mut after = state.clone();
         after.funds_received = &after.funds_received + &received;
         let finishing = state.status == S::FundsNeededLastPayment;
@@ -92,11 +108,7 @@ impl ProviderDeal {
     /// (a payment asked for early, or one the client makes for what it verified), and no
     /// other voucher is being saved.
     pub(super) fn take_payment(&mut self, now: Instant) {
-        if !matches!(
-            self.status(),
-            S::Ongoing | S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal
-        ) || self.saving.is_some()
-        {
+        if !self.takes_payment() {
             return;
         }
         let Some(payment) = self.early_payment.take() else {
@@ -145,6 +157,16 @@ impl ProviderDeal {
             voucher: Box::new(voucher),
             expected,
         });
+    }
+
+    /// Whether a payment that arrived is taken now: the deal sends blocks or waits for
+    /// money, and no other voucher is being saved.
+    pub(super) fn takes_payment(&self) -> bool {
+        self.saving.is_none()
+            && matches!(
+                self.status(),
+                S::Ongoing | S::FundsNeeded | S::FundsNeededLastPayment | S::FundsNeededUnseal
+            )
     }
 
     /// Whether a voucher from the client is being saved or waits to be: at the credit
